@@ -1,0 +1,79 @@
+"""The run config: every field a training run reads, with its default.
+
+Configs under `experiments/configs/` start from `default_config()` and change what they need; the
+command line overrides any field (`--config.model.d_model=256`). `validate()` checks the whole config
+against the devices before anything is compiled and raises `ConfigError` with one line naming the field.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from models.config import ConfigError, ModelConfig
+
+SCHEDULES = ("cosine", "wsd", "constant")
+COOLDOWN_SHAPES = ("linear", "1-sqrt")
+
+# Logical axis -> mesh axes. One table: switching FSDP to tensor parallelism is an edit here.
+# 'batch' is the activations' leading axis; the others name weight dimensions (see models/).
+DEFAULT_RULES = (
+    ("batch", ("data", "fsdp")),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("head_dim", None),
+    ("norm", None),
+    ("layers", None),
+)
+
+
+def default_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    c.model = ml_collections.ConfigDict(ModelConfig().to_dict())
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dataset = "stdlib"  # the embedded corpus, or "tfds:<name>[/<config>]" e.g. "tfds:lm1b"
+    c.data.text_key = "text"  # feature holding the text in a TFDS dataset
+    c.data.data_dir = ""  # "" -> $SCALING_DATA_DIR or ~/.cache/scaling/tfds
+    c.data.train_split = "train"
+    c.data.eval_split = "validation"
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 100
+    c.train.global_batch = 8  # sequences per optimiser step, summed over accumulation micro-steps
+    c.train.grad_accum = 1
+    c.train.lr = 3e-3  # peak learning rate
+    c.train.schedule = "cosine"
+    c.train.warmup_steps = 10
+    c.train.final_lr_frac = 0.1  # cosine ends at this fraction of peak (Chinchilla: 10x decay)
+    c.train.cooldown_frac = 0.2  # wsd: fraction of steps spent cooling down
+    c.train.cooldown_shape = "1-sqrt"
+    c.train.weight_decay = 0.1
+    c.train.b1 = 0.9
+    c.train.b2 = 0.95
+    c.train.eps = 1e-8
+    c.train.clip_norm = 1.0  # global-norm clipping; 0 disables
+    c.train.z_loss = 0.0  # coefficient of log(Z)^2 (PaLM); 0 disables
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every_steps = 50  # 0: only at the end
+    c.eval.tokens = 16384  # fixed number of validation tokens per evaluation
+    c.eval.batch = 8
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every_steps = 50
+    c.checkpoint.keep = 2
+    c.checkpoint.async_save = True
+
+    c.log = ml_collections.ConfigDict()
+    c.log.every_steps = 10
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.shape = (-1, 1, 1)  # (data, fsdp, tensor); one entry may be -1: it takes the rest
+    c.mesh.rules = DEFAULT_RULES
+    return c
+
+
+__all__ = ["ConfigError", "default_config", "SCHEDULES", "COOLDOWN_SHAPES", "DEFAULT_RULES"]
