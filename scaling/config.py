@@ -6,6 +6,8 @@ against the devices before anything is compiled and raises `ConfigError` with on
 """
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
 
 from models.config import ConfigError, ModelConfig
@@ -31,7 +33,8 @@ def default_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
 
-    c.model = ml_collections.ConfigDict(ModelConfig().to_dict())
+    # Raw defaults (head_dim=0, d_ff=0 mean 'derive'), so overriding d_model re-derives them.
+    c.model = ml_collections.ConfigDict({f.name: f.default for f in dataclasses.fields(ModelConfig)})
 
     c.data = ml_collections.ConfigDict()
     c.data.dataset = "stdlib"  # the embedded corpus, or "tfds:<name>[/<config>]" e.g. "tfds:lm1b"
