@@ -54,6 +54,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.train.cooldown_frac = 0.2  # wsd: fraction of steps spent cooling down
     c.train.cooldown_shape = "1-sqrt"
     c.train.weight_decay = 0.1
+    c.train.wd_exclude = ("norm",)  # logical axis names whose weights get no weight decay
     c.train.b1 = 0.9
     c.train.b2 = 0.95
     c.train.eps = 1e-8

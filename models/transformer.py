@@ -1,0 +1,149 @@
+"""A decoder-only transformer in flax.nnx: pre-norm RMSNorm, rotary embeddings, causal attention
+through `jax.nn.dot_product_attention` (the fused kernel on GPUs), SwiGLU or GELU MLP, no biases.
+
+Every weight carries `logical_axes` metadata (names like 'embed', 'heads', 'mlp', 'vocab'); the
+training core maps those names to mesh axes with one rules table, so this file knows nothing of
+meshes. Shape letters are defined in `models/config.py`.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from models.config import ModelConfig
+
+LAYERS = "layers"  # logical name of the stacked-layer axis when layers are scanned
+
+
+def _param(rngs: nnx.Rngs, shape, axes, std: float) -> nnx.Param:
+    value = std * jax.random.normal(rngs.params(), shape, jnp.float32)
+    return nnx.Param(value, logical_axes=axes)
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, cfg: ModelConfig):
+        self.eps = cfg.norm_eps
+        self.scale = nnx.Param(jnp.ones((cfg.d_model,), jnp.float32), logical_axes=("norm",))
+
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        # Normalise in float32 even under bf16 compute: the mean of squares loses precision in bf16.
+        x32 = x_BxLxD.astype(jnp.float32)
+        inv_rms = jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (x32 * inv_rms * self.scale[...]).astype(x_BxLxD.dtype)
+
+
+def rotary(x_BxLxHxK: jax.Array, theta: float) -> jax.Array:
+    """Rotary position embedding (Su et al. 2021), rotating pairs (i, i + K/2)."""
+    L, K = x_BxLxHxK.shape[1], x_BxLxHxK.shape[3]
+    freq_K2 = theta ** (-jnp.arange(0, K // 2, dtype=jnp.float32) * 2 / K)
+    angle_LxK2 = jnp.arange(L, dtype=jnp.float32)[:, None] * freq_K2[None, :]
+    sin = jnp.sin(angle_LxK2)[None, :, None, :]
+    cos = jnp.cos(angle_LxK2)[None, :, None, :]
+    x1, x2 = jnp.split(x_BxLxHxK.astype(jnp.float32), 2, axis=-1)
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x_BxLxHxK.dtype)
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        D, H, K = cfg.d_model, cfg.n_heads, cfg.head_dim
+        qkv_axes = ("embed", "heads", "head_dim")
+        self.wq = _param(rngs, (D, H, K), qkv_axes, cfg.init_std)
+        self.wk = _param(rngs, (D, H, K), qkv_axes, cfg.init_std)
+        self.wv = _param(rngs, (D, H, K), qkv_axes, cfg.init_std)
+        # Residual-branch outputs scaled by 1/sqrt(2·n_layer) as in GPT-2 (Radford et al. 2019).
+        self.wo = _param(rngs, (H, K, D), ("heads", "head_dim", "embed"),
+                         cfg.init_std / (2 * cfg.n_layer) ** 0.5)
+
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        dtype = x_BxLxD.dtype
+        q_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wq[...].astype(dtype))
+        k_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wk[...].astype(dtype))
+        v_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wv[...].astype(dtype))
+        q_BxLxHxK = rotary(q_BxLxHxK, self.cfg.rope_theta)
+        k_BxLxHxK = rotary(k_BxLxHxK, self.cfg.rope_theta)
+        # XLA picks the implementation: cuDNN flash attention on GPUs, plain softmax elsewhere.
+        o_BxLxHxK = jax.nn.dot_product_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True)
+        return jnp.einsum("blhk,hkd->bld", o_BxLxHxK, self.wo[...].astype(dtype))
+
+
+class Mlp(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        D, F = cfg.d_model, cfg.d_ff
+        self.swiglu = cfg.mlp == "swiglu"
+        if self.swiglu:
+            self.w_gate = _param(rngs, (D, F), ("embed", "mlp"), cfg.init_std)
+        self.w_up = _param(rngs, (D, F), ("embed", "mlp"), cfg.init_std)
+        self.w_down = _param(rngs, (F, D), ("mlp", "embed"), cfg.init_std / (2 * cfg.n_layer) ** 0.5)
+
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        dtype = x_BxLxD.dtype
+        up_BxLxF = x_BxLxD @ self.w_up[...].astype(dtype)
+        if self.swiglu:  # Shazeer 2020
+            h_BxLxF = jax.nn.silu(x_BxLxD @ self.w_gate[...].astype(dtype)) * up_BxLxF
+        else:
+            h_BxLxF = jax.nn.gelu(up_BxLxF)
+        return h_BxLxF @ self.w_down[...].astype(dtype)
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.attn_norm = RMSNorm(cfg)
+        self.attn = Attention(cfg, rngs)
+        self.mlp_norm = RMSNorm(cfg)
+        self.mlp = Mlp(cfg, rngs)
+
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        x_BxLxD = x_BxLxD + self.attn(self.attn_norm(x_BxLxD))
+        return x_BxLxD + self.mlp(self.mlp_norm(x_BxLxD))
+
+
+def _block_forward(block: Block, x_BxLxD: jax.Array) -> jax.Array:
+    return block(x_BxLxD)
+
+
+class Transformer(nnx.Module):
+    """tokens [B, L] int32 -> logits [B, L, V] float32."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        V, D = cfg.vocab_size, cfg.d_model
+        self.embed = _param(rngs, (V, D), ("vocab", "embed"), cfg.init_std)
+        if cfg.scan_layers:
+            # One Block whose weights are stacked along a leading 'layers' axis: the compiler sees
+            # one layer, so compile time stays flat in depth.
+            @nnx.split_rngs(splits=cfg.n_layer)
+            @nnx.vmap(in_axes=0, out_axes=0,
+                      transform_metadata={nnx.PARTITION_NAME: LAYERS, "logical_axes": LAYERS})
+            def make_blocks(rngs: nnx.Rngs) -> Block:
+                return Block(cfg, rngs)
+
+            self.blocks = make_blocks(rngs)
+        else:
+            self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layer)])
+        self.final_norm = RMSNorm(cfg)
+        if not cfg.tie_embeddings:
+            self.unembed = _param(rngs, (D, V), ("embed", "vocab"), cfg.init_std)
+
+    def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        dtype = jnp.dtype(cfg.dtype)
+        x_BxLxD = jnp.take(self.embed[...], tokens_BxL, axis=0).astype(dtype)
+        forward = nnx.remat(_block_forward) if cfg.remat else _block_forward
+        if cfg.scan_layers:
+            @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry,
+                      transform_metadata={nnx.PARTITION_NAME: LAYERS, "logical_axes": LAYERS})
+            def run_layers(block: Block, x_BxLxD: jax.Array) -> jax.Array:
+                return forward(block, x_BxLxD)
+
+            x_BxLxD = run_layers(self.blocks, x_BxLxD)
+        else:
+            for block in self.blocks:
+                x_BxLxD = forward(block, x_BxLxD)
+        x_BxLxD = self.final_norm(x_BxLxD)
+        unembed_DxV = self.embed[...].T if cfg.tie_embeddings else self.unembed[...]
+        # Logits in float32: the softmax over V loses too much in bf16.
+        return jnp.einsum("bld,dv->blv", x_BxLxD, unembed_DxV.astype(dtype),
+                          preferred_element_type=jnp.float32)

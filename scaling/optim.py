@@ -1,0 +1,63 @@
+"""AdamW with global-norm clipping, and the learning-rate schedules of scaling studies.
+
+Step t (0-based) applies the update with `schedule(t)`; the last update is t = steps - 1, where a
+cosine schedule reaches exactly `final_lr_frac · peak` (Hoffmann et al. 2022 §3.1: the cosine cycle
+matches the run's length, a 10x decay) and WSD reaches 0 (Hägele et al. 2024).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+
+def schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
+    peak, steps, warmup = float(train.lr), int(train.steps), int(train.warmup_steps)
+    last = max(steps - 1, 1)
+
+    def warm(t):
+        # (t + 1) / warmup: the first update is not wasted at lr 0.
+        return peak * jnp.minimum(1.0, (t + 1.0) / max(warmup, 1))
+
+    if train.schedule == "constant":
+        return lambda t: warm(t) if warmup else jnp.full_like(t, peak, dtype=jnp.float32)
+    if train.schedule == "cosine":
+        floor = float(train.final_lr_frac) * peak
+
+        def cosine(t):
+            progress = jnp.clip((t - warmup) / max(last - warmup, 1), 0.0, 1.0)
+            decayed = floor + (peak - floor) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+            return jnp.where(t < warmup, warm(t), decayed)
+
+        return cosine
+    if train.schedule == "wsd":
+        cooldown = max(int(round(float(train.cooldown_frac) * steps)), 1)
+        start = steps - cooldown  # first cooldown step; the last step (steps-1) reaches 0
+
+        def wsd(t):
+            progress = jnp.clip((t - start + 1.0) / cooldown, 0.0, 1.0)
+            if train.cooldown_shape == "linear":
+                factor = 1.0 - progress
+            else:  # "1-sqrt", the better shape in Hägele et al. 2024 Fig. 4
+                factor = 1.0 - jnp.sqrt(progress)
+            return jnp.where(t < warmup, warm(t), peak * factor)
+
+        return wsd
+    raise ValueError(f"train.schedule={train.schedule!r} is not one of cosine, wsd, constant")
+
+
+def decay_mask(axes_tree: dict, exclude: tuple[str, ...]) -> dict:
+    """True where weight decay applies: weights with no excluded logical axis (norm scales by default)."""
+    return jax.tree.map(lambda names: not any(n in exclude for n in names), axes_tree,
+                        is_leaf=lambda x: isinstance(x, tuple))
+
+
+def optimizer(train: ml_collections.ConfigDict, axes_tree: dict) -> optax.GradientTransformation:
+    parts = []
+    if train.clip_norm > 0:
+        parts.append(optax.clip_by_global_norm(train.clip_norm))
+    parts.append(optax.adamw(schedule(train), b1=train.b1, b2=train.b2, eps=train.eps,
+                             weight_decay=train.weight_decay,
+                             mask=decay_mask(axes_tree, tuple(train.wd_exclude))))
+    return optax.chain(*parts)
