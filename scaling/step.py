@@ -102,7 +102,7 @@ def build(config: ml_collections.ConfigDict, model_cfg: ModelConfig, mesh: Mesh)
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         new_state = {"step": state["step"] + 1, "params": optax.apply_updates(params, updates),
                      "opt_state": opt_state}
-        metrics = {"train_loss": nll_sum / n_tokens, "grad_norm": optax.global_norm(grads),
+        metrics = {"train_loss": nll_sum / n_tokens, "grad_norm": optax.tree.norm(grads),
                    "lr": schedule(state["step"])}
         return new_state, metrics
 
