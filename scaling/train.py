@@ -61,14 +61,18 @@ def _peak_flops(dtype: str) -> float | None:
 
 def evaluate(comp: step_lib.Compiled, state, data, eval_batches) -> dict:
     nll = count = 0.0
-    for local in eval_batches:
+    for local in map(_arrays, eval_batches):
         rows = local["inputs"].shape[0] * jax.process_count()
         batch = step_lib.global_batch(local, comp.eval_batch_sharding, rows)
         n, w = comp.eval_step(state["params"], batch)
         nll, count = nll + n, count + w
     nll, count = float(nll), float(count)
     loss = nll / count
-    return {"eval_loss": loss, "eval_bits_per_byte": nll / math.log(2) / data.eval_bytes}
+    return {"eval_loss": loss, "eval_bits_per_byte": data.bits_per_byte(loss)}
+
+
+def _arrays(batch: data_lib.Batch) -> dict[str, np.ndarray]:
+    return {"inputs": batch.inputs, "targets": batch.targets, "weights": batch.weights}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
@@ -114,7 +118,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
         eval_batches = data.eval_batches(jax.process_index(), jax.process_count())
 
         def local_batch(i):
-            return data.train_batch(i, jax.process_index(), jax.process_count()).as_dict()
+            return _arrays(data.train_batch(i, jax.process_index(), jax.process_count()))
 
         batch = step_lib.global_batch(local_batch(start), comp.batch_sharding,
                                       config.train.global_batch, config.train.grad_accum)
