@@ -1,0 +1,54 @@
+"""Atomic file writes: a reader sees the old file or the new one, never a torn one.
+
+A process killed mid-write (SIGKILL, node loss) must not leave a half-written run.json or
+metrics.jsonl behind, since grids and the analysis read them to decide what is done. The recipe:
+write a temp file in the same directory (same filesystem, so the rename is atomic), flush and fsync
+it, `os.replace` it over the target, then fsync the directory so the rename itself is durable.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+from typing import Any
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # Never leave a stray temp file next to the target, whatever went wrong.
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    # allow_nan=False: NaN/Infinity are not JSON; a diverged loss must be stored as null by the caller
+    # rather than produce a file that strict readers (jq, JS) reject.
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Make a rename/creation inside `directory` durable (POSIX needs the directory itself synced)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # some filesystems/platforms do not allow opening directories; nothing more to do
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
