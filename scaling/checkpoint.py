@@ -3,8 +3,9 @@
 A thin layer over orbax that adds what resuming a scaling run needs:
 
 * Complete or ignored: orbax writes each step into `<step>.orbax-checkpoint-tmp` and renames it
-  when the save is finished, so a save killed half-way is never listed; stale tmp dirs are removed
-  when a `Checkpointer` opens the directory.
+  when the save is finished, so a save killed half-way is never listed. `restore()` (the owner of
+  the directory resuming) removes such leftovers; opening a directory does not, because a branch
+  run may open its trunk's directory while the trunk is still writing into it.
 * Verified: orbax reads a flipped bit back silently (measured: a byte flipped inside an OCDBT data
   file restores without error and with wrong values). Each checkpoint therefore carries a
   fingerprint of every leaf (two position-weighted 32-bit sums of the raw bits, computed on the
@@ -23,6 +24,8 @@ import dataclasses
 import logging
 import os
 import pathlib
+import re
+import shutil
 import time
 import warnings
 from typing import Any
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 STATE_ITEM = "state"
 FINGERPRINT_ITEM = "fingerprint"
 CORRUPT_SUBDIR = "corrupt"
+_TMP_STEP_DIR = re.compile(r"\d+\.orbax-checkpoint-tmp.*")
 
 
 class CheckpointCorruptError(RuntimeError):
@@ -51,14 +55,19 @@ class CheckpointOptions:
     async_save: bool = True
 
     def __post_init__(self):
-        if not isinstance(self.every_steps, int) or self.every_steps < 1:
-            raise ValueError(f"checkpoint.every_steps must be an integer >= 1, got {self.every_steps!r}")
+        if not isinstance(self.every_steps, int) or self.every_steps < 0:
+            raise ValueError(
+                f"checkpoint.every_steps must be an integer >= 0 (0: only forced saves), got {self.every_steps!r}"
+            )
         if not isinstance(self.keep, int) or self.keep < 1:
             raise ValueError(f"checkpoint.keep must be an integer >= 1, got {self.keep!r}")
 
 
 class Checkpointer:
-    """Saves on an interval (or when forced), keeps the newest `keep`, restores verified and sharded."""
+    """Saves on an interval (or when forced), keeps the newest `keep`, restores verified and sharded.
+
+    `every_steps=0` saves only when forced (end of run, SIGTERM).
+    """
 
     def __init__(self, directory: str | os.PathLike, *, every_steps: int, keep: int, async_save: bool = True):
         self.options = CheckpointOptions(every_steps=every_steps, keep=keep, async_save=async_save)
@@ -66,9 +75,10 @@ class Checkpointer:
         # Preemption policy: on multi-host jobs jax's preemption notice makes every host save the
         # same step, which a per-process SIGTERM handler cannot guarantee.
         policies = ocp.checkpoint_managers
-        policy = policies.AnySavePolicy(
-            [policies.FixedIntervalPolicy(every_steps), policies.PreemptionCheckpointingPolicy()]
-        )
+        chosen = [policies.PreemptionCheckpointingPolicy()]
+        if every_steps:
+            chosen.append(policies.FixedIntervalPolicy(every_steps))
+        policy = policies.AnySavePolicy(chosen)
         self._manager = ocp.CheckpointManager(
             self.directory,
             item_names=(STATE_ITEM, FINGERPRINT_ITEM),
@@ -76,7 +86,7 @@ class Checkpointer:
                 save_decision_policy=policy,
                 max_to_keep=keep,
                 enable_async_checkpointing=async_save,
-                cleanup_tmp_directories=True,
+                cleanup_tmp_directories=False,  # see the module docstring; done in restore()
                 create=True,
             ),
         )
@@ -138,7 +148,8 @@ class Checkpointer:
         the newest is raised and nothing is moved (a wrong `abstract_state` is not corruption).
         """
         self.wait()
-        self._manager.reload()  # another process (a killed attempt) may have written since we opened
+        self._remove_unfinished_saves()
+        self._manager.reload()  # a killed attempt may have written since we opened the directory
         steps = sorted(self._manager.all_steps(), reverse=True)
         if not steps:
             return None
@@ -200,6 +211,16 @@ class Checkpointer:
             bad = sorted(k for k in set(got) | set(expected) if got.get(k) != expected.get(k))
             raise CheckpointCorruptError(f"fingerprint mismatch in leaves {bad[:5]}")
         return state
+
+    def _remove_unfinished_saves(self) -> None:
+        """Deletes `<step>.orbax-checkpoint-tmp*` dirs left by a killed save (never listed as steps)."""
+        if jax.process_index() == 0 and self.directory.is_dir():
+            for path in self.directory.iterdir():
+                if _TMP_STEP_DIR.fullmatch(path.name) and path.is_dir():
+                    log.warning("removing unfinished checkpoint save %s", path)
+                    shutil.rmtree(path, ignore_errors=True)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("scaling.checkpoint.remove_unfinished")
 
     def _quarantine(self, steps: list[int]) -> None:
         if jax.process_index() == 0:
