@@ -111,7 +111,11 @@ def test_split_is_by_document_disjoint_and_deterministic(tmp_path, data_dir, sma
     split_paths = {}
     for name, builder in (("first", first), ("again", again.builder)):
         for split in ("train", "validation"):
-            split_paths[name, split] = {r["path"].decode() for r in read_split(builder, split)}
+            split_paths[name, split] = [r["path"].decode() for r in read_split(builder, split)]
+    # Same documents in the same order: hosts that each build their own copy see the same stream.
+    assert split_paths["first", "train"] == split_paths["again", "train"]
+    assert split_paths["first", "validation"] == split_paths["again", "validation"]
+    split_paths = {k: set(v) for k, v in split_paths.items()}
     train, val = split_paths["first", "train"], split_paths["first", "validation"]
     assert train and val and not train & val
     assert train | val == {p for p, _ in small_cfg.manifest.files}
@@ -219,11 +223,27 @@ def test_eval_set_is_fixed_and_counts_exact_tokens_and_bytes(data_dir, small_cfg
     for a, b in zip(evals, again):
         np.testing.assert_array_equal(a.targets, b.targets)
         np.testing.assert_array_equal(a.weights, b.weights)
+    seq = batches.eval_sequence_indices(pipe.eval.n_sequences, 1000, SEQ)
+    assert len(seq) == 16 and np.all(np.diff(seq) > 0)
+    assert seq[0] == 0 and seq[-1] >= pipe.eval.n_sequences * 15 // 16 - 1  # spread over the split
+    _, want, _ = pipe.eval.rows(seq)
     targets = np.concatenate([b.targets[b.weights > 0] for b in evals])
-    np.testing.assert_array_equal(targets, np.asarray(pipe.eval.tokens[1:1001]))  # the first 1000
+    np.testing.assert_array_equal(targets, want.reshape(-1)[:1000])
     assert pipe.eval_bytes == int((targets != EOD).sum()) == len(ByteTokenizer().decode(targets))
     with pytest.raises(sd.DataError, match="eval.tokens"):
         load(data_dir, small_cfg, eval_tokens=pipe.eval.n_targets + 1)
+
+
+def test_bits_per_byte_charges_eod_loss_to_the_bytes(data_dir, small_cfg, pipe):
+    # A model uniform over the 256 byte values that is certain of every EOD spends exactly 8 bits per
+    # byte; its mean loss per token is diluted by the EOD targets, which encode no bytes.
+    pipe = load(data_dir, small_cfg, eval_tokens=pipe.eval.n_targets)  # the whole split
+    evals = pipe.eval_batches()
+    is_byte = [(b.targets != EOD) & (b.weights > 0) for b in evals]
+    n_eod = sum(int(((b.targets == EOD) & (b.weights > 0)).sum()) for b in evals)
+    assert n_eod > 0  # the eval set crosses document boundaries, or this test proves nothing
+    nats = sum(int(m.sum()) for m in is_byte) * np.log(256) / pipe.eval_tokens
+    assert pipe.bits_per_byte(nats) == pytest.approx(8.0, rel=1e-12)
 
 
 # --- TFDS by name ---------------------------------------------------------------------------------

@@ -66,17 +66,24 @@ def train_batch(packed: Packed, seed: int, global_batch: int, step: int,
     return Batch(*packed.rows(sequence_indices(packed.n_sequences, seed, global_batch, step, start, stop)))
 
 
+def eval_sequence_indices(n_sequences: int, eval_tokens: int, seq_len: int) -> np.ndarray:
+    """Evenly spaced sequences over the whole split: the eval set samples every part of the split,
+    not just its first documents, yet is the same on every call (no randomness at all)."""
+    n_eval = -(-eval_tokens // seq_len)
+    return np.arange(n_eval, dtype=np.int64) * n_sequences // max(n_eval, 1)
+
+
 def eval_set(packed: Packed, eval_tokens: int, eval_batch: int) -> tuple[Batch, ...]:
-    """The first sequences of the split, in stream order, weighted to exactly `eval_tokens` targets.
+    """Sequences weighted to exactly `eval_tokens` targets, as batches of `eval_batch` rows.
 
     Always the same tokens, so eval losses are comparable across steps and runs. The last batch is
     filled with zero-weight rows to keep shapes static for the compiled eval step.
     """
-    n_seq = -(-eval_tokens // packed.seq_len)
-    n_rows = -(-n_seq // eval_batch) * eval_batch
-    idx = np.arange(n_rows)
-    inputs, targets, weights = packed.rows(np.minimum(idx, max(n_seq - 1, 0)))
-    weights[idx >= n_seq] = 0.0
+    seq = eval_sequence_indices(packed.n_sequences, eval_tokens, packed.seq_len)
+    n_rows = -(-len(seq) // eval_batch) * eval_batch
+    filler = np.full(n_rows - len(seq), seq[-1] if len(seq) else 0, np.int64)
+    inputs, targets, weights = packed.rows(np.concatenate([seq, filler]))
+    weights[len(seq):] = 0.0
     # Keep exactly eval_tokens weighted targets: trim the tail of the last real sequence.
     flat = weights.reshape(-1)
     flat[np.cumsum(flat) > eval_tokens] = 0.0
