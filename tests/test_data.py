@@ -3,13 +3,11 @@
 Built on a few-hundred-file slice of the real stdlib (StdlibConfig.create(max_files=...)) so the whole
 module runs in seconds; the full corpus is the same code with max_files=None.
 """
-import os
 import pathlib
 import platform
 import shutil
 import threading
 
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -279,9 +277,9 @@ def test_tfds_dataset_by_name_reads_prepared_array_record(tiny_dir):
     ro = tfds.builder("tiny_lines/small", data_dir=str(tiny_dir))  # from files: the class is unregistered
     assert type(ro).__name__ == "ReadOnlyBuilder"
     for split, packed in (("train", p.train), ("test", p.eval)):
-        text = b"".join(r["sentence"] + b"\n" for r in read_split(ro, split))
-        assert p.tokenizer.decode(packed.tokens) == text.replace(b"\n", b"")
-        assert int((np.asarray(packed.tokens) == EOD).sum()) == len(read_split(ro, split)) + 1
+        sentences = [r["sentence"] for r in read_split(ro, split)]
+        assert p.tokenizer.decode(packed.tokens) == b"".join(sentences)
+        assert int((np.asarray(packed.tokens) == EOD).sum()) == len(sentences) + 1
     b = p.train_batch(2, 1, 2)
     assert b.inputs.shape == (2, 16)
     with pytest.raises(sd.DataError, match="data.text_key='text'.*sentence"):
@@ -313,3 +311,19 @@ def test_empty_data_dir_means_env_then_home_cache(monkeypatch, tmp_path):
     assert source.resolve_data_dir(str(tmp_path / "x")) == (tmp_path / "x").resolve()
     monkeypatch.delenv("SCALING_DATA_DIR")
     assert source.resolve_data_dir("") == pathlib.Path("~/.cache/scaling/tfds").expanduser().resolve()
+
+
+def test_dataset_prepared_as_tfrecord_is_refused_with_the_rebuild_command(tiny_dir, tmp_path):
+    shutil.copytree(tiny_dir / "tiny_lines", tmp_path / "tiny_lines")
+    info = next((tmp_path / "tiny_lines").glob("small/*/dataset_info.json"))
+    info.write_text(info.read_text().replace('"fileFormat": "array_record"', '"fileFormat": "tfrecord"'))
+    with pytest.raises(sd.DataError, match=r"prepared as tfrecord.*--file_format=array_record"):
+        sd.load(data_config(tmp_path, "tfds:tiny_lines/small", text_key="sentence", eval_split="test"),
+                16, 0, 4, 200, 2)
+
+
+def test_unusable_data_dir_names_the_field(tmp_path, small_cfg):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(sd.DataError, match="data.data_dir"):
+        load(blocker / "tfds", small_cfg)
