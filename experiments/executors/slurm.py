@@ -1,0 +1,162 @@
+"""SLURM executor: runs become tasks of submitit job arrays; each task calls `worker.run_one`.
+
+Resources come from the plan's study section, `study["slurm"]`: partition, time_min, gpus_per_node,
+cpus_per_task, mem_gb, and `additional` (extra sbatch flags, e.g. {"account": "..."}); `workers` caps
+how many array tasks run at once (`%N` array throttle).
+
+Queued job ids are written to `<study>/slurm/jobs.json`, so a relaunched launcher neither resubmits a
+run whose job is still queued or running nor forgets one. A task that gets SIGUSR2 (submitit asks
+SLURM for it `signal_delay_s` before the time limit) or SIGTERM (scancel) passes SIGTERM on to the
+trainer, which saves a checkpoint and exits 143; the run is then "interrupted" and the launcher
+submits it again, so it resumes.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from experiments import locks
+from experiments.executors import study as st
+from experiments.executors import worker
+from experiments.spec import RunSpec
+
+LIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING",
+               "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"}
+
+
+class SlurmUnavailable(Exception):
+    pass
+
+
+def check_available() -> None:
+    missing = [b for b in ("sbatch", "squeue", "scancel") if shutil.which(b) is None]
+    if missing:
+        raise SlurmUnavailable(f"--executor=slurm: {', '.join(missing)} not found on PATH; "
+                               f"run on a SLURM login node or use --executor=local")
+    out = subprocess.run(["squeue", "-h", "-o", "%i", "-j", "0"], capture_output=True, text=True)
+    if out.returncode != 0 and "Invalid job id" not in out.stderr:
+        line = (out.stderr.strip().splitlines() or ["no answer"])[-1]
+        raise SlurmUnavailable(f"--executor=slurm: slurmctld does not answer ({line}); check SLURM_CONF / the cluster")
+
+
+def run_task(study: str, spec: dict, plan_hash: str, trainer: str, max_retries: int) -> worker.Outcome:
+    """The function each array task runs (pickled by submitit; runs on the compute node)."""
+    plan = st.load_plan(Path(study))
+    spec = RunSpec.from_dict(spec)
+    if plan.hash != plan_hash:  # the plan was replaced (--fresh) while this task sat in the queue
+        return worker.Outcome(spec.run_id, "skipped")
+    procs: list[subprocess.Popen] = []
+
+    def forward(signum, frame) -> None:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+
+    # Replace submitit's handlers: its USR2 handler raises out of proc.wait() and its SIGTERM handler
+    # ignores the signal; either way the trainer would be killed before saving a checkpoint.
+    signal.signal(signal.SIGUSR2, forward)
+    signal.signal(signal.SIGTERM, forward)
+    env = dict(os.environ)
+    ncpu = env.get("SLURM_CPUS_PER_TASK")
+    if ncpu:
+        env.update({v: ncpu for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+    owner = f"slurm job {env.get('SLURM_ARRAY_JOB_ID', env.get('SLURM_JOB_ID', '?'))}_{env.get('SLURM_ARRAY_TASK_ID', '')}"
+    return worker.run_one(Path(study), spec, plan, trainer=trainer, max_retries=max_retries, owner=owner,
+                          env=env, on_start=procs.append)
+
+
+def squeue_states(job_ids: list[str]) -> dict[str, str]:
+    """SLURM state of each job id still known to slurmctld (array tasks as '<array>_<task>')."""
+    if not job_ids:
+        return {}
+    bases = sorted({j.split("_")[0] for j in job_ids})
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(bases)], capture_output=True, text=True)
+    states = {}
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            states[parts[0]] = parts[1]
+    return states
+
+
+class SlurmExecutor:
+    name = "slurm"
+
+    def __init__(self, study: Path, plan: st.Plan, workers: int, *, trainer: str, max_retries: int):
+        import submitit  # only the SLURM path needs it
+
+        check_available()
+        self.study, self.plan, self.trainer, self.max_retries = Path(study), plan, trainer, max_retries
+        self.folder = self.study / "slurm"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        cfg = dict(plan.study.get("slurm") or {})
+        self.executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster="slurm")
+        params = dict(timeout_min=int(cfg.get("time_min", 60)), slurm_array_parallelism=workers,
+                      name=f"scaling-{self.study.name}", slurm_signal_delay_s=int(cfg.get("signal_delay_s", 120)))
+        for key, name in (("partition", "slurm_partition"), ("gpus_per_node", "gpus_per_node"),
+                          ("cpus_per_task", "cpus_per_task"), ("mem_gb", "mem_gb")):
+            if cfg.get(key) not in (None, "", 0):
+                params[name] = cfg[key]
+        if cfg.get("additional"):
+            params["slurm_additional_parameters"] = dict(cfg["additional"])
+        self.executor.update_parameters(**params)
+        self._jobs_path = self.folder / "jobs.json"
+        # run_id -> {"job_id", "attempts"}: the run's attempt count when the job was submitted, to notice
+        # jobs that ended without ever starting the trainer (broken node, env, sbatch script).
+        self._jobs: dict[str, dict] = locks.read_json(self._jobs_path) or {}
+        self._states = squeue_states([j["job_id"] for j in self._jobs.values()])
+
+    def capacity(self) -> int:
+        return 1 << 30  # SLURM queues everything; the array throttle bounds concurrency
+
+    def _live(self) -> set[str]:
+        return {r for r, j in self._jobs.items() if self._states.get(j["job_id"]) in LIVE_STATES}
+
+    def active(self) -> set[str]:
+        return self._live()
+
+    def queued(self) -> frozenset[str]:
+        return frozenset(self._live())
+
+    def submit(self, specs: list[RunSpec]) -> None:
+        if not specs:
+            return
+        with self.executor.batch():
+            jobs = [self.executor.submit(run_task, str(self.study), s.to_dict(), self.plan.hash, self.trainer,
+                                         self.max_retries) for s in specs]
+        for spec, job in zip(specs, jobs):
+            n = len(st.read_attempts(st.run_dir(self.study, spec.run_id)))
+            self._jobs[spec.run_id] = {"job_id": str(job.job_id), "attempts": n}
+            self._states[str(job.job_id)] = "PENDING"
+        locks.write_json_atomic(self._jobs_path, self._jobs)
+
+    def poll(self) -> list[worker.Outcome]:
+        before = self._live()
+        self._states = squeue_states([j["job_id"] for j in self._jobs.values()])
+        gone = sorted(before - self._live())
+        for run_id in gone:
+            self._check_started(run_id)
+        return [worker.Outcome(r, "left queue") for r in gone]
+
+    def _check_started(self, run_id: str) -> None:
+        """A job that left the queue without a new attempt and without finishing the run never reached
+        the trainer: count it as a failed attempt so a broken job cannot be resubmitted forever."""
+        rdir = st.run_dir(self.study, run_id)
+        job = self._jobs[run_id]
+        attempts = st.read_attempts(rdir)
+        if len(attempts) > job["attempts"] or locks.is_held(rdir):
+            return
+        rj = st.read_run_json(rdir)
+        if rj is not None and rj.get("status") in (st.COMPLETED, st.DIVERGED):
+            return
+        rdir.mkdir(parents=True, exist_ok=True)
+        attempts.append({"start": None, "end": None, "exit_code": None, "outcome": st.FAILED,
+                         "owner": f"slurm job {job['job_id']} ended without starting the trainer; "
+                                  f"see {self.folder / job['job_id']}"})
+        st.write_attempts(rdir, attempts)
+
+    def stop(self) -> None:
+        """Jobs keep running without the launcher; a relaunch picks them up from jobs.json."""

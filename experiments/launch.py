@@ -1,0 +1,181 @@
+"""`python -m experiments.launch --study=DIR`: train every run of `DIR/plan.json`, resumably.
+
+    python -m experiments.launch --study=studies/isoflop_cpu [--executor local|slurm] [--workers N]
+        [--max-retries K] [--fresh]
+
+Safe to kill and rerun at any moment: completed runs are skipped, interrupted ones resume from their
+checkpoints (the trainer does that itself), failed ones are retried until they have failed K+1 times,
+and a run is never trained by two processes at once (experiments.locks). WSD cooldown branches start
+once their trunk's checkpoint at the branch step exists. A plan.json that changed since the study was
+first launched is refused unless --fresh, which moves earlier runs to DIR/archive/<time>/ and starts anew.
+Exit: 0 all runs ended completed or diverged, 1 some failed, 2 bad input, 130/143 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from experiments import locks, status
+from experiments.executors import EXECUTORS, ExecutorUnavailable, make_executor, local
+from experiments.executors import study as st
+from experiments.executors.worker import DEFAULT_TRAINER
+
+RUNNABLE = (st.PENDING, st.INTERRUPTED, st.RETRY)
+
+
+class LaunchError(Exception):
+    """Bad input found before anything runs."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse prints usage too)
+        print(f"launch: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = _Parser(prog="experiments.launch", description=__doc__.splitlines()[0])
+    ap.add_argument("--study", required=True, type=Path, help="directory holding plan.json")
+    ap.add_argument("--executor", choices=EXECUTORS, help="default: the plan's study.executor, else local")
+    ap.add_argument("--workers", type=int, help="runs at once (default: the plan's study.workers, else one per GPU, else 1)")
+    ap.add_argument("--max-retries", type=int, default=status.DEFAULT_MAX_RETRIES, help="retries of a failed run")
+    ap.add_argument("--fresh", action="store_true", help="archive existing runs and start the (changed) plan anew")
+    ap.add_argument("--trainer", default=DEFAULT_TRAINER, help="python module run per run (default scaling.train)")
+    ap.add_argument("--poll-s", type=float, default=2.0, help="seconds between progress checks")
+    return ap.parse_args(argv)
+
+
+def check_writable(study: Path) -> None:
+    probe = study / f".write-probe-{os.getpid()}"
+    try:
+        (study / "runs").mkdir(exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise LaunchError(f"--study: {study} is not writable ({e.strerror}); choose a directory you can write")
+
+
+def resolve(args: argparse.Namespace, plan: st.Plan) -> tuple[str, int]:
+    name = args.executor or plan.study.get("executor") or "local"
+    if name not in EXECUTORS:
+        raise LaunchError(f"plan.json study.executor={name!r} is unknown; pass --executor {'|'.join(EXECUTORS)}")
+    workers = args.workers or plan.study.get("workers") or (len(local.visible_gpus(dict(os.environ))) or 1)
+    if workers < 1:
+        raise LaunchError(f"--workers={workers}: need at least 1")
+    if args.max_retries < 0:
+        raise LaunchError(f"--max-retries={args.max_retries}: need 0 or more")
+    return name, int(workers)
+
+
+def check_plan(study: Path, plan: st.Plan, fresh: bool) -> dict | None:
+    """The launch record to archive (under --fresh), or None; raises when the plan changed without it."""
+    launched = locks.read_json(study / "launched.json")
+    if launched is None or (launched.get("plan_hash") == plan.hash and not fresh):
+        return None
+    if not fresh:
+        raise LaunchError(f"{study}/plan.json changed since this study was launched (plan {plan.hash}, "
+                          f"launched {launched.get('plan_hash')}); pass --fresh to archive its runs and start anew")
+    busy = [r.name for r in sorted((study / "runs").glob("*")) if locks.is_held(r)]
+    if busy:
+        raise LaunchError(f"--fresh: {len(busy)} run(s) still training ({busy[0]}, ...); stop their launcher first")
+    return launched
+
+
+def archive(study: Path) -> Path:
+    dest = study / "archive" / time.strftime("%Y%m%d-%H%M%S")
+    dest.mkdir(parents=True)
+    for name in ("runs", "slurm", "launched.json", "results.csv", "curves.csv"):
+        if (study / name).exists():
+            os.replace(study / name, dest / name)
+    (study / "runs").mkdir()
+    return dest
+
+
+def record_launch(study: Path, plan: st.Plan, executor: str, workers: int, max_retries: int) -> None:
+    launched = locks.read_json(study / "launched.json") or {"plan_hash": plan.hash, "launches": []}
+    launched["max_retries"] = max_retries
+    launched["launches"].append({"time": time.time(), "host": socket.gethostname(), "pid": os.getpid(),
+                                 "executor": executor, "workers": workers})
+    locks.write_json_atomic(study / "launched.json", launched)
+
+
+class _Stop:
+    """SIGINT/SIGTERM end the loop; the executor then passes SIGTERM on to the trainers."""
+
+    def __init__(self):
+        self.signum = 0
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, self._set)
+
+    def _set(self, signum, frame) -> None:
+        self.signum = signum
+
+
+def _report(out, state: st.RunState, max_retries: int) -> None:
+    if out.outcome in ("busy", "skipped", "waiting"):
+        return
+    code = f" (exit {out.exit_code})" if out.exit_code is not None else ""
+    extra = f", retry {state.failures}/{max_retries}" if state.state == st.RETRY else ""
+    note = f": {state.reason}" if state.reason and state.state in st.TERMINAL - {st.COMPLETED} else ""
+    print(f"run {out.run_id}: {out.outcome}{code} -> {state.state}{extra}{note}", flush=True)
+
+
+def loop(study: Path, plan: st.Plan, ex, max_retries: int, poll_s: float, stop: _Stop) -> list[status.Row]:
+    tty, last_line, last_print = sys.stdout.isatty(), "", 0.0
+    while True:
+        finished = ex.poll()
+        states = {s.spec.run_id: s for s in (st.run_state(study, r, plan, max_retries, ex.queued()) for r in plan.runs)}
+        for out in finished:
+            _report(out, states[out.run_id], max_retries)
+        rows = [status.row(study, s) for s in states.values()]
+        line = status.grid_line(rows)
+        if tty or line.split(" | ETA")[0] != last_line.split(" | ETA")[0] or time.time() - last_print > 60:
+            print(("\r\033[K" if tty else "") + line, end="" if tty else "\n", flush=True)
+            last_line, last_print = line, time.time()
+        if stop.signum:
+            return rows
+        if all(s.state in st.TERMINAL for s in states.values()) and not ex.active():
+            return rows
+        active = ex.active()
+        # Largest first: the grid's makespan is bounded by its longest runs (LPT scheduling).
+        todo = sorted((s.spec for s in states.values() if s.state in RUNNABLE and s.spec.run_id not in active),
+                      key=lambda spec: -spec.flops)
+        ex.submit(todo[: ex.capacity()])
+        time.sleep(poll_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    study = args.study.resolve()
+    try:
+        plan = st.load_plan(study)
+        executor, workers = resolve(args, plan)
+        check_writable(study)
+        old = check_plan(study, plan, args.fresh)
+        ex = make_executor(executor, study, plan, workers, trainer=args.trainer, max_retries=args.max_retries)
+    except (st.StudyError, LaunchError, ExecutorUnavailable) as e:
+        print(f"launch: {e}", file=sys.stderr)
+        return 2
+    if old is not None:
+        print(f"launch: --fresh: previous runs moved to {archive(study)}", flush=True)
+    record_launch(study, plan, executor, workers, args.max_retries)
+    print(f"launch: {len(plan.runs)} runs in {study} on {executor} with {workers} worker(s)", flush=True)
+    stop = _Stop()
+    try:
+        rows = loop(study, plan, ex, args.max_retries, args.poll_s, stop)
+    finally:
+        ex.stop()
+    if stop.signum:
+        print(f"\nlaunch: stopped by {signal.Signals(stop.signum).name}; relaunch to resume", flush=True)
+        return 128 + stop.signum
+    print(("\n" if sys.stdout.isatty() else "") + "launch: " + status.grid_line(rows), flush=True)
+    return 1 if any(r.state in (st.FAILED, st.INVALID, st.BLOCKED) for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
