@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nlaunch: stopped by {signal.Signals(stop.signum).name}; relaunch to resume", flush=True)
         return 128 + stop.signum
     print(("\n" if sys.stdout.isatty() else "") + "launch: " + status.grid_line(rows), flush=True)
+    for r in rows:
+        if r.state != st.COMPLETED:
+            print(f"launch: {r.run_id} {r.state}: {r.reason}", flush=True)
     return 1 if any(r.state in (st.FAILED, st.INVALID, st.BLOCKED) for r in rows) else 0
 
 

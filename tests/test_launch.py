@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -202,3 +204,228 @@ def no_overlap(study: Path, run_id: str) -> None:
     spans = sorted((starts[p], ends.get(p, float("inf"))) for p in starts)
     for (_, end), (start, _) in zip(spans, spans[1:]):
         assert end <= start, f"{run_id}: trainers overlapped {spans}"
+
+
+# ------------------------------------------------------------------------------------------------------
+# Tests
+# ------------------------------------------------------------------------------------------------------
+
+def test_grid_runs_once_and_relaunch_skips_completed(tmp_path):
+    study = make_study(tmp_path / "s", [spec("a"), spec("b", steps=30), spec("c", steps=10)])
+    first = launch(study, "--workers=2")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert_trained_once(study, "abc")
+    assert "grid: 3/3 done" in first.stdout.splitlines()[-1]
+    again = launch(study, "--workers=2")
+    assert again.returncode == 0, again.stderr
+    assert all(len(log(study, r, "invocations.log")) == 1 for r in "abc")
+
+
+def test_sigkill_launcher_at_any_moment_then_relaunch_trains_each_run_once(tmp_path):
+    runs = [spec(f"r{i}", steps=24, every=4) for i in range(4)]
+    study = make_study(tmp_path / "s", runs)
+    ids = [r["run_id"] for r in runs]
+    moments = [  # kill right away, once trainers run, once some run completed
+        lambda: True,
+        lambda: any(log(study, r, "metrics.jsonl") for r in ids),
+        lambda: any(log(study, r, "completions.log") for r in ids),
+    ]
+    for when in moments:
+        proc = start_launch(study, "--workers=2")
+        wait_for(when, what="kill moment")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    final = launch(study, "--workers=2")
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert_trained_once(study, ids)
+    for r in ids:
+        no_overlap(study, r)
+    # The SIGKILLed launchers' trainers were interrupted (SIGTERM via PDEATHSIG) and later resumed from a
+    # checkpoint rather than restarted from step 0.
+    resumed = [x for r in ids for x in log(study, r, "invocations.log") if x["start_step"] > 0]
+    assert resumed
+
+
+def test_sigterm_launcher_interrupts_trainers_and_relaunch_resumes(tmp_path):
+    study = make_study(tmp_path / "s", [spec("a", steps=60, every=10)])
+    proc = start_launch(study)
+    wait_for(lambda: len(log(study, "a", "metrics.jsonl")) >= 12, what="training progress")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out
+    assert run_json(study, "a")["status"] == "interrupted"
+    assert launch(study).returncode == 0
+    assert_trained_once(study, "a")
+    assert log(study, "a", "invocations.log")[1]["start_step"] >= 10
+
+
+def test_two_launchers_never_train_the_same_run_at_once(tmp_path):
+    study = make_study(tmp_path / "s", [spec(f"r{i}", steps=15) for i in range(3)])
+    procs = [start_launch(study, "--workers=2") for _ in range(2)]
+    for p in procs:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0, out
+    ids = [f"r{i}" for i in range(3)]
+    assert_trained_once(study, ids)
+    for r in ids:
+        no_overlap(study, r)
+        assert len(log(study, r, "invocations.log")) == 1
+
+
+def test_changed_plan_is_refused_unless_fresh(tmp_path):
+    study = make_study(tmp_path / "s", [spec("a", steps=5)])
+    assert launch(study).returncode == 0
+    make_study(study, [spec("a", steps=8)])
+    refused = launch(study)
+    assert refused.returncode == 2
+    assert len(refused.stderr.strip().splitlines()) == 1 and "--fresh" in refused.stderr
+    assert run_json(study, "a")["steps"] == 5  # nothing ran
+    fresh = launch(study, "--fresh")
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    assert run_json(study, "a")["steps"] == 8
+    assert_trained_once(study, "a")
+    archived = list((study / "archive").glob("*/runs/a/run.json"))
+    assert len(archived) == 1 and json.loads(archived[0].read_text())["steps"] == 5
+
+
+def test_failed_runs_are_retried_up_to_the_limit(tmp_path):
+    study = make_study(tmp_path / "s", [spec("flaky", steps=5, fail_times=1), spec("broken", steps=5, fail_times=99)])
+    out = launch(study, "--max-retries=2")
+    assert out.returncode == 1, out.stdout
+    assert_trained_once(study, ["flaky"])
+    assert len(log(study, "flaky", "invocations.log")) == 2
+    assert len(log(study, "broken", "invocations.log")) == 3  # first try + 2 retries
+    assert "broken: failed (exit 1) -> failed" in out.stdout
+    assert launch(study, "--max-retries=2").returncode == 1
+    assert len(log(study, "broken", "invocations.log")) == 3  # exhausted stays exhausted
+    launch(study, "--max-retries=3")
+    assert len(log(study, "broken", "invocations.log")) == 4
+
+
+def test_diverged_and_invalid_runs_are_kept_not_retried(tmp_path):
+    study = make_study(tmp_path / "s", [spec("nan", steps=10, diverge_at=4), spec("bad", steps=5, invalid="true"),
+                                        spec("ok", steps=5)])
+    out = launch(study)
+    assert out.returncode == 1  # an invalid config is an error; a divergence is a result
+    assert [len(log(study, r, "invocations.log")) for r in ("nan", "bad")] == [1, 1]
+    assert run_json(study, "nan")["status"] == "diverged"
+    status = subprocess.run([sys.executable, "-m", "experiments.status", f"--study={study}"], cwd=REPO, env=env(),
+                            capture_output=True, text=True)
+    states = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[1:-1]}
+    assert states == {"nan": "diverged", "bad": "invalid", "ok": "completed"}
+
+
+def test_wsd_branch_waits_for_its_trunk_checkpoint(tmp_path):
+    study = make_study(tmp_path / "s", [
+        spec("trunk", steps=40, every=10, step_s=0.05),
+        spec("cool", steps=10, branch_from="trunk", branch_step=30),
+        spec("orphan", steps=10, branch_from="dead", branch_step=5),
+        spec("dead", steps=10, invalid="true")])
+    out = launch(study, "--workers=2")
+    [inv] = log(study, "cool", "invocations.log")  # started once, and only when step 30 existed
+    assert inv["init_ok"] is True
+    assert inv["t0"] > (study / "runs/trunk/checkpoints/30").stat().st_mtime
+    assert_trained_once(study, ["trunk", "cool"])
+    assert "orphan" in out.stdout and "blocked" in out.stdout
+    assert not (study / "runs/orphan/invocations.log").exists()
+
+
+def test_local_workers_are_pinned_to_disjoint_cores(tmp_path):
+    from experiments.executors.local import make_slots
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 cores to pin 2 workers apart")
+    study = make_study(tmp_path / "s", [spec(f"r{i}", steps=10) for i in range(4)])
+    assert launch(study, "--workers=2").returncode == 0
+    cpus = {tuple(log(study, f"r{i}", "invocations.log")[0]["cpus"]) for i in range(4)}
+    per = len(os.sched_getaffinity(0)) // 2
+    assert len(cpus) == 2 and all(len(c) == per for c in cpus) and not set(cpus.pop()) & set(cpus.pop())
+    assert {log(study, "r0", "invocations.log")[0]["omp"]} == {str(per)}
+    # On a GPU host each worker sees one GPU; two workers per GPU split its memory.
+    gpu_slots = make_slots(4, {}, ["0", "1"], cores=[0, 1])
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in gpu_slots] == ["0", "1", "0", "1"]
+    assert gpu_slots[0].env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.450" and gpu_slots[0].cpus is None
+
+
+def test_run_lock_is_exclusive_and_released_when_its_holder_dies(tmp_path):
+    from experiments import locks
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from experiments import locks; l = locks.RunLock(sys.argv[1]).acquire();"
+        "print('held', flush=True); time.sleep(60)"), str(run)], cwd=REPO, env=env(), stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    assert locks.is_held(run)
+    with pytest.raises(locks.LockBusy):
+        locks.RunLock(run).acquire()
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert not locks.is_held(run)
+    with locks.RunLock(run):  # the kernel dropped the crashed holder's flock; its lease is ignored here
+        assert locks.is_held(run)
+    assert not locks.is_held(run)
+
+
+def test_lease_from_another_host_binds_until_stale(tmp_path):
+    from experiments import locks
+    run = tmp_path / "run"
+    run.mkdir()
+    lease = {"host": "other-node", "pids": [1], "token": "x", "owner": "slurm job 7"}
+    locks.write_json_atomic(run / "lease.json", {**lease, "heartbeat": time.time()})
+    assert locks.is_held(run)
+    with pytest.raises(locks.LockBusy, match="slurm job 7"):
+        locks.RunLock(run).acquire()
+    locks.write_json_atomic(run / "lease.json", {**lease, "heartbeat": time.time() - 2 * locks.STALE_AFTER_S})
+    with locks.RunLock(run):
+        assert locks.read_lease(run).host != "other-node"
+
+
+def test_status_table_while_running(tmp_path):
+    study = make_study(tmp_path / "s", [spec("long", steps=200, step_s=0.03), spec("short", steps=5)])
+    proc = start_launch(study)
+    wait_for(lambda: len(log(study, "long", "metrics.jsonl")) >= 10, what="progress")
+    out = subprocess.run([sys.executable, "-m", "experiments.status", f"--study={study}"], cwd=REPO, env=env(),
+                         capture_output=True, text=True)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:7] == ["run_id", "state", "step/steps", "loss", "eval", "tokens/s", "ETA"]
+    row = next(line.split() for line in lines if line.startswith("long"))
+    step, steps = map(int, row[2].split("/"))
+    assert row[1] == "running" and steps == 200 and 10 <= step < 200
+    assert row[6] != "-" and float(row[3]) < 10.0
+    assert lines[-1].startswith("grid: ") and "1 running" in lines[-1] and "ETA" in lines[-1]
+
+
+def _launch_unprivileged(study: Path) -> subprocess.CompletedProcess:
+    """Root writes anywhere, so the launcher drops to `nobody` once its modules are loaded (the
+    interpreter lives under root's private home, which nobody cannot read)."""
+    drop = "import os, sys, experiments.launch as L; os.setgid(65534); os.setuid(65534); sys.exit(L.main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", drop, *launch_cmd(study)[3:]], cwd=REPO, env=env(),
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("case", ["no_plan", "bad_executor", "no_slurm", "unwritable"])
+def test_bad_input_is_one_line_exit_2_before_anything_runs(tmp_path, case, request):
+    study = make_study(tmp_path / "s", [spec("a", steps=5)], executor="slurm" if case == "no_slurm" else "local")
+    flags, run_env = [], env()
+    if case == "no_plan":
+        (study / "plan.json").unlink()
+    elif case == "bad_executor":
+        flags = ["--executor=k8s"]
+    elif case == "no_slurm":
+        run_env["PATH"] = str(tmp_path / "empty")
+    if case == "unwritable" and os.geteuid() == 0:
+        study = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's tmp tree is private to root
+        request.addfinalizer(lambda: shutil.rmtree(study))
+        make_study(study, [spec("a", steps=5)])
+        study.chmod(0o755)
+        out = _launch_unprivileged(study)
+    else:
+        if case == "unwritable":
+            study.chmod(0o555)
+        out = subprocess.run(launch_cmd(study, *flags), cwd=REPO, env=run_env, capture_output=True, text=True)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr, out.stderr
+    expected = {"no_plan": "plan.json", "bad_executor": "--executor", "no_slurm": "sbatch", "unwritable": "writable"}
+    assert expected[case] in out.stderr
+    assert "runs" not in out.stdout and not (study / "runs" / "a").exists()
