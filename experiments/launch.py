@@ -42,8 +42,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = _Parser(prog="experiments.launch", description=__doc__.splitlines()[0])
     ap.add_argument("--study", required=True, type=Path, help="directory holding plan.json")
     ap.add_argument("--executor", choices=EXECUTORS, help="default: the plan's study.executor, else local")
-    ap.add_argument("--workers", type=int, help="runs at once (default: the plan's study.workers, else one per GPU, else 1)")
-    ap.add_argument("--max-retries", type=int, default=status.DEFAULT_MAX_RETRIES, help="retries of a failed run")
+    ap.add_argument("--workers", type=int, help="runs at once (default: the plan's study.workers -- on SLURM "
+                                                "study.slurm.array_parallelism -- else one per GPU, else 1)")
+    ap.add_argument("--max-retries", type=int, help=f"retries of a failed run (default: the plan's study.max_retries, "
+                                                    f"else {status.DEFAULT_MAX_RETRIES})")
     ap.add_argument("--fresh", action="store_true", help="archive existing runs and start the (changed) plan anew")
     ap.add_argument("--trainer", default=DEFAULT_TRAINER, help="python module run per run (default scaling.train)")
     ap.add_argument("--poll-s", type=float, default=2.0, help="seconds between progress checks")
@@ -60,16 +62,20 @@ def check_writable(study: Path) -> None:
         raise LaunchError(f"--study: {study} is not writable ({e.strerror}); choose a directory you can write")
 
 
-def resolve(args: argparse.Namespace, plan: st.Plan) -> tuple[str, int]:
+def resolve(args: argparse.Namespace, plan: st.Plan) -> tuple[str, int, int]:
+    """(executor, workers, max_retries): the flags, else the plan's study section, else defaults."""
     name = args.executor or plan.study.get("executor") or "local"
     if name not in EXECUTORS:
         raise LaunchError(f"plan.json study.executor={name!r} is unknown; pass --executor {'|'.join(EXECUTORS)}")
-    workers = args.workers or plan.study.get("workers") or (len(local.visible_gpus(dict(os.environ))) or 1)
+    slurm_parallel = (plan.study.get("slurm") or {}).get("array_parallelism") if name == "slurm" else None
+    workers = (args.workers or slurm_parallel or plan.study.get("workers")
+               or (len(local.visible_gpus(dict(os.environ))) or 1))
     if workers < 1:
         raise LaunchError(f"--workers={workers}: need at least 1")
-    if args.max_retries < 0:
-        raise LaunchError(f"--max-retries={args.max_retries}: need 0 or more")
-    return name, int(workers)
+    retries = args.max_retries if args.max_retries is not None else plan.study.get("max_retries", status.DEFAULT_MAX_RETRIES)
+    if retries < 0:
+        raise LaunchError(f"--max-retries={retries}: need 0 or more")
+    return name, int(workers), int(retries)
 
 
 def check_plan(study: Path, plan: st.Plan, fresh: bool) -> dict | None:
@@ -154,20 +160,20 @@ def main(argv: list[str] | None = None) -> int:
     study = args.study.resolve()
     try:
         plan = st.load_plan(study)
-        executor, workers = resolve(args, plan)
+        executor, workers, retries = resolve(args, plan)
         check_writable(study)
         old = check_plan(study, plan, args.fresh)
-        ex = make_executor(executor, study, plan, workers, trainer=args.trainer, max_retries=args.max_retries)
+        ex = make_executor(executor, study, plan, workers, trainer=args.trainer, max_retries=retries)
     except (st.StudyError, LaunchError, ExecutorUnavailable) as e:
         print(f"launch: {e}", file=sys.stderr)
         return 2
     if old is not None:
         print(f"launch: --fresh: previous runs moved to {archive(study)}", flush=True)
-    record_launch(study, plan, executor, workers, args.max_retries)
+    record_launch(study, plan, executor, workers, retries)
     print(f"launch: {len(plan.runs)} runs in {study} on {executor} with {workers} worker(s)", flush=True)
     stop = _Stop()
     try:
-        rows = loop(study, plan, ex, args.max_retries, args.poll_s, stop)
+        rows = loop(study, plan, ex, retries, args.poll_s, stop)
     finally:
         ex.stop()
     if stop.signum:

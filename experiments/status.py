@@ -39,7 +39,9 @@ class Row:
 def row(study: Path, state: st.RunState) -> Row:
     spec = state.spec
     prog = st.read_progress(st.run_dir(study, spec.run_id))
-    done = 1.0 if state.state in st.TERMINAL else min(1.0, (prog.step or 0) / max(spec.steps, 1))
+    # A WSD branch starts at its trunk's checkpoint: only the steps after branch_step are its own work.
+    start = max(prog.step or 0, spec.branch_step or 0)
+    done = 1.0 if state.state in st.TERMINAL else min(1.0, start / max(spec.steps, 1))
     rate = prog.tokens_per_s if state.state == st.RUNNING and prog.tokens_per_s else None
     eta = (max(spec.tokens - (prog.tokens or 0), 0) / rate) if rate else None
     flops_per_s = rate * spec.flops / spec.tokens if rate else 0.0

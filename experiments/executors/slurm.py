@@ -1,8 +1,10 @@
 """SLURM executor: runs become tasks of submitit job arrays; each task calls `worker.run_one`.
 
-Resources come from the plan's study section, `study["slurm"]`: partition, time_min, gpus_per_node,
-cpus_per_task, mem_gb, and `additional` (extra sbatch flags, e.g. {"account": "..."}); `workers` caps
-how many array tasks run at once (`%N` array throttle).
+Resources come from the plan's study section, `study["slurm"]` (see experiments/configs/isoflop_cpu.py):
+partition ("" = the cluster's default), time_minutes, gpus_per_task, cpus_per_task, mem_gb, and
+optionally `additional` (extra sbatch flags, e.g. {"account": "..."}). One task runs one run, so
+gpus_per_task is the node's GPU request. The launcher's --workers (else slurm.array_parallelism) caps
+how many array tasks run at once (the `%N` array throttle).
 
 Queued job ids are written to `<study>/slurm/jobs.json`, so a relaunched launcher neither resubmits a
 run whose job is still queued or running nor forgets one. A task that gets SIGUSR2 (submitit asks
@@ -94,9 +96,9 @@ class SlurmExecutor:
         self.folder.mkdir(parents=True, exist_ok=True)
         cfg = dict(plan.study.get("slurm") or {})
         self.executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster="slurm")
-        params = dict(timeout_min=int(cfg.get("time_min", 60)), slurm_array_parallelism=workers,
+        params = dict(timeout_min=int(cfg.get("time_minutes", 60)), slurm_array_parallelism=workers,
                       name=f"scaling-{self.study.name}", slurm_signal_delay_s=int(cfg.get("signal_delay_s", 120)))
-        for key, name in (("partition", "slurm_partition"), ("gpus_per_node", "gpus_per_node"),
+        for key, name in (("partition", "slurm_partition"), ("gpus_per_task", "gpus_per_node"),
                           ("cpus_per_task", "cpus_per_task"), ("mem_gb", "mem_gb")):
             if cfg.get(key) not in (None, "", 0):
                 params[name] = cfg[key]

@@ -1,0 +1,119 @@
+"""`python -m experiments.collect --study=DIR`: the study's results as two CSV tables (written atomically).
+
+results.csv -- one row per planned run, in plan order; runs that diverged, failed or never ran are kept
+with their status and empty losses, never dropped:
+    run_id, budget (planned C), flop_convention, flops_<conv> for every convention the trainer counts
+    (flops_per_token[conv] * tokens: the compute the run actually spent), params, non_embedding_params,
+    tokens, tokens_per_param, steps, final_train_loss, final_eval_loss, status, wall_time_s, step_time_s,
+    tokens_per_s, global_batch, seq_len, lr, schedule, branch_from, branch_step, attempts
+curves.csv -- long format for Approach 1 (Hoffmann et al. 2022, Sec. 3.1: the envelope of all training
+curves): run_id, params, step, tokens, flops, train_loss, eval_loss, one row per logged step.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from experiments import locks
+from experiments.executors import study as st
+from experiments.status import DEFAULT_MAX_RETRIES
+from scaling.flops import CONVENTIONS
+
+CURVE_COLUMNS = ("run_id", "params", "step", "tokens", "flops", "train_loss", "eval_loss")
+
+
+def _conventions(records: list[dict | None]) -> list[str]:
+    # Every convention the trainer counts, so a run that never started still has every column.
+    seen = dict.fromkeys(CONVENTIONS)
+    for rj in records:
+        seen.update(dict.fromkeys((rj or {}).get("flops_per_token", {})))
+    return list(seen)
+
+
+def result_row(spec, rj: dict | None, state: str, attempts: int, conventions: list[str]) -> dict:
+    rj = rj or {}
+    params = rj.get("params") or {}
+    total = params.get("total", spec.params)
+    tokens = rj.get("tokens", spec.tokens)
+    per_token = rj.get("flops_per_token") or {}
+    row = {"run_id": spec.run_id, "budget": spec.budget, "flop_convention": spec.flop_convention}
+    row.update({f"flops_{c}": per_token[c] * tokens if c in per_token and tokens is not None else None
+                for c in conventions})
+    row.update(params=total, non_embedding_params=params.get("non_embedding", spec.non_embedding_params),
+               tokens=tokens, tokens_per_param=tokens / total if tokens and total else None,
+               steps=rj.get("steps", spec.steps), final_train_loss=rj.get("final_train_loss"),
+               final_eval_loss=rj.get("final_eval_loss"), status=state, wall_time_s=rj.get("wall_time_s"),
+               step_time_s=rj.get("step_time_s"), tokens_per_s=rj.get("tokens_per_s"),
+               global_batch=spec.global_batch, seq_len=spec.seq_len, lr=spec.lr, schedule=spec.schedule,
+               branch_from=spec.branch_from, branch_step=spec.branch_step, attempts=attempts)
+    return row
+
+
+def curve_rows(rdir: Path, run_id: str, params: int) -> list[dict]:
+    """The logged steps of a run; where a resumed run logged a step twice, its last record wins (it is
+    the one on the trajectory that reached the final state)."""
+    path = rdir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    by_step: dict[int, dict] = {}
+    for line in path.read_text().splitlines():
+        try:
+            m = json.loads(line)
+        except ValueError:  # a line being appended by a live trainer
+            continue
+        if "step" in m:
+            by_step[int(m["step"])] = m
+    return [{"run_id": run_id, "params": params, "step": s, "tokens": m.get("tokens"), "flops": m.get("flops"),
+             "train_loss": m.get("train_loss"), "eval_loss": m.get("eval_loss")} for s, m in sorted(by_step.items())]
+
+
+def to_csv(rows: list[dict], columns) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    w.writeheader()
+    w.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+    return buf.getvalue()
+
+
+def collect(study: Path, max_retries: int | None = None) -> tuple[Path, Path]:
+    plan = st.load_plan(study)
+    launched = locks.read_json(study / "launched.json") or {}
+    retries = max_retries if max_retries is not None else launched.get("max_retries", DEFAULT_MAX_RETRIES)
+    records = {r.run_id: st.read_run_json(st.run_dir(study, r.run_id)) for r in plan.runs}
+    conventions = _conventions(list(records.values()))
+    results, curves = [], []
+    for spec in plan.runs:
+        rdir = st.run_dir(study, spec.run_id)
+        state = st.run_state(study, spec, plan, retries).state
+        row = result_row(spec, records[spec.run_id], state, len(st.read_attempts(rdir)), conventions)
+        results.append(row)
+        curves += curve_rows(rdir, spec.run_id, row["params"])
+    columns = list(results[0]) if results else ["run_id"]
+    locks.write_atomic(study / "results.csv", to_csv(results, columns))
+    locks.write_atomic(study / "curves.csv", to_csv(curves, CURVE_COLUMNS))
+    return study / "results.csv", study / "curves.csv"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="experiments.collect", description=__doc__.splitlines()[0])
+    ap.add_argument("--study", required=True, type=Path)
+    args = ap.parse_args(argv)
+    try:
+        results, curves = collect(args.study)
+    except st.StudyError as e:
+        print(f"collect: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"collect: --study: cannot write {e.filename} ({e.strerror}); choose a writable study dir", file=sys.stderr)
+        return 2
+    n = sum(1 for _ in open(results)) - 1
+    print(f"collect: {n} runs -> {results}, {sum(1 for _ in open(curves)) - 1} curve points -> {curves}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
