@@ -1,0 +1,66 @@
+"""IsoFLOP study on the embedded stdlib corpus that trains within an hour on a 2-core CPU.
+
+    python -m experiments.plan --config=experiments/configs/isoflop_cpu.py
+    python -m experiments.launch --study=studies/isoflop_cpu
+
+`get_config()` is a complete run config (scaling.config.default_config() plus what this study changes)
+with one more section, `study`, that the trainer ignores and the planner and launcher read. Every run
+of the plan is `python -m scaling.train --config=<this file> --config.<key>=<value> ...` with the keys
+of its RunSpec.overrides (shape, steps, batch, lr, warmup, schedule). This file documents every field
+of the `study` section; the other presets start from `study_section()` and change what they need.
+"""
+import ml_collections
+
+from scaling.config import default_config
+
+
+def study_section() -> ml_collections.ConfigDict:
+    s = ml_collections.ConfigDict()
+    s.name = "isoflop_cpu"
+    s.dir = "studies/isoflop_cpu"  # study directory: plan.json, runs/<run_id>/, results (--study_dir overrides)
+
+    # --- the grid (read by the planner) ---
+    s.budgets = (2e11, 6.5e11, 2e12, 6.5e12)  # compute budgets C in FLOPs under flop_convention (1.5 decades)
+    s.recipe = "small"  # experiments.ladder.RECIPES: shape, batch, lr and warmup rules
+    s.ladder = ml_collections.ConfigDict()
+    s.ladder.min_params = 1.5e4  # ladder targets min_params * growth**i up to max_params (total params)
+    s.ladder.max_params = 6e5
+    s.ladder.growth = 1.5  # ratio between neighbouring target sizes
+    s.tokens_per_param = (2.0, 250.0)  # (low, high) bounds on D/N (N total); outside: dropped
+    s.min_steps = 100  # fewer optimiser steps than this: dropped (warmup and schedule need room)
+    s.flop_convention = "chinchilla"  # scaling.flops.CONVENTIONS; C is counted in it, all are recorded
+    s.schedule = "cosine"  # cosine | wsd | constant (the train.schedule of every run)
+    s.mode = "independent"  # independent: one run per (C, N) | wsd_branches: trunk + cooldown branches
+    s.wsd = ml_collections.ConfigDict()
+    s.wsd.cooldown_frac = 0.2  # wsd_branches: cooldown length as a fraction of each branch's steps
+    s.wsd.checkpoint_every = 50  # wsd_branches: trunk checkpoint interval; branches start on its multiples
+    s.train_tokens_per_epoch = 0  # 0: ask scaling.data for one epoch of the training split
+    s.assumed_flops_per_second = 6e10  # wall-time estimate when no throughput probe is available
+
+    # --- execution (read by the launcher, experiments.launch) ---
+    s.executor = "local"  # local | slurm
+    s.workers = 2  # local: concurrent runs; CPU threads are split between them, one run per GPU
+    s.max_retries = 2  # a failed run is retried this many times, then left as failed
+    s.slurm = ml_collections.ConfigDict()
+    s.slurm.partition = ""  # "" = the cluster's default partition
+    s.slurm.time_minutes = 60  # per array task
+    s.slurm.gpus_per_task = 0
+    s.slurm.cpus_per_task = 2
+    s.slurm.mem_gb = 8
+    s.slurm.array_parallelism = 8  # tasks of the job array running at once
+    return s
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = default_config()
+    c.model.seq_len = 128
+    c.data.dataset = "stdlib"
+    # End-of-run evaluation on a fixed 16k tokens, one mid-run point for the curves; checkpoints
+    # sparse enough that saving stays a small part of a minutes-long run.
+    c.eval.every_steps = 500
+    c.eval.tokens = 16384
+    c.eval.batch = 16
+    c.checkpoint.every_steps = 500
+    c.log.every_steps = 25
+    c.study = study_section()
+    return c

@@ -1,0 +1,157 @@
+"""The size ladder: one knob (a target parameter count) to a full model shape and its hyperparameters.
+
+A `Recipe` is named and frozen; every rule below depends on the shape only, so a size keeps the same
+shape, batch and learning rate at every compute budget of an IsoFLOP grid and only its number of steps
+changes (Hoffmann et al. 2022 §3.2, Approach 2: "we vary the number of training steps" per size).
+
+Shape rules (`Recipe.shape`)
+  heads     head width fixed per recipe: 64 in `standard` (Kaplan et al. 2020; Chinchilla's models
+            up to 1B use 64, Hoffmann et al. 2022 Table A4), 16 in `small`, so the ladder reaches
+            ~30k parameters with at least one head; d_model = n_heads · head_dim.
+  d_ff      SwiGLU, d_ff = 8/3 · d_model rounded up to a multiple of `ff_round` (Shazeer 2020;
+            Touvron et al. 2023: three d×f matrices at the parameter cost of a 4·d GELU block).
+  depth     the aspect ratio d_model/n_layer stays within a factor 2 of the recipe's `aspect`
+            (64 for `standard`: Chinchilla's 73M model is 640/10, Hoffmann et al. 2022 Table A4;
+            32 for `small`, deeper because tiny models are otherwise a single layer), a band inside
+            the range over which Kaplan et al. 2020 §3.1, Fig. 5 find the loss changes by only a few %.
+  knob      among those shapes, the ones whose exact total count is within `tolerance` (15%) of the
+            target; of these the one with aspect closest to `aspect`; if none, the nearest count.
+            Width and depth are integers, so tiny sizes need both to move (a width-only rule jumps 3x
+            between 1-layer widths 32 and 64).
+
+Hyperparameter rules (`rung`)
+  lr        Kaplan et al. 2020 Appendix D.6, eq. D.1: lr(N) = 0.003239 − 0.0001395 · ln N, N the
+            non-embedding count (fitted on models from ~1e3 to ~1e9 parameters: this whole ladder).
+  batch     DeepSeek LLM (Bi et al. 2024) eq. 1, B_opt = 0.2920 · C^0.3271 tokens, evaluated at the
+            size's own compute-optimal budget C*(N) = FLOPs/token · 20·N (Hoffmann et al. 2022's ~20
+            tokens per parameter); rounded to a power of two in sequences, clamped to the recipe's
+            [min_batch, max_batch]. Batch grows with size and stays fixed across budgets.
+  warmup    N tokens (Porian et al. 2024 §3: Kaplan's fixed 3000-step warmup is far too long for small
+            models and biases the fitted exponent; they warm up for as many tokens as parameters),
+            capped by the planner at `warmup_cap` of a run so short runs spend most steps at peak.
+
+Parameter counts always come from `scaling.flops.count_params` on the exact shape, never 6N-style
+formulas.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Mapping
+
+from models.config import ModelConfig
+from scaling import flops
+
+CHINCHILLA_TOKENS_PER_PARAM = 20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    name: str
+    head_dim: int
+    aspect: int  # target d_model / n_layer
+    ff_round: int
+    ff_ratio: float = 8.0 / 3.0
+    mlp: str = "swiglu"
+    tolerance: float = 0.15  # a shape within this relative distance of the target is "on target"
+    min_batch: int = 8  # sequences; 8 keeps the batch divisible by 8 data shards
+    max_batch: int = 1024
+    warmup_cap: float = 0.1  # warmup at most this fraction of a run's steps
+
+    def shape(self, target_params: float, base: ModelConfig) -> ModelConfig:
+        """The model for `target_params` total parameters; vocab, seq_len, dtype... from `base`."""
+        shapes = _candidates(self, base, 4.0 * target_params)
+        if not shapes:
+            raise ValueError(f"recipe {self.name!r} has no shape below {4 * target_params:.3g} parameters")
+        off = lambda n: abs(math.log(n / target_params))
+        near = [(n, m) for n, m in shapes if off(n) <= math.log1p(self.tolerance)]
+        if near:
+            return min(near, key=lambda nm: (abs(math.log(nm[1].d_model / nm[1].n_layer / self.aspect)),
+                                             off(nm[0])))[1]
+        return min(shapes, key=lambda nm: off(nm[0]))[1]
+
+
+RECIPES: Mapping[str, Recipe] = {
+    # max_batch 16 (2048 tokens at seq_len 128): on a 2-core CPU a bigger batch only pushes the
+    # small budgets' runs below study.min_steps, it buys no throughput worth having.
+    "small": Recipe(name="small", head_dim=16, aspect=32, ff_round=16, max_batch=16),
+    "standard": Recipe(name="standard", head_dim=64, aspect=64, ff_round=64),
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _candidates(recipe: Recipe, base: ModelConfig, limit: float) -> tuple[tuple[int, ModelConfig], ...]:
+    """Every shape of the recipe's family with at most `limit` total parameters."""
+    out = []
+    for heads in range(1, 1 << 20):
+        d = heads * recipe.head_dim
+        d_ff = math.ceil(recipe.ff_ratio * d / recipe.ff_round) * recipe.ff_round
+        lo = max(1, math.ceil(d / (2 * recipe.aspect)))  # aspect <= 2x target
+        hi = max(1, d * 2 // recipe.aspect)  # aspect >= target / 2; one layer always allowed
+        first = None
+        for n_layer in range(lo, hi + 1):
+            model = dataclasses.replace(base, n_layer=n_layer, d_model=d, n_heads=heads,
+                                        head_dim=recipe.head_dim, d_ff=d_ff, mlp=recipe.mlp)
+            total = flops.count_params(model).total
+            first = total if first is None else first
+            if total > limit:
+                break
+            out.append((total, model))
+        if first > limit:
+            return tuple(sorted(out, key=lambda nm: nm[0]))
+    raise AssertionError("unreachable")
+
+
+@dataclasses.dataclass(frozen=True)
+class Rung:
+    """One ladder size: its shape, exact counts and shape-only hyperparameters."""
+    model: ModelConfig
+    params: flops.ParamCounts
+    global_batch: int  # sequences
+    lr: float
+    warmup_tokens: int
+
+    @property
+    def shape_overrides(self) -> dict[str, int | str]:
+        m = self.model
+        return {"model.n_layer": m.n_layer, "model.d_model": m.d_model, "model.n_heads": m.n_heads,
+                "model.head_dim": m.head_dim, "model.d_ff": m.d_ff, "model.mlp": m.mlp}
+
+
+def kaplan_lr(non_embedding: int) -> float:
+    lr = 0.003239 - 0.0001395 * math.log(non_embedding)
+    if lr <= 0:
+        raise ValueError(f"Kaplan's eq. D.1 gives no positive lr for N={non_embedding:.3g} (> 1.2e10)")
+    return lr
+
+
+def deepseek_batch_tokens(compute: float) -> float:
+    return 0.2920 * compute ** 0.3271
+
+
+def rung(recipe: Recipe, model: ModelConfig, convention: str = "chinchilla") -> Rung:
+    params = flops.count_params(model)
+    optimal_budget = flops.training_flops(
+        model, round(CHINCHILLA_TOKENS_PER_PARAM * params.total), convention)
+    sequences = deepseek_batch_tokens(optimal_budget) / model.seq_len
+    batch = 2 ** round(math.log2(max(sequences, 1.0)))
+    batch = min(max(batch, recipe.min_batch), recipe.max_batch)
+    return Rung(model=model, params=params, global_batch=batch,
+                lr=kaplan_lr(params.non_embedding), warmup_tokens=params.total)
+
+
+def ladder(recipe: Recipe, base: ModelConfig, min_params: float, max_params: float,
+           growth: float, convention: str = "chinchilla") -> tuple[Rung, ...]:
+    """Rungs for targets min_params · growth^i <= max_params, duplicates of a shape removed."""
+    if growth <= 1.0:
+        raise ValueError(f"study.ladder.growth={growth} must be > 1")
+    if not 0 < min_params <= max_params:
+        raise ValueError(f"study.ladder.min_params={min_params:.3g} must be positive and <= "
+                         f"study.ladder.max_params={max_params:.3g}")
+    rungs: list[Rung] = []
+    for i in range(int(math.log(max_params / min_params) / math.log(growth) + 1e-9) + 1):
+        model = recipe.shape(min_params * growth**i, base)
+        if all(r.model != model for r in rungs):
+            rungs.append(rung(recipe, model, convention))
+    return tuple(sorted(rungs, key=lambda r: r.params.total))
