@@ -10,6 +10,7 @@ exports into this process so submitit's `sbatch`/`squeue` calls see it. Daemons 
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -41,6 +42,11 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Daemons get SIGTERM if the test process dies without stop() (e.g. pytest killed by a timeout)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _which(name: str) -> str:
@@ -103,7 +109,7 @@ PartitionName={PARTITION} Nodes=localhost Default=YES MaxTime=INFINITE State=UP 
     def _start(self, name: str, argv: list[str]) -> None:
         log = open(self.root / "log" / f"{name}.out", "ab")
         self._procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env(),
-                                             start_new_session=True)
+                                             start_new_session=True, preexec_fn=_die_with_parent)
 
     def start(self, timeout_s: float = 60) -> "SlurmCluster":
         reason = skip_reason()
@@ -171,6 +177,7 @@ PartitionName={PARTITION} Nodes=localhost Default=YES MaxTime=INFINITE State=UP 
 if __name__ == "__main__":  # keep a cluster up by hand: python tests/slurm_cluster.py /tmp/slurm
     with SlurmCluster(Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/scaling-slurm")) as c:
         print(f"export SLURM_CONF={c.conf}   # Ctrl-C stops the cluster", flush=True)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             signal.pause()
         except KeyboardInterrupt:

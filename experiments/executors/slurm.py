@@ -65,7 +65,9 @@ def run_task(study: str, spec: dict, plan_hash: str, trainer: str, max_retries: 
     ncpu = env.get("SLURM_CPUS_PER_TASK")
     if ncpu:
         env.update({v: ncpu for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
-    owner = f"slurm job {env.get('SLURM_ARRAY_JOB_ID', env.get('SLURM_JOB_ID', '?'))}_{env.get('SLURM_ARRAY_TASK_ID', '')}"
+    task = env.get("SLURM_ARRAY_TASK_ID")
+    owner = (f"slurm job {env['SLURM_ARRAY_JOB_ID']}_{task}" if task is not None and "SLURM_ARRAY_JOB_ID" in env
+             else f"slurm job {env.get('SLURM_JOB_ID', '?')}")
     return worker.run_one(Path(study), spec, plan, trainer=trainer, max_retries=max_retries, owner=owner,
                           env=env, on_start=procs.append)
 
@@ -141,7 +143,7 @@ class SlurmExecutor:
         gone = sorted(before - self._live())
         for run_id in gone:
             self._check_started(run_id)
-        return [worker.Outcome(r, "left queue") for r in gone]
+        return [worker.Outcome(r, "job ended") for r in gone]
 
     def _check_started(self, run_id: str) -> None:
         """A job that left the queue without a new attempt and without finishing the run never reached
