@@ -71,6 +71,11 @@ def evaluate(comp: step_lib.Compiled, state, data, eval_batches) -> dict:
     return {"eval_loss": loss, "eval_bits_per_byte": data.bits_per_byte(loss)}
 
 
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
 def _arrays(batch: data_lib.Batch) -> dict[str, np.ndarray]:
     return {"inputs": batch.inputs, "targets": batch.targets, "weights": batch.weights}
 
@@ -82,7 +87,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     workdir = validate.check_workdir(str(workdir))
     data = data_lib.load(config.data, seq_len=model_cfg.seq_len, seed=config.seed,
                          global_batch=config.train.global_batch, eval_tokens=config.eval.tokens,
-                         eval_batch=config.eval.batch)
+                         eval_batch=config.eval.batch, vocab_size=model_cfg.vocab_size)
     counts = flops.count_params(model_cfg)
     per_token = flops.flops_per_token(model_cfg)
     tokens_per_step = config.train.global_batch * model_cfg.seq_len
@@ -104,9 +109,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
         restored = ckpt.restore(comp.abstract_state)
         if restored is None and init_from:
             # A WSD cooldown branch starts from its trunk's state at the branch step.
-            branch = Checkpointer(init_from, every_steps=0, keep=10**9, async_save=False)
-            restored = (init_step, branch.restore_step(init_step, comp.abstract_state))
-            branch.close()
+            restored = (init_step, ckpt.restore_step(init_step, comp.abstract_state,
+                                                     directory=init_from))
         if restored is None:
             start, state = 0, comp.init()
         else:
@@ -184,6 +188,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                 ev = evaluate(comp, state, data, eval_batches)
                 last_eval = ev["eval_loss"]
                 writer.write(done, tokens=done * tokens_per_step, **ev)
+            # A finite loss at step s says nothing of the weights its update produced: check those too.
+            saving = done == steps or sigterm.received or (
+                config.checkpoint.every_steps and done % config.checkpoint.every_steps == 0)
+            if saving and not bool(
+                    _all_finite(state["params"])):
+                status = "diverged"
+                break
             ckpt.maybe_save(done, state, force=done == steps or sigterm.received)
             if sigterm.received and done < steps:
                 status = "interrupted"
@@ -266,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if flag_values.cpu_devices:
         jax.config.update("jax_num_cpu_devices", flag_values.cpu_devices)
+    if flag_values.coordinator_address:
+        # CPU processes need a collectives backend to talk to each other; GPUs use NCCL regardless.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if flag_values.coordinator_address == "auto":
         jax.distributed.initialize()
     elif flag_values.coordinator_address:

@@ -1,0 +1,171 @@
+"""End to end through the real CLI: outputs, resume after SIGKILL/SIGTERM, divergence, config errors."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from experiments.configs import train_tiny
+from scaling import step as step_lib, train, validate
+from scaling.checkpoint import Checkpointer
+from scaling.sharding import make_mesh
+import train_helpers as th
+
+STEPS = ["--config.train.steps=40", "--config.checkpoint.every_steps=8", "--config.eval.every_steps=20",
+         "--config.log.every_steps=4", "--config.checkpoint.keep=3"]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tfds")
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory, data_dir):
+    workdir = tmp_path_factory.mktemp("reference")
+    result = th.train(workdir, data_dir, *STEPS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def final_state(workdir, clip_norm=1.0):
+    config = train_tiny.get_config()
+    config.train.clip_norm = clip_norm  # the optimiser state's structure depends on it
+    config.model.update(n_layer=1, d_model=32, n_heads=2, seq_len=32)
+    config.train.update(global_batch=4, steps=40, warmup_steps=2)
+    config.eval.batch = 4
+    config.mesh.shape = (1, 1, 1)
+    comp = step_lib.build(config, validate.check(config, 1), make_mesh((1, 1, 1), jax.devices()[:1]))
+    ckpt = Checkpointer(pathlib.Path(workdir) / "checkpoints", every_steps=8, keep=3)
+    step, state = ckpt.restore(comp.abstract_state)
+    ckpt.close()
+    return step, state
+
+
+def test_run_writes_its_records(reference):
+    record = th.run_json(reference)
+    assert record["status"] == "completed"
+    for key in ("final_eval_loss", "final_train_loss", "params", "flops_per_token", "tokens", "steps",
+                "config", "git", "packages", "device_kind", "device_count"):
+        assert record.get(key) is not None, key
+    assert set(record["params"]) == {"total", "embedding", "non_embedding"}
+    assert set(record["flops_per_token"]) == {"6n", "6n_nonembed", "chinchilla", "chinchilla_causal"}
+    assert record["tokens"] == 40 * 4 * 32
+    rows = th.metrics(reference)
+    train_rows = [r for r in rows if "train_loss" in r]
+    assert [r["step"] for r in train_rows] == list(range(4, 41, 4))
+    for key in ("tokens", "flops", "lr", "grad_norm", "step_time", "tokens_per_s"):
+        assert key in train_rows[-1]
+    eval_rows = [r for r in rows if "eval_loss" in r]
+    assert [r["step"] for r in eval_rows] == [20, 40]
+    assert eval_rows[-1]["eval_loss"] == record["final_eval_loss"]
+    assert train_rows[-1]["train_loss"] < train_rows[0]["train_loss"]
+    assert list((reference / "tb").glob("**/events.out.tfevents.*"))
+    assert sorted(p.name for p in (reference / "checkpoints").iterdir() if p.name.isdigit()) == ["24", "32", "40"]
+
+
+def _wait_for(predicate, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _checkpoint_steps(workdir):
+    d = pathlib.Path(workdir) / "checkpoints"
+    return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.exists() else []
+
+
+def test_sigkill_at_several_points_resumes_bitwise(tmp_path, data_dir, reference):
+    """Killed right at start, mid-run after a checkpoint, and mid-save: the end is bit-identical."""
+    workdir = tmp_path / "killed"
+    kill_when = [
+        lambda: (workdir / "run.json").exists(),  # before the first step
+        lambda: bool(_checkpoint_steps(workdir)),  # just after a checkpoint landed
+        lambda: any(p.name.endswith("tmp") for p in (workdir / "checkpoints").glob("*")),  # mid-save
+    ]
+    for predicate in kill_when:
+        proc = th.start(workdir, data_dir, *STEPS)
+        _wait_for(predicate, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    result = th.train(workdir, data_dir, *STEPS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    step_a, ref = final_state(reference)
+    step_b, got = final_state(workdir)
+    assert step_a == step_b == 40
+    for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(got)):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    assert th.run_json(workdir)["final_eval_loss"] == th.run_json(reference)["final_eval_loss"]
+    # The resumed run's log holds each step once, like the uninterrupted one.
+    steps = [r["step"] for r in th.metrics(workdir) if "train_loss" in r]
+    assert steps == [r["step"] for r in th.metrics(reference) if "train_loss" in r]
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path, data_dir):
+    workdir = tmp_path / "term"
+    proc = th.start(workdir, data_dir, *STEPS, "--config.train.steps=4000")
+    assert _wait_for(lambda: (workdir / "metrics.jsonl").exists()
+                     and "train_loss" in (workdir / "metrics.jsonl").read_text(), proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == train.EXIT_INTERRUPTED
+    record = th.run_json(workdir)
+    assert record["status"] == "interrupted"
+    last = [r["step"] for r in th.metrics(workdir) if "train_loss" in r][-1]
+    saved = _checkpoint_steps(workdir)
+    assert saved and saved[-1] >= last and saved[-1] % 8 != 0 or saved[-1] >= last
+
+
+def test_nan_loss_is_diverged_and_keeps_last_good_checkpoint(tmp_path, data_dir):
+    workdir = tmp_path / "nan"
+    # An absurd learning rate overflows the weights within a few steps.
+    result = th.train(workdir, data_dir, *STEPS, "--config.train.lr=1e30", "--config.train.clip_norm=0",
+                      "--config.train.warmup_steps=0", "--config.checkpoint.every_steps=1")
+    assert result.returncode == train.EXIT_DIVERGED, result.stderr[-2000:]
+    assert th.run_json(workdir)["status"] == "diverged"
+    saved = _checkpoint_steps(workdir)
+    assert saved and saved[-1] < 40
+    step, state = final_state(workdir, clip_norm=0)
+    assert step == saved[-1]
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state["params"]))
+
+
+@pytest.mark.parametrize("flags,field", [
+    (["--config.model.n_heads=3"], "model.n_heads"),
+    (["--cpu_devices=8", "--config.mesh.shape=(4,1,2)", "--config.model.n_heads=3", "--config.model.head_dim=8"], "model.n_heads"),
+    (["--cpu_devices=8", "--config.mesh.shape=(2,2,1)"], "mesh.shape"),
+    (["--cpu_devices=8", "--config.mesh.shape=(8,1,1)", "--config.train.global_batch=12"], "train.global_batch"),
+    (["--config.model.vocab_size=100"], "model.vocab_size"),
+    (["--config.data.dataset=nope"], "data.dataset"),
+    (["--config.model.bogus=1"], "bogus"),
+    (["--config.train.schedule=linear"], "train.schedule"),
+])
+def test_invalid_config_one_line_exit_2(flags, field, tmp_path, data_dir):
+    result = th.train(tmp_path, data_dir, *flags)
+    assert result.returncode == train.EXIT_CONFIG, result.stderr[-2000:]
+    err = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and field in err[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "checkpoints").exists()  # failed before anything ran
+
+
+def test_unwritable_workdir(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    argv = ["train", f"--config={th.ROOT / th.TINY}", f"--workdir={blocker / 'run'}"]
+    assert train.main(argv) == train.EXIT_CONFIG
+    assert "--workdir" in capsys.readouterr().err
+
+
+def test_cli_error_has_no_traceback(tmp_path, data_dir):
+    result = th.train(tmp_path, data_dir, "--config.model.n_heads=5")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "model.n_heads" in result.stderr
