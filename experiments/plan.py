@@ -458,14 +458,16 @@ def main(argv: list[str] | None = None) -> int:
     from absl import flags as absl_flags
     from ml_collections import config_flags
 
+    argv = sys.argv if argv is None else argv
     fv = absl_flags.FlagValues()
+    # sys_argv: config_flags finds the --config.<field> overrides there, not in what fv() parses.
     config_flags.DEFINE_config_file("config", None, "Study config file (get_config() with a `study` "
-                                    "section).", flag_values=fv, lock_config=True)
+                                    "section).", flag_values=fv, lock_config=True, sys_argv=argv)
     absl_flags.DEFINE_string("study_dir", None, "Study directory (default: study.dir).", flag_values=fv)
     absl_flags.DEFINE_enum("probe", "auto", ["auto", "on", "off"], "Wall-time estimate from a measured "
                            "throughput probe per size (auto: when scaling.probe exists).", flag_values=fv)
     try:
-        fv(sys.argv if argv is None else argv)
+        fv(argv)
         if fv["config"].value is None:
             raise StudyError("--config is required: e.g. experiments/configs/isoflop_cpu.py")
         config, config_file = fv.config, config_flags.get_config_filename(fv["config"])

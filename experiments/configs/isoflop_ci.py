@@ -1,0 +1,31 @@
+"""A tiny IsoFLOP grid for CI: plan -> launch -> collect end to end in under 3 minutes on a 2-core CPU.
+
+    python -m experiments.plan --config=experiments/configs/isoflop_ci.py --study_dir=/tmp/ci_study
+
+The `study` fields are documented in isoflop_cpu.py; only what differs is set here.
+"""
+from experiments.configs import isoflop_cpu
+
+
+def get_config():
+    c = isoflop_cpu.get_config()
+    c.model.seq_len = 64
+    c.eval.every_steps = 0  # end of run only
+    c.eval.tokens = 2048
+    c.eval.batch = 8
+    c.checkpoint.every_steps = 100
+    c.log.every_steps = 10
+
+    s = c.study
+    s.name = "isoflop_ci"
+    s.dir = "studies/isoflop_ci"
+    s.budgets = (3e10, 1e11)
+    s.ladder.min_params = 1e4
+    s.ladder.max_params = 8e4
+    s.ladder.growth = 1.6
+    s.tokens_per_param = (2.0, 500.0)
+    s.min_steps = 40
+    s.wsd.checkpoint_every = 20
+    s.workers = 2
+    s.slurm.time_minutes = 10
+    return c

@@ -1,0 +1,48 @@
+"""IsoFLOP study for accelerators, with budgets starting where Chinchilla's did (6e18 FLOPs).
+
+Hoffmann et al. 2022 Figure 3 (Approach 2) uses nine budgets from 6e18 to 3e21; this preset takes the
+first six (6e18 ... 3e20), which need models from ~50M to ~2B parameters and billions of tokens, so it
+trains on a large TFDS corpus (c4/en, byte-level), prepared beforehand into data.data_dir:
+
+    python -m experiments.plan --config=experiments/configs/isoflop_gpu.py
+    python -m experiments.launch --study=studies/isoflop_gpu     # SLURM job array, one GPU per run
+
+The `study` fields are documented in isoflop_cpu.py; only what differs is set here.
+"""
+from experiments.configs import isoflop_cpu
+
+
+def get_config():
+    c = isoflop_cpu.get_config()
+    c.model.seq_len = 2048  # Chinchilla's context length
+    c.model.dtype = "bfloat16"  # bf16 compute, f32 parameters
+    c.model.scan_layers = True  # compile time flat in depth
+    c.data.dataset = "tfds:c4/en"
+    c.data.text_key = "text"
+    c.eval.every_steps = 1000
+    c.eval.tokens = 1 << 20
+    c.eval.batch = 32
+    c.checkpoint.every_steps = 1000
+    c.log.every_steps = 50
+
+    s = c.study
+    s.name = "isoflop_gpu"
+    s.dir = "studies/isoflop_gpu"
+    s.budgets = (6e18, 1e19, 3e19, 6e19, 1e20, 3e20)
+    s.recipe = "standard"
+    s.ladder.min_params = 3e7
+    s.ladder.max_params = 4e9
+    s.ladder.growth = 1.3
+    s.tokens_per_param = (2.0, 250.0)
+    s.min_steps = 500
+    s.wsd.checkpoint_every = 500
+    s.train_tokens_per_epoch = 0  # from the prepared corpus (scaling.data)
+    s.assumed_flops_per_second = 4e14  # ~40% of an H100's dense bf16 peak, until a probe measures it
+    s.executor = "slurm"
+    s.workers = 8  # local executor on a multi-GPU host: one run per GPU
+    s.slurm.time_minutes = 24 * 60
+    s.slurm.gpus_per_task = 1
+    s.slurm.cpus_per_task = 8
+    s.slurm.mem_gb = 64
+    s.slurm.array_parallelism = 64
+    return c
