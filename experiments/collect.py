@@ -54,8 +54,9 @@ def result_row(spec, rj: dict | None, state: str, attempts: int, conventions: li
 
 
 def curve_rows(rdir: Path, run_id: str, params: int) -> list[dict]:
-    """The logged steps of a run; where a resumed run logged a step twice, its last record wins (it is
-    the one on the trajectory that reached the final state)."""
+    """One row per logged step. Records of one step are merged in file order: the trainer logs eval on
+    a line of its own, and where a resumed run logged a step again its later record wins (it is the
+    one on the trajectory that reached the final state)."""
     path = rdir / "metrics.jsonl"
     if not path.exists():
         return []
@@ -66,7 +67,7 @@ def curve_rows(rdir: Path, run_id: str, params: int) -> list[dict]:
         except ValueError:  # a line being appended by a live trainer
             continue
         if "step" in m:
-            by_step[int(m["step"])] = m
+            by_step.setdefault(int(m["step"]), {}).update({k: v for k, v in m.items() if v is not None})
     return [{"run_id": run_id, "params": params, "step": s, "tokens": m.get("tokens"), "flops": m.get("flops"),
              "train_loss": m.get("train_loss"), "eval_loss": m.get("eval_loss")} for s, m in sorted(by_step.items())]
 

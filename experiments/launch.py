@@ -132,14 +132,15 @@ def _report(out, state: st.RunState, max_retries: int) -> None:
 
 
 def loop(study: Path, plan: st.Plan, ex, max_retries: int, poll_s: float, stop: _Stop) -> list[status.Row]:
-    tty, last_line, last_print = sys.stdout.isatty(), "", 0.0
+    tty, last_line, last_print, rate = sys.stdout.isatty(), "", 0.0, 0.0
     while True:
         finished = ex.poll()
         states = {s.spec.run_id: s for s in (st.run_state(study, r, plan, max_retries, ex.queued()) for r in plan.runs)}
         for out in finished:
             _report(out, states[out.run_id], max_retries)
         rows = [status.row(study, s) for s in states.values()]
-        line = status.grid_line(rows)
+        rate = status.grid_rate(rows) or rate
+        line = status.grid_line(rows, rate)
         if tty or line.split(" | ETA")[0] != last_line.split(" | ETA")[0] or time.time() - last_print > 60:
             print(("\r\033[K" if tty else "") + line, end="" if tty else "\n", flush=True)
             last_line, last_print = line, time.time()
@@ -152,7 +153,7 @@ def loop(study: Path, plan: st.Plan, ex, max_retries: int, poll_s: float, stop: 
         todo = sorted((s.spec for s in states.values() if s.state in RUNNABLE and s.spec.run_id not in active),
                       key=lambda spec: -spec.flops)
         ex.submit(todo[: ex.capacity()])
-        time.sleep(poll_s)
+        ex.wait(poll_s)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,22 +74,29 @@ def _rate(x: float | None) -> str:
     return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.1f}k" if x >= 1e3 else f"{x:.0f}"
 
 
-def grid_eta(rows: list[Row]) -> float | None:
-    rate = sum(r.flops_per_s for r in rows)
+def grid_rate(rows: list[Row]) -> float:
+    """FLOP/s of the runs training right now (0 while none has logged a step yet)."""
+    return sum(r.flops_per_s for r in rows)
+
+
+def grid_eta(rows: list[Row], fallback_rate: float = 0.0) -> float | None:
+    """Seconds left: FLOPs still to spend over the current rate, or over `fallback_rate` (the last rate
+    seen) while the running runs are compiling."""
     remaining = sum(r.remaining_flops for r in rows)
     if remaining == 0:
         return 0.0
+    rate = grid_rate(rows) or fallback_rate
     return remaining / rate if rate > 0 else None
 
 
-def grid_line(rows: list[Row]) -> str:
+def grid_line(rows: list[Row], fallback_rate: float = 0.0) -> str:
     n = Counter(r.state for r in rows)
     bad = n[st.FAILED] + n[st.INVALID] + n[st.BLOCKED]
     rest = len(rows) - n[st.COMPLETED] - n[st.DIVERGED] - bad - n[st.RUNNING]
     parts = [f"grid: {n[st.COMPLETED]}/{len(rows)} done", f"{n[st.RUNNING]} running", f"{bad} failed"]
     if n[st.DIVERGED]:
         parts.append(f"{n[st.DIVERGED]} diverged")
-    parts += [f"{rest} to go", f"ETA {fmt_duration(grid_eta(rows))}"]
+    parts += [f"{rest} to go", f"ETA {fmt_duration(grid_eta(rows, fallback_rate))}"]
     return " | ".join(parts)
 
 

@@ -49,16 +49,17 @@ def test_results_keep_every_run_with_its_status(tmp_path):
     assert not list(study.glob(".*.tmp"))
 
 
-def test_resumed_run_has_one_curve_point_per_step_from_its_last_record(tmp_path):
+def test_curves_merge_eval_lines_and_keep_the_last_record_of_a_repeated_step(tmp_path):
     from experiments.collect import curve_rows
     run = tmp_path / "r"
     run.mkdir()
-    lines = [{"step": s, "tokens": 10 * s, "flops": 1.0, "train_loss": 5.0 - s / 10} for s in (1, 2, 3)]
-    lines += [{"step": 3, "tokens": 30, "flops": 1.0, "train_loss": 4.2, "eval_loss": 4.3}]  # after resume
+    lines = [{"step": s, "tokens": 10 * s, "flops": 1.0 * s, "train_loss": 5.0 - s / 10} for s in (1, 2, 3)]
+    lines += [{"step": 3, "tokens": 30, "flops": 3.0, "train_loss": 4.2},  # step 3 again, after a resume
+              {"step": 3, "tokens": 30, "eval_loss": 4.3}]  # the trainer's eval line
     (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"step": 4, "tok')
     rows = curve_rows(run, "r", 100)
-    assert [(r["step"], r["train_loss"], r["eval_loss"]) for r in rows] == [(1, 4.9, None), (2, 4.8, None),
-                                                                            (3, 4.2, 4.3)]
+    assert [(r["step"], r["flops"], r["train_loss"], r["eval_loss"]) for r in rows] == [
+        (1, 1.0, 4.9, None), (2, 2.0, 4.8, None), (3, 3.0, 4.2, 4.3)]
 
 
 def test_collect_without_plan_is_one_line_exit_2(tmp_path):

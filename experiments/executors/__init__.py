@@ -2,7 +2,8 @@
 job arrays). Both hand each run to `worker.run_one`, which holds the run's lock around one trainer.
 
 An executor offers: capacity() free slots, active() run ids it is running or has queued, queued() run ids
-waiting in a queue, submit(specs), poll() -> finished Outcomes, stop().
+waiting in a queue, submit(specs), poll() -> finished Outcomes, wait(timeout) until something may have
+changed, stop().
 """
 from __future__ import annotations
 

@@ -75,6 +75,7 @@ class LocalExecutor:
         self._done: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self._stopping = False
+        self._wake = threading.Event()
 
     def capacity(self) -> int:
         return len(self._free)
@@ -102,6 +103,12 @@ class LocalExecutor:
         with self._lock:
             self._procs.pop(spec.run_id, None)
         self._done.put((out, slot.index))
+        self._wake.set()
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until a run finishes or `timeout` passes (a freed slot is refilled at once)."""
+        self._wake.wait(timeout)
+        self._wake.clear()
 
     def _register(self, run_id: str, proc: subprocess.Popen) -> None:
         with self._lock:

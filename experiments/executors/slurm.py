@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from experiments import locks
@@ -161,6 +162,9 @@ class SlurmExecutor:
                          "owner": f"slurm job {job['job_id']} ended without starting the trainer; "
                                   f"see {self.folder / job['job_id']}"})
         st.write_attempts(rdir, attempts)
+
+    def wait(self, timeout: float) -> None:
+        time.sleep(timeout)
 
     def stop(self) -> None:
         """Jobs keep running without the launcher; a relaunch picks them up from jobs.json."""

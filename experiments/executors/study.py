@@ -134,7 +134,8 @@ class Progress:
 
 
 def read_progress(rdir: Path, tail_bytes: int = 1 << 16) -> Progress:
-    """The latest metrics line (and latest eval loss) from the end of metrics.jsonl."""
+    """The latest value of each field from the end of metrics.jsonl (the trainer logs eval on lines of
+    their own, so the newest line alone lacks the train loss or the eval loss)."""
     path = Path(rdir) / "metrics.jsonl"
     try:
         with open(path, "rb") as f:
@@ -144,20 +145,18 @@ def read_progress(rdir: Path, tail_bytes: int = 1 << 16) -> Progress:
             lines = f.read().decode(errors="replace").splitlines()
     except FileNotFoundError:
         return Progress()
-    latest, eval_loss = None, None
+    fields = {f.name: None for f in dataclasses.fields(Progress)}
     for line in reversed(lines):
         try:
             row = json.loads(line)
         except ValueError:  # a line being appended right now, or cut by the tail window
             continue
-        latest = latest or row
-        if row.get("eval_loss") is not None:
-            eval_loss = row["eval_loss"]
+        for k, v in fields.items():
+            if v is None and row.get(k) is not None:
+                fields[k] = row[k]
+        if all(v is not None for v in fields.values()):
             break
-    if latest is None:
-        return Progress()
-    return Progress(latest.get("step"), latest.get("tokens"), latest.get("flops"), latest.get("train_loss"),
-                    eval_loss, latest.get("tokens_per_s"))
+    return Progress(**fields)
 
 
 # --- the state of one run ----------------------------------------------------------------------------
