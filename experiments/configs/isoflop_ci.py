@@ -21,7 +21,7 @@ def get_config():
     s.dir = "studies/isoflop_ci"
     s.budgets = (3e10, 1e11)
     s.ladder.min_params = 1e4
-    s.ladder.max_params = 8e4
+    s.ladder.max_params = 6e4  # 3 sizes per budget: the fewest a parabola fit needs
     s.ladder.growth = 1.6
     s.tokens_per_param = (2.0, 500.0)
     s.min_steps = 40
