@@ -9,6 +9,7 @@ import dataclasses
 from typing import Any, Mapping
 
 MLP_KINDS = ("swiglu", "gelu")
+ATTENTION_KINDS = ("auto", "dot_product", "einsum")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -30,6 +31,9 @@ class ModelConfig:
     dtype: str = "float32"  # compute dtype; parameters always stay float32
     remat: bool = False  # rematerialise each block in the backward pass
     scan_layers: bool = False  # one compiled block scanned over layers
+    # "dot_product": jax.nn.dot_product_attention (cuDNN flash attention on GPUs); "einsum": explicit
+    # softmax(QK^T)V, faster on CPU; "auto": dot_product on GPU, einsum elsewhere.
+    attention: str = "auto"
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
     init_std: float = 0.02
@@ -56,6 +60,8 @@ class ModelConfig:
             object.__setattr__(self, "d_ff", d_ff)
         if self.d_ff < 0:
             raise ConfigError(f"model.d_ff={self.d_ff} must be positive (0 picks the default)")
+        if self.attention not in ATTENTION_KINDS:
+            raise ConfigError(f"model.attention={self.attention!r} is not one of {ATTENTION_KINDS}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"model.dtype={self.dtype!r} is not one of {DTYPES}")
 

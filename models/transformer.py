@@ -33,16 +33,24 @@ class RMSNorm(nnx.Module):
         return (x32 * inv_rms * self.scale[...]).astype(x_BxLxD.dtype)
 
 
-def rotary(x_BxLxHxK: jax.Array, theta: float) -> jax.Array:
-    """Rotary position embedding (Su et al. 2021), rotating pairs (i, i + K/2)."""
-    L, K = x_BxLxHxK.shape[1], x_BxLxHxK.shape[3]
+def rotary(x: jax.Array, theta: float, seq_axis: int) -> jax.Array:
+    """Rotary position embedding (Su et al. 2021), rotating pairs (i, i + K/2) of the last axis."""
+    L, K = x.shape[seq_axis], x.shape[-1]
     freq_K2 = theta ** (-jnp.arange(0, K // 2, dtype=jnp.float32) * 2 / K)
     angle_LxK2 = jnp.arange(L, dtype=jnp.float32)[:, None] * freq_K2[None, :]
-    sin = jnp.sin(angle_LxK2)[None, :, None, :]
-    cos = jnp.cos(angle_LxK2)[None, :, None, :]
-    x1, x2 = jnp.split(x_BxLxHxK.astype(jnp.float32), 2, axis=-1)
+    shape = [1] * x.ndim
+    shape[seq_axis], shape[-1] = L, K // 2
+    sin, cos = jnp.sin(angle_LxK2).reshape(shape), jnp.cos(angle_LxK2).reshape(shape)
+    x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
     out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-    return out.astype(x_BxLxHxK.dtype)
+    return out.astype(x.dtype)
+
+
+def _fused_attention(cfg: ModelConfig) -> bool:
+    """'auto' takes jax.nn.dot_product_attention (fused kernels) on GPUs, the einsum path elsewhere."""
+    if cfg.attention == "auto":
+        return jax.default_backend() == "gpu"
+    return cfg.attention == "dot_product"
 
 
 class Attention(nnx.Module):
@@ -59,14 +67,30 @@ class Attention(nnx.Module):
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         dtype = x_BxLxD.dtype
-        q_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wq[...].astype(dtype))
-        k_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wk[...].astype(dtype))
-        v_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wv[...].astype(dtype))
-        q_BxLxHxK = rotary(q_BxLxHxK, self.cfg.rope_theta)
-        k_BxLxHxK = rotary(k_BxLxHxK, self.cfg.rope_theta)
-        # XLA picks the implementation: cuDNN flash attention on GPUs, plain softmax elsewhere.
-        o_BxLxHxK = jax.nn.dot_product_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True)
-        return jnp.einsum("blhk,hkd->bld", o_BxLxHxK, self.wo[...].astype(dtype))
+        if _fused_attention(self.cfg):
+            q_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wq[...].astype(dtype))
+            k_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wk[...].astype(dtype))
+            v_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wv[...].astype(dtype))
+            q_BxLxHxK = rotary(q_BxLxHxK, self.cfg.rope_theta, seq_axis=1)
+            k_BxLxHxK = rotary(k_BxLxHxK, self.cfg.rope_theta, seq_axis=1)
+            # XLA picks the kernel: cuDNN flash attention on GPUs where shapes allow.
+            o_BxLxHxK = jax.nn.dot_product_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True)
+            return jnp.einsum("blhk,hkd->bld", o_BxLxHxK, self.wo[...].astype(dtype))
+        # Heads-major layout straight out of the projections: on CPU the batched matmuls run ~1.3x
+        # faster than through dot_product_attention's [B, L, H, K] layout (bench/train_throughput.py).
+        q_BxHxLxK = jnp.einsum("bld,dhk->bhlk", x_BxLxD, self.wq[...].astype(dtype))
+        k_BxHxLxK = jnp.einsum("bld,dhk->bhlk", x_BxLxD, self.wk[...].astype(dtype))
+        v_BxHxLxK = jnp.einsum("bld,dhk->bhlk", x_BxLxD, self.wv[...].astype(dtype))
+        q_BxHxLxK = rotary(q_BxHxLxK, self.cfg.rope_theta, seq_axis=2)
+        k_BxHxLxK = rotary(k_BxHxLxK, self.cfg.rope_theta, seq_axis=2)
+        L, K = q_BxHxLxK.shape[2], q_BxHxLxK.shape[3]
+        s_BxHxLxL = jnp.einsum("bhlk,bhmk->bhlm", q_BxHxLxK * K ** -0.5, k_BxHxLxK,
+                               preferred_element_type=jnp.float32)
+        causal_LxL = jnp.tril(jnp.ones((L, L), dtype=bool))
+        s_BxHxLxL = jnp.where(causal_LxL, s_BxHxLxL, jnp.finfo(jnp.float32).min)
+        p_BxHxLxL = jax.nn.softmax(s_BxHxLxL, axis=-1).astype(dtype)
+        o_BxHxLxK = jnp.einsum("bhlm,bhmk->bhlk", p_BxHxLxL, v_BxHxLxK)
+        return jnp.einsum("bhlk,hkd->bld", o_BxHxLxK, self.wo[...].astype(dtype))
 
 
 class Mlp(nnx.Module):
