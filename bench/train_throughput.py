@@ -56,7 +56,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="model size (default: gpu on a GPU, else cpu)")
-    parser.add_argument("--steps", type=int, default=8, help="timed steps after 2 warm-up steps")
+    parser.add_argument("--steps", type=int, default=3, help="timed train steps per round")
+    parser.add_argument("--rounds", type=int, default=5, help="alternations of matmul and step timing")
     parser.add_argument("--matmul", type=int, default=0, help="matmul size (0: 2048 CPU, 8192 GPU)")
     parser.add_argument("--scan", action="store_true", help="scan over layers")
     parser.add_argument("--remat", action="store_true", help="rematerialise each block")
@@ -79,21 +80,28 @@ def main() -> None:
     tokens = np.random.default_rng(0).integers(0, 257, (batch, model_cfg.seq_len + 1)).astype(np.int32)
     local = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
              "weights": np.ones((batch, model_cfg.seq_len), np.float32)}
+    dtype = jnp.dtype(model_cfg.dtype)
+    mm_size = args.matmul or (8192 if on_gpu else 2048)
+    ratios, step_times, mm_rates = [], [], []
     with jax.set_mesh(comp.mesh):
         state = comp.init()
         b = step_lib.global_batch(local, comp.batch_sharding, batch, grad_accum=1)
         step = comp.train_step.lower(state, b).compile()
-        for _ in range(2):
-            state, m = step(state, b)
+        state, m = step(state, b)
         jax.block_until_ready(m)
-        t0 = time.perf_counter()
-        for _ in range(args.steps):
-            state, m = step(state, b)
-        jax.block_until_ready(m)
-        step_s = (time.perf_counter() - t0) / args.steps
-
-    dtype = jnp.dtype(model_cfg.dtype)
-    mm = matmul_flops_per_s(args.matmul or (8192 if on_gpu else 2048), dtype, repeats=5)
+        # This machine's speed drifts 2x within seconds: time the step and the matmul in
+        # alternation and take the median of the per-round ratios.
+        for _ in range(args.rounds):
+            mm = matmul_flops_per_s(mm_size, dtype, repeats=3)
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                state, m = step(state, b)
+            jax.block_until_ready(m)
+            step_s = (time.perf_counter() - t0) / args.steps
+            ratios.append(batch * model_cfg.seq_len / step_s * per_token / mm)
+            step_times.append(step_s)
+            mm_rates.append(mm)
+    step_s, mm, ratio = (float(np.median(x)) for x in (step_times, mm_rates, ratios))
     tok_s = batch * model_cfg.seq_len / step_s
     model_flops = tok_s * per_token
     kind = jax.devices()[0].device_kind
@@ -104,7 +112,8 @@ def main() -> None:
     print(f"tokens/s          {tok_s:,.0f}")
     print(f"model FLOP/s      {model_flops / 1e9:,.1f} GFLOP/s ({per_token / 1e6:.1f} MFLOP/token)")
     print(f"matmul FLOP/s     {mm / 1e9:,.1f} GFLOP/s ({dtype.name}, same device, same run)")
-    print(f"ratio             {model_flops / mm:.1%}")
+    print(f"ratio             {ratio:.1%} (median of {args.rounds} rounds: "
+          f"{', '.join(f'{r:.0%}' for r in ratios)})")
     peak = train.PEAK_FLOPS.get((kind, model_cfg.dtype))
     if peak:
         print(f"MFU               {model_flops / peak:.1%} of {peak / 1e12:.0f} TFLOP/s peak")
