@@ -1,0 +1,156 @@
+"""Chinchilla Approach 3: fit L(N, D) = E + A/N^alpha + B/D^beta to final losses.
+
+As Hoffmann et al. 2022 (App. D.2) did it: minimise the Huber loss (delta = 1e-3) of
+log L - LSE(a - alpha log N, b - beta log D, e), SUMMED over runs, with L-BFGS from a grid of
+starts, keeping the start with the lowest objective. Besiroglu et al. 2024 found that a mean-reduced
+objective lets L-BFGS stop almost at once (its tolerances are absolute), hence `reduction="sum"`.
+Also Epoch's variant: maximum likelihood of a Huber density with a free scale, BFGS.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.optimize
+import scipy.stats
+
+from analysis import allocation
+from analysis.lbfgs import LbfgsOptions, minimize_batched
+from analysis.records import Fit, InputError
+
+PARAM_ORDER = ("log_A", "log_B", "log_E", "alpha", "beta")  # x_P columns everywhere below
+MIN_RUNS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class StartGrid:
+    """Chinchilla's 4,500 starts: alpha, beta in {0,...,2}, e in {-1,...,1}, a, b in {0,...,25}."""
+
+    alpha: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
+    beta: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0)
+    e: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)
+    a: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
+    b: tuple[float, ...] = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
+
+    def points(self) -> np.ndarray:
+        return np.array([(a, b, e, al, be) for a, b, e, al, be in
+                         itertools.product(self.a, self.b, self.e, self.alpha, self.beta)], float)
+
+
+# Tolerances: gtol/ftol tight enough that the winner sits within 1e-12 of the optimum; f_scale=1
+# (as scipy) lets starts crawling along flat ridges (f ~ 20x the optimum) stop.
+FIT_OPTIONS = LbfgsOptions(max_iter=300, memory=10, gtol=1e-9, ftol=1e-10, f_scale=1.0, max_backtracks=5)
+# scipy L-BFGS-B's defaults (pgtol 1e-5, factr 1e7): used to show the mean-reduction pitfall.
+SCIPY_LIKE_OPTIONS = LbfgsOptions(max_iter=15000, memory=10, gtol=1e-5, ftol=2.220446e-9, f_scale=1.0, max_backtracks=20)
+
+
+@dataclasses.dataclass(frozen=True)
+class Approach3Result:
+    params: allocation.LawParams
+    x: np.ndarray  # (log A, log B, log E, alpha, beta)
+    objective: float
+    start: np.ndarray
+    n_converged: int
+    n_starts: int
+
+
+def huber_value_and_grad(x_SxP, shared, weights_SxR):
+    """Huber(delta) of log-loss residuals, reduced over runs, and its exact gradient, per start.
+
+    shared = (log N_R, log D_R, log L_R, delta, mean_flag); weights_SxR are run multiplicities
+    (bootstrap) or None. Written out by hand: one pass for value and gradient, no autodiff tape.
+    """
+    log_n, log_d, log_l, delta, mean_flag = shared
+    a, b, e, alpha, beta = (x_SxP[:, i:i + 1] for i in range(5))
+    pu = jnp.exp(a - alpha * log_n)
+    pv = jnp.exp(b - beta * log_d)
+    pe = jnp.exp(e)
+    s = pu + pv + pe
+    r = log_l - jnp.log(s)
+    ar = jnp.abs(r)
+    h = jnp.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta))
+    psi = jnp.clip(r, -delta, delta) / s  # dHuber/dr times d(log s)/ds
+    w = 1.0 if weights_SxR is None else weights_SxR
+    norm = jnp.where(mean_flag, jnp.sum(jnp.broadcast_to(w, h.shape), 1), 1.0)
+    h, psi, pu, pv = jax.lax.optimization_barrier((h * w, psi * w, pu, pv))
+    wu, wv = psi * pu, psi * pv
+    grad = -jnp.stack([jnp.sum(wu, 1), jnp.sum(wv, 1), jnp.sum(psi, 1) * pe[:, 0],
+                       -jnp.sum(wu * log_n, 1), -jnp.sum(wv * log_d, 1)], 1)
+    return jnp.sum(h, 1) / norm, grad / norm[:, None]
+
+
+def check_runs(n, d, loss) -> None:
+    if len(loss) < MIN_RUNS:
+        raise InputError(f"Approach 3 needs at least {MIN_RUNS} runs, the table has {len(loss)}: add runs")
+
+
+def fit_huber(n, d, loss, *, delta: float = 1e-3, grid: StartGrid = StartGrid(), starts=None,
+              weights=None, reduction: str = "sum", options: LbfgsOptions = FIT_OPTIONS,
+              width: int = 512) -> Approach3Result:
+    """Best-of-grid Huber fit. `starts` (S x 5) overrides the grid; `weights` (R,) are multiplicities."""
+    n, d, loss = (np.asarray(v, float) for v in (n, d, loss))
+    check_runs(n, d, loss)
+    if reduction not in ("sum", "mean"):
+        raise InputError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    x0 = grid.points() if starts is None else np.atleast_2d(np.asarray(starts, float))
+    with jax.enable_x64(True):
+        shared = (jnp.log(n), jnp.log(d), jnp.log(loss), jnp.float64(delta), jnp.bool_(reduction == "mean"))
+        lane = None if weights is None else jnp.broadcast_to(jnp.asarray(weights, jnp.float64), (len(x0), len(n)))
+        res = minimize_batched(huber_value_and_grad, jnp.asarray(x0), shared, lane, options, width)
+    best = int(np.nanargmin(np.where(np.isfinite(res.f_S), res.f_S, np.inf)))
+    x = res.x_SxP[best]
+    return Approach3Result(allocation.LawParams.from_logs(*x), x, float(res.f_S[best]), x0[best],
+                           int(res.converged_S.sum()), len(x0))
+
+
+def huber_objective(x, n, d, loss, delta=1e-3, reduction="sum") -> float:
+    """The objective at one parameter vector (log A, log B, log E, alpha, beta), float64 numpy."""
+    r = np.log(loss) - np.logaddexp(np.logaddexp(x[0] - x[3] * np.log(n), x[1] - x[4] * np.log(d)), x[2])
+    h = np.where(np.abs(r) <= delta, 0.5 * r**2, delta * (np.abs(r) - 0.5 * delta))
+    return float(h.sum() if reduction == "sum" else h.mean())
+
+
+def _huber_normaliser(delta: float) -> float:
+    # Normalising constant of the density exp(-huber_delta(x)) (Besiroglu et al. 2024, App. A).
+    return float(np.sqrt(2 * np.pi) * (1 - 2 * scipy.stats.norm.sf(delta)) + 2 * np.exp(-0.5 * delta**2) / delta)
+
+
+def _ml_nll(theta, log_n, log_d, log_l, delta, log_z):
+    a, b, e, alpha, beta, log_sigma = (theta[i] for i in range(6))
+    pred = jnp.logaddexp(jnp.logaddexp(a - alpha * log_n, b - beta * log_d), e)
+    z = (log_l - pred) / jnp.exp(log_sigma)
+    az = jnp.abs(z)
+    h = jnp.where(az <= delta, 0.5 * z * z, delta * (az - 0.5 * delta))
+    return jnp.sum(h + log_z + log_sigma)
+
+
+def fit_ml(n, d, loss, *, delta: float = 1e-3, start: allocation.LawParams = allocation.HOFFMANN_UNROUNDED):
+    """Epoch's estimator: maximum likelihood of a Huber density on log-loss residuals with a free
+    scale sigma, BFGS with exact (autodiff) gradients from Hoffmann's unrounded values."""
+    n, d, loss = (np.asarray(v, float) for v in (n, d, loss))
+    check_runs(n, d, loss)
+    x_start = np.array([np.log(start.A), np.log(start.B), np.log(start.E), start.alpha, start.beta])
+    with jax.enable_x64(True):
+        args = (jnp.log(n), jnp.log(d), jnp.log(loss), delta, np.log(_huber_normaliser(delta)))
+        f = jax.jit(_ml_nll)
+        fg = jax.jit(jax.value_and_grad(_ml_nll))
+        # Scale first (params held), as Epoch did, so BFGS starts from a sensible sigma.
+        s0 = scipy.optimize.minimize_scalar(lambda s: float(f(jnp.append(x_start, s), *args)),
+                                            bounds=(-20.0, 5.0), method="bounded").x
+        wrap = lambda t: tuple(np.asarray(v, float) for v in fg(jnp.asarray(t), *args))
+        res = scipy.optimize.minimize(wrap, np.append(x_start, s0), jac=True, method="BFGS",
+                                      options={"gtol": 1e-10, "maxiter": 10000})
+    x = res.x[:5]
+    return Approach3Result(allocation.LawParams.from_logs(*x), x, float(res.fun), np.append(x_start, s0),
+                           int(res.success), 1), float(np.exp(res.x[5]))
+
+
+def to_fit(res: Approach3Result, approach: str, n_runs: int, intervals=None, notes=()) -> Fit:
+    p = res.params
+    a, b, g = allocation.exponents(p)
+    params = {"E": p.E, "A": p.A, "B": p.B, "alpha": p.alpha, "beta": p.beta, "a": a, "b": b, "G": g}
+    return Fit(approach, params, res.objective, dict(intervals or {}), n_runs, tuple(notes),
+               {"converged_starts": res.n_converged, "starts": res.n_starts})
