@@ -86,8 +86,8 @@ def main() -> None:
     with jax.set_mesh(comp.mesh):
         state = comp.init()
         b = step_lib.global_batch(local, comp.batch_sharding, batch, grad_accum=1)
-        step = comp.train_step.lower(state, b).compile()
-        state, m = step(state, b)
+        step = comp.train_step.lower(state, b, comp.schedule(0)).compile()
+        state, m = step(state, b, comp.schedule(0))
         jax.block_until_ready(m)
         # This machine's speed drifts 2x within seconds: time the step and the matmul in
         # alternation and take the median of the per-round ratios.
@@ -95,7 +95,7 @@ def main() -> None:
             mm = matmul_flops_per_s(mm_size, dtype, repeats=3)
             t0 = time.perf_counter()
             for _ in range(args.steps):
-                state, m = step(state, b)
+                state, m = step(state, b, comp.schedule(0))
             jax.block_until_ready(m)
             step_s = (time.perf_counter() - t0) / args.steps
             ratios.append(batch * model_cfg.seq_len / step_s * per_token / mm)

@@ -6,29 +6,40 @@ matches the run's length, a 10x decay) and WSD reaches 0 (Hägele et al. 2024).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
-import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
+Schedule = Callable[[int], float]
 
-def schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
+
+def schedule(train: ml_collections.ConfigDict) -> Schedule:
+    """lr for update t, computed on the host in float32 and fed to the compiled step, so runs that
+    differ only in length or warmup share one compiled step (and the persistent compilation cache)."""
+    fn = _schedule(train)
+    return lambda t: np.float32(fn(np.float64(t)))
+
+
+def _schedule(train: ml_collections.ConfigDict):
     peak, steps, warmup = float(train.lr), int(train.steps), int(train.warmup_steps)
     last = max(steps - 1, 1)
 
     def warm(t):
         # (t + 1) / warmup: the first update is not wasted at lr 0.
-        return peak * jnp.minimum(1.0, (t + 1.0) / max(warmup, 1))
+        return peak * np.minimum(1.0, (t + 1.0) / max(warmup, 1))
 
     if train.schedule == "constant":
-        return lambda t: warm(t) if warmup else jnp.full_like(t, peak, dtype=jnp.float32)
+        return lambda t: warm(t) if warmup else peak
     if train.schedule == "cosine":
         floor = float(train.final_lr_frac) * peak
 
         def cosine(t):
-            progress = jnp.clip((t - warmup) / max(last - warmup, 1), 0.0, 1.0)
-            decayed = floor + (peak - floor) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
-            return jnp.where(t < warmup, warm(t), decayed)
+            progress = np.clip((t - warmup) / max(last - warmup, 1), 0.0, 1.0)
+            decayed = floor + (peak - floor) * 0.5 * (1.0 + np.cos(np.pi * progress))
+            return np.where(t < warmup, warm(t), decayed)
 
         return cosine
     if train.schedule == "wsd":
@@ -36,12 +47,12 @@ def schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
         start = steps - cooldown  # first cooldown step; the last step (steps-1) reaches 0
 
         def wsd(t):
-            progress = jnp.clip((t - start + 1.0) / cooldown, 0.0, 1.0)
+            progress = np.clip((t - start + 1.0) / cooldown, 0.0, 1.0)
             if train.cooldown_shape == "linear":
                 factor = 1.0 - progress
             else:  # "1-sqrt", the better shape in Hägele et al. 2024 Fig. 4
-                factor = 1.0 - jnp.sqrt(progress)
-            return jnp.where(t < warmup, warm(t), peak * factor)
+                factor = 1.0 - np.sqrt(progress)
+            return np.where(t < warmup, warm(t), peak * factor)
 
         return wsd
     raise ValueError(f"train.schedule={train.schedule!r} is not one of cosine, wsd, constant")
@@ -54,10 +65,13 @@ def decay_mask(axes_tree: dict, exclude: tuple[str, ...]) -> dict:
 
 
 def optimizer(train: ml_collections.ConfigDict, axes_tree: dict) -> optax.GradientTransformation:
+    """AdamW (Loshchilov & Hutter 2019) without its learning rate: the step multiplies the update by
+    the lr it is given. Same arithmetic as `optax.adamw(lr)`, whose last stage is `-lr * update`."""
     parts = []
     if train.clip_norm > 0:
         parts.append(optax.clip_by_global_norm(train.clip_norm))
-    parts.append(optax.adamw(schedule(train), b1=train.b1, b2=train.b2, eps=train.eps,
-                             weight_decay=train.weight_decay,
-                             mask=decay_mask(axes_tree, tuple(train.wd_exclude))))
+    parts += [optax.scale_by_adam(b1=train.b1, b2=train.b2, eps=train.eps),
+              optax.add_decayed_weights(train.weight_decay,
+                                        mask=decay_mask(axes_tree, tuple(train.wd_exclude))),
+              optax.scale(-1.0)]
     return optax.chain(*parts)

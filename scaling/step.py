@@ -35,9 +35,9 @@ class Compiled:
     batch_sharding: NamedSharding  # of a [grad_accum, micro_batch, L] array
     eval_batch_sharding: NamedSharding  # of a [eval_batch, L] array
     init: Callable[[], State]
-    train_step: Callable[[State, dict], tuple[State, dict]]
+    train_step: Callable[[State, dict, jax.Array], tuple[State, dict]]  # (state, batch, lr)
     eval_step: Callable[[dict, dict], tuple[jax.Array, jax.Array]]
-    schedule: optax.Schedule
+    schedule: optim.Schedule
 
 
 def token_losses(params: dict, graphdef, batch: dict, z_loss: float):
@@ -84,7 +84,7 @@ def build(config: ml_collections.ConfigDict, model_cfg: ModelConfig, mesh: Mesh)
     z_loss = float(config.train.z_loss)
     grad_fn = jax.value_and_grad(lambda p, b: token_losses(p, graphdef, b, z_loss), has_aux=True)
 
-    def train_step(state: State, batch_AxBxL: dict) -> tuple[State, dict]:
+    def train_step(state: State, batch_AxBxL: dict, lr: jax.Array) -> tuple[State, dict]:
         params = state["params"]
         accum = batch_AxBxL["inputs"].shape[0]
         if accum == 1:
@@ -100,10 +100,10 @@ def build(config: ml_collections.ConfigDict, model_cfg: ModelConfig, mesh: Mesh)
         n_tokens = jnp.maximum(jnp.sum(batch_AxBxL["weights"]), 1.0)
         grads = jax.tree.map(lambda g: g / n_tokens, grads)
         updates, opt_state = tx.update(grads, state["opt_state"], params)
+        updates = jax.tree.map(lambda u: lr * u, updates)
         new_state = {"step": state["step"] + 1, "params": optax.apply_updates(params, updates),
                      "opt_state": opt_state}
-        metrics = {"train_loss": nll_sum / n_tokens, "grad_norm": optax.tree.norm(grads),
-                   "lr": schedule(state["step"])}
+        metrics = {"train_loss": nll_sum / n_tokens, "grad_norm": optax.tree.norm(grads)}
         return new_state, metrics
 
     def eval_step(params: dict, batch_BxL: dict):
@@ -119,7 +119,7 @@ def build(config: ml_collections.ConfigDict, model_cfg: ModelConfig, mesh: Mesh)
         mesh=mesh, graphdef=graphdef, abstract_state=abstract_state,
         state_shardings=state_shardings, batch_sharding=b_sharding, eval_batch_sharding=e_sharding,
         init=jax.jit(init, out_shardings=state_shardings),
-        train_step=jax.jit(train_step, in_shardings=(state_shardings, batch_tree),
+        train_step=jax.jit(train_step, in_shardings=(state_shardings, batch_tree, replicated),
                            out_shardings=(state_shardings, replicated), donate_argnums=0),
         eval_step=jax.jit(eval_step, in_shardings=(state_shardings["params"], eval_tree),
                           out_shardings=replicated),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import pathlib
 import signal
 import sys
@@ -128,7 +129,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                                       config.train.global_batch, config.train.grad_accum)
         # Compile ahead of time so step times below are pure step times.
         t0 = time.time()
-        train_step = comp.train_step.lower(state, batch).compile()
+        train_step = comp.train_step.lower(state, batch, comp.schedule(start)).compile()
         compile_s = time.time() - t0
         sigterm = _Sigterm()
         peak = _peak_flops(model_cfg.dtype)
@@ -139,8 +140,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
         def settle(pending, dt):
             """Fetch a step's metrics (dt: its wall time); log them; False if the loss is not finite."""
             nonlocal step_time_total, last_train
-            i, dev = pending
+            i, dev, lr = pending
             m = {k: float(v) for k, v in jax.device_get(dev).items()}
+            m["lr"] = float(lr)
             if not math.isfinite(m["train_loss"]):
                 return False
             step_time_total += dt
@@ -159,7 +161,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
             return True
 
         for i in range(start, steps):
-            state, dev_metrics = train_step(state, batch)
+            lr = comp.schedule(i)
+            state, dev_metrics = train_step(state, batch, lr)
             if i + 1 < steps:  # prepare the next batch while the device works
                 batch = step_lib.global_batch(local_batch(i + 1), comp.batch_sharding,
                                               config.train.global_batch, config.train.grad_accum)
@@ -170,7 +173,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                 if not ok:
                     status = "diverged"
                     break
-            pending = (i, dev_metrics)
+            pending = (i, dev_metrics, lr)
             done = i + 1
             boundary = done == steps or sigterm.received or (
                 config.checkpoint.every_steps and done % config.checkpoint.every_steps == 0) or (
@@ -244,8 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     from ml_collections import config_flags
 
     flag_values = absl_flags.FlagValues()
+    argv = sys.argv if argv is None else argv
+    # sys_argv: config_flags reads --config.* overrides from sys.argv unless told otherwise.
     config_flags.DEFINE_config_file("config", None, "ml_collections config file (get_config()).",
-                                    flag_values=flag_values, lock_config=True)
+                                    flag_values=flag_values, lock_config=True, sys_argv=argv)
     absl_flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, run.json.",
                              flag_values=flag_values)
     absl_flags.DEFINE_string("init_from", None, "Checkpoint directory to start from when the "
@@ -260,7 +265,6 @@ def main(argv: list[str] | None = None) -> int:
     absl_flags.DEFINE_integer("process_id", None, "This process's index.", flag_values=flag_values)
     absl_flags.DEFINE_integer("cpu_devices", None, "Number of CPU devices to expose (testing).",
                               flag_values=flag_values)
-    argv = sys.argv if argv is None else argv
     try:
         flag_values(argv)
         if flag_values.workdir is None:
@@ -275,6 +279,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_CONFIG
 
+    # Runs of one study share shapes (the lr is an input of the step, not a constant), so a
+    # persistent compilation cache turns most of a grid's compiles into cache hits.
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        jax.config.update("jax_compilation_cache_dir",
+                          str(pathlib.Path("~/.cache/scaling/jax").expanduser()))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     if flag_values.cpu_devices:
         jax.config.update("jax_num_cpu_devices", flag_values.cpu_devices)
     if flag_values.coordinator_address:
