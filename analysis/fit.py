@@ -1,0 +1,140 @@
+"""python -m analysis.fit --results FILE --approach {1,2,3,kaplan,all} --out DIR
+
+Fits scaling laws to a results table, prints one table, and writes DIR/fits.json (per approach:
+E, A, B, alpha, beta, a, b, G where they apply, the objective, and bootstrap intervals).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from analysis import approach1, approach2, approach3, bootstrap, kaplan, tables, validate
+from analysis.cli_common import Parser, add_grid_flags, add_table_flags, columns_from, grid_from, run_main
+from analysis.records import Fit, InputError, write_atomic, write_fits
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m analysis.fit", description=__doc__.split("\n\n")[1])
+    add_table_flags(p)
+    p.add_argument("--approach", choices=("1", "2", "3", "kaplan", "all"), default="all",
+                   help="which fit; 'all' runs 2, 3, kaplan, and 1 when --curves is given")
+    p.add_argument("--out", required=True, help="directory for fits.json (and holdout.csv with --validate)")
+    p.add_argument("--curves", help="loss curves CSV (run_id, params, tokens, [flops], loss) for Approach 1")
+    p.add_argument("--curve-loss-col", help="curve loss column (default: eval_loss if it has values, else train_loss)")
+    p.add_argument("--smooth", type=int, default=1, help="Approach 1: moving-average window over logged points")
+    p.add_argument("--interp", choices=("parabola", "akima"), default="parabola",
+                   help="Approach 2: IsoFLOP profile model in log N")
+    p.add_argument("--include-edges", action="store_true",
+                   help="Approaches 1-2: keep optima that lie at the edge of the sampled N range")
+    p.add_argument("--delta", type=float, default=1e-3, help="Approach 3: Huber delta on log-loss residuals")
+    p.add_argument("--no-ml", action="store_true", help="Approach 3: skip Epoch's maximum-likelihood variant")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples over runs (0: none)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--level", type=float, default=0.95, help="central interval level of the percentiles")
+    p.add_argument("--validate", action="store_true",
+                   help="fit Approach 3 without the largest budget and report the error on its runs")
+    add_grid_flags(p)
+    return p
+
+
+def _check_args(args) -> None:
+    if args.bootstrap < 0:
+        raise InputError("--bootstrap must be >= 0")
+    if not 0 < args.level < 1:
+        raise InputError("--level must be between 0 and 1, e.g. 0.95")
+    if args.delta <= 0:
+        raise InputError("--delta must be positive")
+    if args.approach == "1" and not args.curves:
+        raise InputError("--approach 1 needs --curves FILE (loss curves in long format)")
+
+
+def fit_all(args, runs: tables.Runs) -> dict[str, Fit]:
+    fits: dict[str, Fit] = {}
+    want = lambda k: args.approach in (k, "all")
+    if want("1") and args.curves:
+        curves = tables.load_curves(args.curves, args.curve_loss_col, args.flops_convention)
+        r1 = approach1.fit_approach1(curves, smooth=args.smooth, drop_edges=not args.include_edges)
+        fits["approach1"] = Fit("approach1", {"a": r1.n_law.exponent, "b": r1.d_law.exponent}, None, {},
+                                len(np.unique(curves.run_id)))
+    if want("2"):
+        r2 = approach2.fit_approach2(runs, args.interp, args.include_edges)
+        ints = {}
+        if args.bootstrap:
+            s = bootstrap.generic_samples(runs, lambda r: bootstrap.approach2_fit_values(r, args.interp, args.include_edges),
+                                          args.bootstrap, args.seed, stratify_by_budget=True)
+            ints = bootstrap.percentiles(s, args.level)
+        edges = [f"{o.C:.3g}" for o in r2.optima if o.at_edge]
+        notes = (f"optimum at the grid edge for budgets {', '.join(edges)}",) if edges else ()
+        fits["approach2"] = Fit("approach2", {"a": r2.n_law.exponent, "b": r2.d_law.exponent}, None, ints,
+                                int(np.isfinite(runs.budget).sum()), notes,
+                                {"budgets": [{"C": o.C, "N_opt": o.N_opt, "D_opt": o.D_opt, "at_edge": o.at_edge}
+                                             for o in r2.optima]})
+    if want("3"):
+        approach3.check_runs(runs.N, runs.D, runs.loss)
+        r3 = approach3.fit_huber(runs.N, runs.D, runs.loss, delta=args.delta, grid=grid_from(args))
+        ints = {}
+        if args.bootstrap:
+            s = bootstrap.approach3_samples(runs.N, runs.D, runs.loss, r3.x, args.bootstrap, args.seed, args.delta)
+            ints = bootstrap.percentiles(s, args.level)
+        fits["approach3"] = approach3.to_fit(r3, "approach3", len(runs), ints)
+        if not args.no_ml:
+            ml, sigma = approach3.fit_ml(runs.N, runs.D, runs.loss, delta=args.delta)
+            fits["approach3_ml"] = approach3.to_fit(ml, "approach3_ml", len(runs), notes=(f"sigma={sigma:.4g}",))
+    if want("kaplan"):
+        k = kaplan.fit_kaplan(runs)
+        ints = {}
+        if args.bootstrap:
+            s = bootstrap.generic_samples(runs, lambda r: kaplan.kaplan_values(kaplan.fit_kaplan(r)),
+                                          args.bootstrap, args.seed)
+            ints = bootstrap.percentiles(s, args.level)
+        fits["kaplan"] = kaplan.to_fit(k, len(runs), ints)
+    return fits
+
+
+def format_table(fits: dict[str, Fit]) -> str:
+    names = ("E", "A", "B", "alpha", "beta", "a", "b", "G", "alpha_N", "alpha_D", "alpha_C")
+    lines = [f"{'fit':<13}" + "".join(f"{n:>14}" for n in names) + f"{'objective':>14}"]
+    for key, f in fits.items():
+        vals = "".join(f"{f.params[n]:>14.5g}" if n in f.params else f"{'-':>14}" for n in names)
+        obj = f"{f.objective:>14.6g}" if f.objective is not None else f"{'-':>14}"
+        lines.append(f"{key:<13}{vals}{obj}")
+        if f.intervals:
+            iv = "".join(f"{' [%.3g,%.3g]' % f.intervals[n]:>14}" if n in f.intervals else f"{'':>14}" for n in names)
+            lines.append(f"{'  interval':<13}{iv}")
+    return "\n".join(lines)
+
+
+def main_body(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    _check_args(args)
+    runs = tables.drop_highest_loss(tables.load_runs(args.results, columns_from(args)), args.drop_highest)
+    for note in runs.notes:
+        print(f"note: {note}", file=sys.stderr)
+    fits = fit_all(args, runs)
+    os.makedirs(args.out, exist_ok=True)
+    write_fits(os.path.join(args.out, "fits.json"), fits)
+    print(format_table(fits))
+    for f in fits.values():
+        for note in f.notes:
+            print(f"note ({f.approach}): {note}", file=sys.stderr)
+    if args.validate:
+        rows = validate.holdout_largest_budget(runs, args.delta, grid_from(args))
+        text = "run_id,N,D,loss,predicted,rel_error\n" + "".join(
+            f"{r.run_id},{r.N:.6g},{r.D:.6g},{r.loss:.6g},{r.predicted:.6g},{r.rel_error:.6g}\n" for r in rows)
+        write_atomic(os.path.join(args.out, "holdout.csv"), text)
+        print(f"hold-out (largest budget, {len(rows)} runs): mean |rel error| "
+              f"{np.mean([abs(r.rel_error) for r in rows]):.4g}")
+        for r in rows:
+            print(f"  {r.run_id:>10}  N={r.N:.4g}  D={r.D:.4g}  loss={r.loss:.4f}  pred={r.predicted:.4f}  "
+                  f"err={r.rel_error:+.3%}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_main(main_body, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
