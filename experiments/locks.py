@@ -17,11 +17,12 @@ import fcntl
 import json
 import os
 import socket
-import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
+
+from scaling import io
 
 LOCK_NAME = ".lock"
 LEASE_NAME = "lease.json"
@@ -29,22 +30,12 @@ STALE_AFTER_S = 120.0  # a lease from another host whose heartbeat is older than
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never a torn one (temp file, fsync, rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Readers see the old file or the new one, never a torn one."""
+    io.atomic_write_text(path, text)
 
 
 def write_json_atomic(path: Path, value) -> None:
-    write_atomic(path, json.dumps(value, indent=1, sort_keys=True) + "\n")
+    io.atomic_write_json(path, value)
 
 
 def read_json(path: Path):

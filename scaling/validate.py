@@ -5,7 +5,6 @@ it into exit code 2.
 """
 from __future__ import annotations
 
-import os
 import pathlib
 import tempfile
 
@@ -13,7 +12,7 @@ import ml_collections
 
 from models.config import ConfigError, ModelConfig
 from scaling.config import COOLDOWN_SHAPES, SCHEDULES, default_config
-from scaling.sharding import MESH_AXES, batch_shards, resolve_mesh_shape, rules_dict
+from scaling.sharding import MESH_AXES, resolve_mesh_shape, rules_dict
 
 # Sections a config file may carry that a single run ignores (a study's plan lives in `study`).
 IGNORED_SECTIONS = ("study",)
@@ -112,4 +111,4 @@ def check_workdir(workdir: str) -> pathlib.Path:
     return path
 
 
-__all__ = ["check", "check_workdir", "model_config", "ConfigError", "batch_shards"]
+__all__ = ["check", "check_workdir", "model_config", "ConfigError"]

@@ -1,8 +1,6 @@
 """End to end through the real CLI: outputs, resume after SIGKILL/SIGTERM, divergence, config errors."""
 from __future__ import annotations
 
-import json
-import os
 import pathlib
 import signal
 import time

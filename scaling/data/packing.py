@@ -12,14 +12,13 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import pathlib
-import tempfile
 
 import grain
 import numpy as np
 
 from scaling.data.tokenizer import ByteTokenizer
+from scaling.io import atomic_open
 
 _DTYPE = np.dtype("<u2")  # vocab 257 fits; half the memory of int32 for a memmapped stream
 _HEADER_BYTES = 128  # a 1-D .npy v1.0 header is padded to 128 bytes for any length below 10**20
@@ -76,29 +75,20 @@ def write_stream(path: pathlib.Path, docs, eod_id: int) -> int:
     The length is unknown until the end, so the header space is reserved and written last: memory
     stays bounded by one chunk, whatever the dataset's size.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.seek(_HEADER_BYTES)
-            eod = np.array([eod_id], _DTYPE)
-            chunk, chunk_len, total = [eod], 1, 0
-            for doc in docs:
-                chunk += [doc.astype(_DTYPE, copy=False), eod]
-                chunk_len += len(doc) + 1
-                if chunk_len >= _CHUNK_TOKENS:
-                    f.write(np.concatenate(chunk).tobytes())
-                    total, chunk, chunk_len = total + chunk_len, [], 0
-            f.write(np.concatenate(chunk).tobytes())
-            total += chunk_len
-            f.seek(0)
-            f.write(_npy_header(total))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_open(path, "wb") as f:
+        f.seek(_HEADER_BYTES)
+        eod = np.array([eod_id], _DTYPE)
+        chunk, chunk_len, total = [eod], 1, 0
+        for doc in docs:
+            chunk += [doc.astype(_DTYPE, copy=False), eod]
+            chunk_len += len(doc) + 1
+            if chunk_len >= _CHUNK_TOKENS:
+                f.write(np.concatenate(chunk).tobytes())
+                total, chunk, chunk_len = total + chunk_len, [], 0
+        f.write(np.concatenate(chunk).tobytes())
+        total += chunk_len
+        f.seek(0)
+        f.write(_npy_header(total))
     return total
 
 
@@ -108,14 +98,6 @@ def _npy_header(length: int) -> bytes:
     np.lib.format.write_array_header_1_0(buf, header)
     assert len(buf.getvalue()) == _HEADER_BYTES, "npy header size changed; cannot write in place"
     return buf.getvalue()
-
-
-def _fsync_dir(directory: pathlib.Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_stream(path: pathlib.Path) -> np.ndarray:
