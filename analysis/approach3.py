@@ -55,6 +55,7 @@ class Approach3Result:
     start: np.ndarray
     n_converged: int
     n_starts: int
+    iterations: int = 0  # of the winning start
 
 
 def huber_value_and_grad(x_SxP, shared, weights_SxR):
@@ -103,7 +104,7 @@ def fit_huber(n, d, loss, *, delta: float = 1e-3, grid: StartGrid = StartGrid(),
     best = int(np.nanargmin(np.where(np.isfinite(res.f_S), res.f_S, np.inf)))
     x = res.x_SxP[best]
     return Approach3Result(allocation.LawParams.from_logs(*x), x, float(res.f_S[best]), x0[best],
-                           int(res.converged_S.sum()), len(x0))
+                           int(res.converged_S.sum()), len(x0), int(res.iters_S[best]))
 
 
 def huber_objective(x, n, d, loss, delta=1e-3, reduction="sum") -> float:
