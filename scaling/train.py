@@ -116,6 +116,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
             start, state = 0, comp.init()
         else:
             start, state = restored
+        previous = metrics.read_run_json(workdir) if restored else None
+        if previous and previous.get("status") == "completed" and start >= steps:
+            print(f"{workdir} already completed {steps} steps; nothing to do", flush=True)
+            ckpt.close()
+            return Outcome("completed", start, previous.get("final_train_loss"),
+                           previous.get("final_eval_loss"))
         writer = metrics.MetricsWriter(workdir, resume_step=start if restored else None,
                                        process_index=jax.process_index())
         if is_writer:
@@ -134,8 +140,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
         sigterm = _Sigterm()
         peak = _peak_flops(model_cfg.dtype)
         pending = None  # (step, device metrics) of the step whose results are not fetched yet
-        status, last_train, last_eval = "completed", None, None
-        step_time_total, last_t = 0.0, time.time()
+        status, last_eval = "completed", None
+        last_train = _last_train_loss(workdir, start) if restored else None
+        # Pure step time of the whole run: earlier attempts' (as far as they recorded it) + this one's.
+        step_time_total = float((previous or {}).get("step_time_s") or 0.0)
+        last_t = time.time()
 
         def settle(pending, dt):
             """Fetch a step's metrics (dt: its wall time); log them; False if the loss is not finite."""
@@ -220,13 +229,18 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                   final_eval_loss=last_eval if status == "completed" else None,
                   wall_time_s=time.time() - started, compile_time_s=compile_s,
                   step_time_s=step_time_total,
-                  tokens_per_s=(steps - start) * tokens_per_step / step_time_total
-                  if step_time_total else None)
+                  tokens_per_s=steps * tokens_per_step / step_time_total
+                  if step_time_total and status == "completed" else None)
     if status == "completed":
         record["final_eval_bits_per_byte"] = ev["eval_bits_per_byte"]
     if is_writer:
         metrics.write_run_json(workdir, record)
     return Outcome(status, final_step if final_step is not None else -1, last_train, last_eval)
+
+
+def _last_train_loss(workdir: pathlib.Path, step: int) -> float | None:
+    rows = [r for r in metrics.read_metrics(workdir) if "train_loss" in r and r["step"] <= step]
+    return rows[-1]["train_loss"] if rows else None
 
 
 def config_convention(config) -> str:

@@ -167,3 +167,11 @@ def test_cli_error_has_no_traceback(tmp_path, data_dir):
     result = th.train(tmp_path, data_dir, "--config.model.n_heads=5")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "model.n_heads" in result.stderr
+
+
+def test_rerunning_a_completed_run_changes_nothing(reference, data_dir):
+    before = (reference / "run.json").read_text()
+    result = th.train(reference, data_dir, *STEPS)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "already completed" in result.stdout
+    assert (reference / "run.json").read_text() == before
