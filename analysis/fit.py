@@ -50,46 +50,76 @@ def _check_args(args) -> None:
         raise InputError("--approach 1 needs --curves FILE (loss curves in long format)")
 
 
-def fit_all(args, runs: tables.Runs) -> dict[str, Fit]:
+def fit_all(args, runs: tables.Runs) -> tuple[dict[str, Fit], dict[str, str]]:
+    """The fits asked for. Under --approach all, an approach this table cannot support (too few
+    budgets, an envelope with no interior optimum, ...) is skipped with its reason instead of
+    failing the others; asked for by name, the same problem is an error."""
     fits: dict[str, Fit] = {}
-    want = lambda k: args.approach in (k, "all")
-    if want("1") and args.curves:
-        curves = tables.load_curves(args.curves, args.curve_loss_col, args.flops_convention)
-        r1 = approach1.fit_approach1(curves, smooth=args.smooth, drop_edges=not args.include_edges)
-        fits["approach1"] = Fit("approach1", {"a": r1.n_law.exponent, "b": r1.d_law.exponent}, None, {},
-                                len(np.unique(curves.run_id)))
-    if want("2"):
-        r2 = approach2.fit_approach2(runs, args.interp, args.include_edges)
-        ints = {}
-        if args.bootstrap:
-            s = bootstrap.generic_samples(runs, lambda r: bootstrap.approach2_fit_values(r, args.interp, args.include_edges),
-                                          args.bootstrap, args.seed, stratify_by_budget=True)
-            ints = bootstrap.percentiles(s, args.level)
-        edges = [f"{o.C:.3g}" for o in r2.optima if o.at_edge]
-        notes = (f"optimum at the grid edge for budgets {', '.join(edges)}",) if edges else ()
-        fits["approach2"] = Fit("approach2", {"a": r2.n_law.exponent, "b": r2.d_law.exponent}, None, ints,
-                                int(np.isfinite(runs.budget).sum()), notes,
-                                {"budgets": [{"C": o.C, "N_opt": o.N_opt, "D_opt": o.D_opt, "at_edge": o.at_edge}
-                                             for o in r2.optima]})
-    if want("3"):
-        approach3.check_runs(runs.N, runs.D, runs.loss)
-        r3 = approach3.fit_huber(runs.N, runs.D, runs.loss, delta=args.delta, grid=grid_from(args))
-        ints = {}
-        if args.bootstrap:
-            s = bootstrap.approach3_samples(runs.N, runs.D, runs.loss, r3.x, args.bootstrap, args.seed, args.delta)
-            ints = bootstrap.percentiles(s, args.level)
-        fits["approach3"] = approach3.to_fit(r3, "approach3", len(runs), ints)
-        if not args.no_ml:
-            ml, sigma = approach3.fit_ml(runs.N, runs.D, runs.loss, delta=args.delta)
-            fits["approach3_ml"] = approach3.to_fit(ml, "approach3_ml", len(runs), notes=(f"sigma={sigma:.4g}",))
-    if want("kaplan"):
-        k = kaplan.fit_kaplan(runs)
-        ints = {}
-        if args.bootstrap:
-            s = bootstrap.generic_samples(runs, lambda r: kaplan.kaplan_values(kaplan.fit_kaplan(r)),
-                                          args.bootstrap, args.seed)
-            ints = bootstrap.percentiles(s, args.level)
-        fits["kaplan"] = kaplan.to_fit(k, len(runs), ints)
+    skipped: dict[str, str] = {}
+    for name, fit_one in (("1", _approach1), ("2", _approach2), ("3", _approach3), ("kaplan", _kaplan)):
+        if args.approach not in (name, "all") or (name == "1" and not args.curves):
+            continue
+        try:
+            fits.update(fit_one(args, runs))
+        except InputError as e:
+            if args.approach != "all":
+                raise
+            skipped[name] = str(e)
+    if not fits:
+        raise InputError("no approach could be fitted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return fits, skipped
+
+
+def _approach1(args, runs) -> dict[str, Fit]:
+    fits = {}
+    curves = tables.load_curves(args.curves, args.curve_loss_col, args.flops_convention)
+    r1 = approach1.fit_approach1(curves, smooth=args.smooth, drop_edges=not args.include_edges)
+    fits["approach1"] = Fit("approach1", {"a": r1.n_law.exponent, "b": r1.d_law.exponent}, None, {},
+                            len(np.unique(curves.run_id)))
+    return fits
+
+
+def _approach2(args, runs) -> dict[str, Fit]:
+    fits = {}
+    r2 = approach2.fit_approach2(runs, args.interp, args.include_edges)
+    ints = {}
+    if args.bootstrap:
+        s = bootstrap.generic_samples(runs, lambda r: bootstrap.approach2_fit_values(r, args.interp, args.include_edges),
+                                      args.bootstrap, args.seed, stratify_by_budget=True)
+        ints = bootstrap.percentiles(s, args.level)
+    edges = [f"{o.C:.3g}" for o in r2.optima if o.at_edge]
+    notes = (f"optimum at the grid edge for budgets {', '.join(edges)}",) if edges else ()
+    fits["approach2"] = Fit("approach2", {"a": r2.n_law.exponent, "b": r2.d_law.exponent}, None, ints,
+                            int(np.isfinite(runs.budget).sum()), notes,
+                            {"budgets": [{"C": o.C, "N_opt": o.N_opt, "D_opt": o.D_opt, "at_edge": o.at_edge}
+                                         for o in r2.optima]})
+    return fits
+
+
+def _approach3(args, runs) -> dict[str, Fit]:
+    fits = {}
+    approach3.check_runs(runs.N, runs.D, runs.loss)
+    r3 = approach3.fit_huber(runs.N, runs.D, runs.loss, delta=args.delta, grid=grid_from(args))
+    ints = {}
+    if args.bootstrap:
+        s = bootstrap.approach3_samples(runs.N, runs.D, runs.loss, r3.x, args.bootstrap, args.seed, args.delta)
+        ints = bootstrap.percentiles(s, args.level)
+    fits["approach3"] = approach3.to_fit(r3, "approach3", len(runs), ints)
+    if not args.no_ml:
+        ml, sigma = approach3.fit_ml(runs.N, runs.D, runs.loss, delta=args.delta)
+        fits["approach3_ml"] = approach3.to_fit(ml, "approach3_ml", len(runs), notes=(f"sigma={sigma:.4g}",))
+    return fits
+
+
+def _kaplan(args, runs) -> dict[str, Fit]:
+    fits = {}
+    k = kaplan.fit_kaplan(runs)
+    ints = {}
+    if args.bootstrap:
+        s = bootstrap.generic_samples(runs, lambda r: kaplan.kaplan_values(kaplan.fit_kaplan(r)),
+                                      args.bootstrap, args.seed)
+        ints = bootstrap.percentiles(s, args.level)
+    fits["kaplan"] = kaplan.to_fit(k, len(runs), ints)
     return fits
 
 
@@ -112,7 +142,9 @@ def main_body(argv=None) -> int:
     runs = tables.drop_highest_loss(tables.load_runs(args.results, columns_from(args)), args.drop_highest)
     for note in runs.notes:
         print(f"note: {note}", file=sys.stderr)
-    fits = fit_all(args, runs)
+    fits, skipped = fit_all(args, runs)
+    for name, reason in skipped.items():
+        print(f"note: approach {name} skipped: {reason}", file=sys.stderr)
     os.makedirs(args.out, exist_ok=True)
     write_fits(os.path.join(args.out, "fits.json"), fits)
     print(format_table(fits))

@@ -93,3 +93,14 @@ def test_figures_written_as_png_and_pdf(table, tmp_path):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (out / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
     assert not list(out.glob(".tmp-*"))
+
+
+def test_all_skips_an_approach_the_table_cannot_support_but_a_named_one_fails(tmp_path, capsys):
+    isoflop_table(tmp_path / "one.csv", LAW, budgets=(1e18,), noise=0.0, seed=1)
+    out = tmp_path / "out"
+    assert fit.main(["--results", str(tmp_path / "one.csv"), "--approach", "all", "--out", str(out),
+                     "--no-ml", *SMALL]) == 0
+    fits = json.loads((out / "fits.json").read_text())
+    assert "approach2" not in fits and "approach3" in fits
+    assert "approach 2 skipped" in capsys.readouterr().err
+    assert fit.main(["--results", str(tmp_path / "one.csv"), "--approach", "2", "--out", str(out)]) == 2

@@ -472,3 +472,12 @@ def test_isoflop_ci_plan_launch_sigkill_relaunch_collect_with_real_trainer(tmp_p
     for r in rows:
         assert abs(float(r["flops_chinchilla"]) / float(r["budget"]) - 1) <= 0.01
     assert len(list(csv.DictReader(open(study / "curves.csv")))) >= sum(s["steps"] // 10 for s in specs)
+    # The flow ends in analysis: the study's own tables fit without naming a column.
+    fit = subprocess.run([sys.executable, "-m", "analysis.fit", f"--results={study / 'results.csv'}",
+                          f"--curves={study / 'curves.csv'}", "--approach=all", f"--out={study / 'fits'}"],
+                         cwd=REPO, env=run_env, capture_output=True, text=True, timeout=300)
+    assert fit.returncode == 0, fit.stderr
+    fits = json.loads((study / "fits" / "fits.json").read_text())
+    text = json.dumps(fits)
+    for key in ('"alpha"', '"beta"', '"a"', '"b"', '"E"'):
+        assert key in text
