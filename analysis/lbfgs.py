@@ -46,99 +46,91 @@ class LbfgsResult:
 
 
 def _direction(g_SxP, s_SxMxP, y_SxMxP, valid_SxM):
-    """-H g by the two-loop recursion (Nocedal & Wright Alg. 7.4); history index M-1 is newest."""
-    m = s_SxMxP.shape[1]
+    """-H g by the two-loop recursion (Nocedal & Wright Alg. 7.4); history index M-1 is newest.
+
+    The loops are lax.scans, not Python loops: unrolled over M = 10 pairs, XLA spent ~3 s compiling
+    the chain (measured, loaded 2-core CPU); a scan body compiles once and costs ~us per step.
+    """
     sy_SxM = jnp.sum(s_SxMxP * y_SxMxP, -1)
     rho_SxM = jnp.where(valid_SxM, 1.0 / jnp.where(valid_SxM, sy_SxM, 1.0), 0.0)
-    q = g_SxP
-    alphas = [None] * m
-    for j in reversed(range(m)):
-        alphas[j] = rho_SxM[:, j] * jnp.sum(s_SxMxP[:, j] * q, -1)
-        q = q - alphas[j][:, None] * y_SxMxP[:, j]
+    hist = (jnp.moveaxis(s_SxMxP, 1, 0), jnp.moveaxis(y_SxMxP, 1, 0), rho_SxM.T)
+
+    def newest_first(q, sy_rho):
+        s, y, rho = sy_rho
+        a = rho * jnp.sum(s * q, -1)
+        return q - a[:, None] * y, a
+
+    q, alphas_MxS = jax.lax.scan(newest_first, g_SxP, hist, reverse=True)
     yy_S = jnp.sum(y_SxMxP[:, -1] ** 2, -1)
     ok = valid_SxM[:, -1] & (yy_S > 0)
     gamma_S = jnp.where(ok, sy_SxM[:, -1] / jnp.where(ok, yy_S, 1.0), 1.0)
-    r = gamma_S[:, None] * q
-    for j in range(m):
-        beta = rho_SxM[:, j] * jnp.sum(y_SxMxP[:, j] * r, -1)
-        r = r + (alphas[j] - beta)[:, None] * s_SxMxP[:, j]
+
+    def oldest_first(r, sy_rho_a):
+        s, y, rho, a = sy_rho_a
+        b = rho * jnp.sum(y * r, -1)
+        return r + (a - b)[:, None] * s, None
+
+    r, _ = jax.lax.scan(oldest_first, gamma_S[:, None] * q, hist + (alphas_MxS,))
     return -r
 
 
-def _line_search(fg_of, x, f, d, gd, t0, skip, opts):
-    """Backtracking Armijo search, all starts at once; the quadratic model picks each cut.
-
-    Trials return the gradient too: the unit step is accepted almost always, so this saves the
-    separate gradient pass at the accepted point.
-    """
-
-    def need(t, f_t):
-        return ~skip & ~(jnp.isfinite(f_t) & (f_t <= f + opts.armijo_c1 * t * gd))
-
-    def cond(c):
-        t, f_t, _, k = c
-        return jnp.any(need(t, f_t)) & (k < opts.max_backtracks)
-
-    def body(c):
-        t, f_t, g_t, k = c
-        n = need(t, f_t)
-        # Minimiser of the quadratic through f, f'(0)=gd and f(t), kept inside [0.1 t, 0.5 t].
-        denom = 2.0 * (f_t - f - gd * t)
-        t_q = jnp.where(jnp.isfinite(f_t) & (denom > 0), -gd * t * t / jnp.where(denom > 0, denom, 1.0), 0.5 * t)
-        t_new = jnp.where(n, jnp.clip(t_q, 0.1 * t, 0.5 * t), t)
-        f_new, g_new = fg_of(x + t_new[:, None] * d)
-        return t_new, jnp.where(n, f_new, f_t), jnp.where(n[:, None], g_new, g_t), k + 1
-
-    f_t0, g_t0 = fg_of(x + t0[:, None] * d)
-    t, f_t, g_t, _ = jax.lax.while_loop(cond, body, (t0, f_t0, g_t0, 0))
-    return t, f_t, g_t, ~need(t, f_t)
-
-
 def _step(fun, opts, shared, lane, x0, st):
-    """One L-BFGS iteration for every busy slot; a `fresh` slot only evaluates its new start."""
-    x, f, g, s_h, y_h, valid, it, done, fresh = st
-    d = _direction(g, s_h, y_h, valid)
-    gd = jnp.sum(g * d, -1)
-    # Not a descent direction (stale curvature): restart from steepest descent.
-    bad = ~(gd < 0) | ~jnp.all(jnp.isfinite(d), -1)
-    d = jnp.where(bad[:, None], -g, d)
-    gd = jnp.where(bad, -jnp.sum(g * g, -1), gd)
-    restart = bad | ~jnp.any(valid, -1)
-    # After a restart, a unit step in the infinity norm, as scipy's L-BFGS-B takes first.
-    t0 = jnp.where(restart, jnp.minimum(1.0, 1.0 / jnp.maximum(jnp.max(jnp.abs(g), -1), 1e-300)), 1.0)
+    """One function evaluation per busy slot: the trial point of its current line search.
+
+    The line search is a per-slot state machine rather than an inner loop: a slot whose trial fails
+    the Armijo test shrinks its step and tries again at the next step, while the other slots go on.
+    An inner loop over the whole batch re-evaluated all slots whenever any one slot backtracked:
+    measured ~5 batch evaluations per iteration where ~1.1 were needed. A `fresh` slot evaluates
+    its new start x0 and gets an empty history.
+    """
+    x, f, g, s_h, y_h, valid, it, done, fresh, d, t, gd, back, restarted = st
     x = jnp.where(fresh[:, None], x0, x)
-    d = jnp.where(fresh[:, None], 0.0, d)
-    t, f_t, g_t, ok = _line_search(lambda xx: fun(xx, shared, lane), x, f, d, gd, t0, fresh | done, opts)
-    ok = ok & ~fresh
-    x_new = jnp.where(ok[:, None], x + t[:, None] * d, x)
-    f_new = jnp.where(ok, f_t, f)
-    g_new = jnp.where(ok[:, None], g_t, g)
-    s, y = x_new - x, g_new - g
-    # Keep a pair only with positive curvature, else the inverse-Hessian model loses definiteness.
-    keep = ok & (jnp.sum(s * y, -1) > 1e-10 * jnp.sqrt(jnp.sum(s * s, -1) * jnp.sum(y * y, -1)))
-    roll = lambda h, new: jnp.where(keep[:, None, None], jnp.concatenate([h[:, 1:], new[:, None]], 1), h)
+    t = jnp.where(fresh, 0.0, t)
+    x_t = x + t[:, None] * d
+    f_t, g_t = fun(x_t, shared, lane)
+    finite = jnp.isfinite(f_t) & jnp.all(jnp.isfinite(g_t), -1)
+    busy = ~done & ~fresh
+    acc = busy & finite & (f_t <= f + opts.armijo_c1 * t * gd)
+    rej = busy & ~acc
+    failed = rej & (back >= opts.max_backtracks)
+    # Rejected: minimiser of the quadratic through f, f'(0) = gd and f(t), kept inside [0.1 t, 0.5 t].
+    denom = 2.0 * (f_t - f - gd * t)
+    t_q = jnp.where(jnp.isfinite(f_t) & (denom > 0), -gd * t * t / jnp.where(denom > 0, denom, 1.0), 0.5 * t)
+    t_cut = jnp.clip(t_q, 0.1 * t, 0.5 * t)
+    # Accepted: move, keep the pair only with positive curvature (else the inverse-Hessian model
+    # loses definiteness), test the stopping rules.
+    s, y = x_t - x, g_t - g
+    keep = acc & (jnp.sum(s * y, -1) > 1e-10 * jnp.sqrt(jnp.sum(s * s, -1) * jnp.sum(y * y, -1)))
+    roll = lambda h, new: jnp.where(keep[:, None, None], jnp.concatenate([h[:, 1:], new[:, None]], 1),
+                                    jnp.where(fresh[:, None, None], 0.0, h))
     s_h, y_h = roll(s_h, s), roll(y_h, y)
-    valid = jnp.where(keep[:, None], jnp.concatenate([valid[:, 1:], keep[:, None]], 1), valid)
+    valid = jnp.where(keep[:, None], jnp.concatenate([valid[:, 1:], keep[:, None]], 1), valid & ~fresh[:, None])
+    moved = acc | fresh
+    f_new = jnp.where(moved, f_t, f)
+    g_new = jnp.where(moved[:, None], g_t, g)
+    x_new = jnp.where(moved[:, None], x_t, x)
     small_g = jnp.max(jnp.abs(g_new), -1) <= opts.gtol
     scale = jnp.maximum(jnp.maximum(jnp.abs(f), jnp.abs(f_new)), opts.f_scale)
     small_df = (f - f_new) <= opts.ftol * scale
-    stop = small_g | ~ok | (small_df & ~restart) | (it + 1 >= opts.max_iter)
-    conv = small_g | (ok & small_df & ~restart)
-    # A fresh slot: take the evaluation at its start as iteration 0, with an empty history.
-    finite = jnp.isfinite(f_t) & jnp.all(jnp.isfinite(g_t), -1)
-    fresh_stop = ~finite | (jnp.max(jnp.abs(g_t), -1) <= opts.gtol)
-    new = (jnp.where(fresh[:, None], x0, x_new), jnp.where(fresh, f_t, f_new),
-           jnp.where(fresh[:, None], g_t, g_new), jnp.where(fresh[:, None, None], 0.0, s_h),
-           jnp.where(fresh[:, None, None], 0.0, y_h), valid & ~fresh[:, None],
-           jnp.where(fresh, 0, it + 1), jnp.where(fresh, fresh_stop, stop), jnp.zeros_like(fresh))
-    conv = jnp.where(fresh, finite & fresh_stop, conv)
-    # Finished slots stay frozen until the pool refills them.
-    frozen = done & ~fresh
-    return tuple(jnp.where(_bcast(frozen, a), a, b) for a, b in zip(st, new)), conv
-
-
-def _bcast(mask_S, like):
-    return mask_S.reshape(mask_S.shape + (1,) * (like.ndim - 1))
+    conv = (acc & (small_g | (small_df & ~restarted))) | (fresh & finite & small_g)
+    stop = conv | failed | (acc & (it + 1 >= opts.max_iter)) | (fresh & ~finite)
+    # Next direction for the slots that moved.
+    d_n = _direction(g_new, s_h, y_h, valid)
+    gd_n = jnp.sum(g_new * d_n, -1)
+    # Not a descent direction (stale curvature): restart from steepest descent, with a unit step in
+    # the infinity norm, as scipy's L-BFGS-B takes first.
+    bad = ~(gd_n < 0) | ~jnp.all(jnp.isfinite(d_n), -1)
+    d_n = jnp.where(bad[:, None], -g_new, d_n)
+    gd_n = jnp.where(bad, -jnp.sum(g_new * g_new, -1), gd_n)
+    rs = bad | ~jnp.any(valid, -1)
+    tiny = jnp.finfo(x.dtype).tiny
+    t0 = jnp.where(rs, jnp.minimum(1.0, 1.0 / jnp.maximum(jnp.max(jnp.abs(g_new), -1), tiny)), 1.0)
+    new = (x_new, f_new, g_new, s_h, y_h, valid,
+           jnp.where(fresh, 0, jnp.where(acc, it + 1, it)), (done & ~fresh) | stop, jnp.zeros_like(fresh),
+           jnp.where(moved[:, None], d_n, d), jnp.where(moved, t0, jnp.where(rej, t_cut, t)).astype(t.dtype),
+           jnp.where(moved, gd_n, gd), jnp.where(moved, 0, jnp.where(rej, back + 1, back)),
+           jnp.where(moved, rs, restarted))
+    return new, conv
 
 
 @functools.lru_cache(maxsize=32)
@@ -154,14 +146,15 @@ def _compiled(fun, opts, width):
         gather = lambda idx: jax.tree.map(lambda a: a[jnp.minimum(idx, n - 1)], lane_S)
         zeros = lambda *shape: jnp.zeros(shape, x0_SxP.dtype)
         slots = (zeros(w, p), zeros(w), zeros(w, p), zeros(w, m, p), zeros(w, m, p),
-                 jnp.zeros((w, m), bool), jnp.zeros((w,), jnp.int32), jnp.ones((w,), bool), jnp.zeros((w,), bool))
+                 jnp.zeros((w, m), bool), jnp.zeros((w,), jnp.int32), jnp.ones((w,), bool), jnp.zeros((w,), bool),
+                 zeros(w, p), zeros(w), zeros(w), jnp.zeros((w,), jnp.int32), jnp.zeros((w,), bool))
         out = (zeros(n, p), jnp.full((n,), jnp.inf, x0_SxP.dtype), zeros(n), jnp.zeros((n,), jnp.int32),
                jnp.zeros((n,), bool))
         idx0 = jnp.full((w,), n, jnp.int32)
         conv0 = jnp.zeros((w,), bool)
 
         def write(slots, idx, conv, out):
-            x, f, g, _, _, _, it, done, _ = slots
+            x, f, g, _, _, _, it, done = slots[:8]
             tgt = jnp.where(done & (idx < n), idx, n)  # index n is dropped
             vals = (x, f, jnp.max(jnp.abs(g), -1), it, conv)
             return tuple(o.at[tgt].set(v, mode="drop") for o, v in zip(out, vals))
@@ -175,7 +168,7 @@ def _compiled(fun, opts, width):
             idx = jnp.where(take, new_idx, jnp.where(free, n, idx))
             nxt = jnp.minimum(nxt + jnp.sum(free), n).astype(jnp.int32)
             x0 = x0_SxP[jnp.minimum(idx, n - 1)]
-            slots = slots[:7] + (free & ~take, take)
+            slots = slots[:7] + (free & ~take, take) + slots[9:]
             slots, conv = _step(fun, opts, shared, gather(idx), x0, slots)
             return slots, idx, conv, nxt, out
 
@@ -190,16 +183,22 @@ def _compiled(fun, opts, width):
 
 
 def minimize_batched(fun: Callable, x0_SxP, shared, lane=None,
-                     opts: LbfgsOptions = LbfgsOptions(), width: int = 512) -> LbfgsResult:
+                     opts: LbfgsOptions = LbfgsOptions(), width: int = 512,
+                     dtype=np.float64) -> LbfgsResult:
     """Minimise from every row of x0_SxP, where `fun(x_WxP, shared, lane_W) -> (f_W, grad_WxP)`.
 
     `shared` is passed to `fun` unchanged; `lane` (a pytree with leading axis S, or None) holds
     per-start data such as bootstrap multiplicities and reaches `fun` gathered to the slots.
     `fun` must be a module-level function so the compiled program is reused across calls with
-    same-shaped data. `width` is the number of starts advanced together.
+    same-shaped data. `width` is the number of starts advanced together. `dtype=np.float32` must be
+    asked for explicitly (with float32 starts and data): it is for screening many starts cheaply,
+    never for a final answer.
     """
     x0_SxP = jnp.asarray(x0_SxP)
-    if x0_SxP.dtype != jnp.float64:
+    if np.dtype(dtype) == np.float32:
+        if x0_SxP.dtype != jnp.float32:
+            raise ValueError(f"minimize_batched: dtype=float32 needs float32 starts, got {x0_SxP.dtype}")
+    elif x0_SxP.dtype != jnp.float64:
         raise ValueError("minimize_batched: call inside jax.enable_x64(True) with float64 starts")
     width = int(min(width, x0_SxP.shape[0]))
     x, f, gmax, it, conv = _compiled(fun, opts, width)(x0_SxP, shared, lane)
