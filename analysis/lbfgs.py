@@ -10,8 +10,10 @@ wins.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
+import threading
 from typing import Callable
 
 import jax
@@ -201,5 +203,39 @@ def minimize_batched(fun: Callable, x0_SxP, shared, lane=None,
     elif x0_SxP.dtype != jnp.float64:
         raise ValueError("minimize_batched: call inside jax.enable_x64(True) with float64 starts")
     width = int(min(width, x0_SxP.shape[0]))
-    x, f, gmax, it, conv = _compiled(fun, opts, width)(x0_SxP, shared, lane)
+    x, f, gmax, it, conv = _executable(fun, opts, width, x0_SxP, shared, lane).result()(x0_SxP, shared, lane)
     return LbfgsResult(np.asarray(x), np.asarray(f), np.asarray(gmax), np.asarray(it), np.asarray(conv))
+
+
+_EXECUTABLES: dict = {}
+_EXECUTABLES_LOCK = threading.Lock()
+_COMPILER = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="lbfgs-compile")
+
+
+def _executable(fun, opts, width, x0_SxP, shared, lane, background: bool = False):
+    """The compiled pool program for these shapes, as a future; compiled once per process.
+
+    Lowering (tracing) runs here, in the caller's thread, under its x64 setting; XLA's compilation
+    may run on a worker thread, so that two programs compile at once on a 2-core machine, or one
+    compiles while another runs.
+    """
+    leaves, tree = jax.tree.flatten((x0_SxP, shared, lane))
+    key = (fun, opts, width, tree, tuple((np.shape(a), jnp.result_type(a)) for a in leaves))
+    with _EXECUTABLES_LOCK:
+        if key in _EXECUTABLES:
+            return _EXECUTABLES[key]
+        lowered = _compiled(fun, opts, width).lower(x0_SxP, shared, lane)
+        if background:
+            fut = _COMPILER.submit(lowered.compile)
+        else:
+            fut = concurrent.futures.Future()
+            fut.set_result(lowered.compile())
+        _EXECUTABLES[key] = fut
+        return fut
+
+
+def precompile(fun: Callable, x0_SxP, shared, lane=None, opts: LbfgsOptions = LbfgsOptions(),
+               width: int = 512) -> None:
+    """Start compiling, in the background, the program a later `minimize_batched` call with these
+    shapes will use (`x0_SxP` may be a jax.ShapeDtypeStruct). Call inside the same x64 setting."""
+    _executable(fun, opts, int(min(width, x0_SxP.shape[0])), x0_SxP, shared, lane, background=True)
