@@ -47,15 +47,16 @@ class LbfgsResult:
     converged_S: np.ndarray
 
 
-def _direction(g_SxP, s_SxMxP, y_SxMxP, valid_SxM):
+def _direction(g_SxP, s_MxSxP, y_MxSxP, valid_MxS):
     """-H g by the two-loop recursion (Nocedal & Wright Alg. 7.4); history index M-1 is newest.
 
     The loops are lax.scans, not Python loops: unrolled over M = 10 pairs, XLA spent ~3 s compiling
-    the chain (measured, loaded 2-core CPU); a scan body compiles once and costs ~us per step.
+    the chain (measured, loaded 2-core CPU); a scan body compiles once and costs ~us per step. The
+    history is stored pair-major (M first) so the scans need no transposes.
     """
-    sy_SxM = jnp.sum(s_SxMxP * y_SxMxP, -1)
-    rho_SxM = jnp.where(valid_SxM, 1.0 / jnp.where(valid_SxM, sy_SxM, 1.0), 0.0)
-    hist = (jnp.moveaxis(s_SxMxP, 1, 0), jnp.moveaxis(y_SxMxP, 1, 0), rho_SxM.T)
+    sy_MxS = jnp.sum(s_MxSxP * y_MxSxP, -1)
+    rho_MxS = jnp.where(valid_MxS, 1.0 / jnp.where(valid_MxS, sy_MxS, 1.0), 0.0)
+    hist = (s_MxSxP, y_MxSxP, rho_MxS)
 
     def newest_first(q, sy_rho):
         s, y, rho = sy_rho
@@ -63,9 +64,9 @@ def _direction(g_SxP, s_SxMxP, y_SxMxP, valid_SxM):
         return q - a[:, None] * y, a
 
     q, alphas_MxS = jax.lax.scan(newest_first, g_SxP, hist, reverse=True)
-    yy_S = jnp.sum(y_SxMxP[:, -1] ** 2, -1)
-    ok = valid_SxM[:, -1] & (yy_S > 0)
-    gamma_S = jnp.where(ok, sy_SxM[:, -1] / jnp.where(ok, yy_S, 1.0), 1.0)
+    yy_S = jnp.sum(y_MxSxP[-1] ** 2, -1)
+    ok = valid_MxS[-1] & (yy_S > 0)
+    gamma_S = jnp.where(ok, sy_MxS[-1] / jnp.where(ok, yy_S, 1.0), 1.0)
 
     def oldest_first(r, sy_rho_a):
         s, y, rho, a = sy_rho_a
@@ -88,7 +89,7 @@ def _step(fun, opts, shared, lane, x0, st):
     x, f, g, s_h, y_h, valid, it, done, fresh, d, t, gd, back, restarted = st
     x = jnp.where(fresh[:, None], x0, x)
     t = jnp.where(fresh, 0.0, t)
-    x_t = x + t[:, None] * d
+    x_t = jnp.where(fresh[:, None], x0, x + t[:, None] * d)  # the slot's old d may be NaN
     f_t, g_t = fun(x_t, shared, lane)
     finite = jnp.isfinite(f_t) & jnp.all(jnp.isfinite(g_t), -1)
     busy = ~done & ~fresh
@@ -103,10 +104,10 @@ def _step(fun, opts, shared, lane, x0, st):
     # loses definiteness), test the stopping rules.
     s, y = x_t - x, g_t - g
     keep = acc & (jnp.sum(s * y, -1) > 1e-10 * jnp.sqrt(jnp.sum(s * s, -1) * jnp.sum(y * y, -1)))
-    roll = lambda h, new: jnp.where(keep[:, None, None], jnp.concatenate([h[:, 1:], new[:, None]], 1),
-                                    jnp.where(fresh[:, None, None], 0.0, h))
+    roll = lambda h, new: jnp.where(keep[None, :, None], jnp.concatenate([h[1:], new[None]], 0),
+                                    jnp.where(fresh[None, :, None], 0.0, h))
     s_h, y_h = roll(s_h, s), roll(y_h, y)
-    valid = jnp.where(keep[:, None], jnp.concatenate([valid[:, 1:], keep[:, None]], 1), valid & ~fresh[:, None])
+    valid = jnp.where(keep[None], jnp.concatenate([valid[1:], keep[None]], 0), valid & ~fresh[None])
     moved = acc | fresh
     f_new = jnp.where(moved, f_t, f)
     g_new = jnp.where(moved[:, None], g_t, g)
@@ -124,7 +125,7 @@ def _step(fun, opts, shared, lane, x0, st):
     bad = ~(gd_n < 0) | ~jnp.all(jnp.isfinite(d_n), -1)
     d_n = jnp.where(bad[:, None], -g_new, d_n)
     gd_n = jnp.where(bad, -jnp.sum(g_new * g_new, -1), gd_n)
-    rs = bad | ~jnp.any(valid, -1)
+    rs = bad | ~jnp.any(valid, 0)
     tiny = jnp.finfo(x.dtype).tiny
     t0 = jnp.where(rs, jnp.minimum(1.0, 1.0 / jnp.maximum(jnp.max(jnp.abs(g_new), -1), tiny)), 1.0)
     new = (x_new, f_new, g_new, s_h, y_h, valid,
@@ -147,19 +148,20 @@ def _compiled(fun, opts, width):
         w, m = width, opts.memory
         gather = lambda idx: jax.tree.map(lambda a: a[jnp.minimum(idx, n - 1)], lane_S)
         zeros = lambda *shape: jnp.zeros(shape, x0_SxP.dtype)
-        slots = (zeros(w, p), zeros(w), zeros(w, p), zeros(w, m, p), zeros(w, m, p),
-                 jnp.zeros((w, m), bool), jnp.zeros((w,), jnp.int32), jnp.ones((w,), bool), jnp.zeros((w,), bool),
+        slots = (zeros(w, p), zeros(w), zeros(w, p), zeros(m, w, p), zeros(m, w, p),
+                 jnp.zeros((m, w), bool), jnp.zeros((w,), jnp.int32), jnp.ones((w,), bool), jnp.zeros((w,), bool),
                  zeros(w, p), zeros(w), zeros(w), jnp.zeros((w,), jnp.int32), jnp.zeros((w,), bool))
-        out = (zeros(n, p), jnp.full((n,), jnp.inf, x0_SxP.dtype), zeros(n), jnp.zeros((n,), jnp.int32),
-               jnp.zeros((n,), bool))
+        # One packed (n, P+4) table [x | f | max|g| | iterations | converged]: one scatter per
+        # write instead of five (each scatter is a kernel XLA compiles separately).
+        out = zeros(n, p + 4).at[:, p].set(jnp.inf)
         idx0 = jnp.full((w,), n, jnp.int32)
         conv0 = jnp.zeros((w,), bool)
 
         def write(slots, idx, conv, out):
             x, f, g, _, _, _, it, done = slots[:8]
             tgt = jnp.where(done & (idx < n), idx, n)  # index n is dropped
-            vals = (x, f, jnp.max(jnp.abs(g), -1), it, conv)
-            return tuple(o.at[tgt].set(v, mode="drop") for o, v in zip(out, vals))
+            cols = (f, jnp.max(jnp.abs(g), -1), it.astype(x.dtype), conv.astype(x.dtype))
+            return out.at[tgt].set(jnp.concatenate([x, jnp.stack(cols, 1)], 1), mode="drop")
 
         def body(c):
             slots, idx, conv, nxt, out = c
@@ -178,8 +180,19 @@ def _compiled(fun, opts, width):
             slots, idx, _, nxt, _ = c
             return (nxt < n) | jnp.any(~slots[7])
 
+        if w >= n:  # every start has a slot: no pool bookkeeping, which is ~1/3 of the compiled program
+            first = slots[:7] + (jnp.zeros((w,), bool), jnp.ones((w,), bool)) + slots[9:]
+            st, conv = _step(fun, opts, shared, lane_S, x0_SxP, first)
+
+            def solo(c):  # `conv` is reported on the step a start stops: keep it
+                st, conv = _step(fun, opts, shared, lane_S, x0_SxP, c[0])
+                return st, c[1] | conv
+
+            st, conv = jax.lax.while_loop(lambda c: jnp.any(~c[0][7]), solo, (st, conv))
+            return st[0], st[1], jnp.max(jnp.abs(st[2]), -1), st[6], conv
         slots, idx, conv, _, out = jax.lax.while_loop(cond, body, (slots, idx0, conv0, jnp.int32(0), out))
-        return write(slots, idx, conv, out)
+        out = write(slots, idx, conv, out)
+        return out[:, :p], out[:, p], out[:, p + 1], out[:, p + 2].astype(jnp.int32), out[:, p + 3] > 0
 
     return run
 
