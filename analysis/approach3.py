@@ -5,6 +5,8 @@ log L - LSE(a - alpha log N, b - beta log D, e), SUMMED over runs, with L-BFGS f
 starts, keeping the start with the lowest objective. Besiroglu et al. 2024 found that a mean-reduced
 objective lets L-BFGS stop almost at once (its tolerances are absolute), hence `reduction="sum"`.
 Also Epoch's variant: maximum likelihood of a Huber density with a free scale, BFGS.
+All starts are screened in float32, then the best POLISH are run to convergence in float64
+(see SCREEN_OPTIONS): the same optimum as every start in float64, at a seventh of the compiled cost.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ class StartGrid:
                          itertools.product(self.a, self.b, self.e, self.alpha, self.beta)], float)
 
 
+# For float64 runs over many starts (the bootstrap; fit_huber(..., polish=len(starts))).
 # Tolerances: gtol/ftol tight enough that the winner sits within 1e-12 of the optimum; f_scale=1
 # (as scipy) lets starts crawling along flat ridges (f ~ 20x the optimum) stop.
 FIT_OPTIONS = LbfgsOptions(max_iter=300, memory=10, gtol=1e-9, ftol=1e-10, f_scale=1.0, max_backtracks=5)
@@ -49,6 +52,8 @@ FIT_OPTIONS = LbfgsOptions(max_iter=300, memory=10, gtol=1e-9, ftol=1e-10, f_sca
 # (float32 resolves the objective to ~1e-5 relative: enough to rank basins, not to finish one), then
 # the POLISH best are run to full convergence in float64 and the best objective among them wins.
 # ftol 1e-7 with f_scale 1 stops starts crawling along flat ridges once they gain < 1e-7 a step.
+# Margin: 20 screening iterations with 8 polished, or 60 with 4, already gave the same optimum
+# (objective within 1.3e-14 relative); 60 and 32 cost ~0.2 s once compiled.
 SCREEN_OPTIONS = LbfgsOptions(max_iter=60, memory=10, gtol=1e-8, ftol=1e-7, f_scale=1.0, max_backtracks=5)
 POLISH = 32
 # The polish runs few starts, all near a minimum, so it can afford relative tolerances (f_scale 0):
@@ -64,7 +69,7 @@ class Approach3Result:
     x: np.ndarray  # (log A, log B, log E, alpha, beta)
     objective: float
     start: np.ndarray
-    n_converged: int
+    n_converged: int  # met a stopping rule: in screening, or (for the polished) in the polish
     n_starts: int
     iterations: int = 0  # of the winning start
 
