@@ -155,17 +155,28 @@ def main_body(argv=None) -> int:
     if "2" in which and not args.curves:
         raise InputError("--which 2 needs --curves FILE (loss curves in long format)")
     runs = tables.drop_highest_loss(tables.load_runs(args.results, columns_from(args)), args.drop_highest)
+    explicit = args.which != "3,4,kaplan"
+    draw = {
+        "2": lambda: figure2(curves := tables.load_curves(args.curves, args.curve_loss_col, args.flops_convention),
+                             approach1.fit_approach1(curves, drop_edges=not args.include_edges), args.out),
+        "3": lambda: figure3(runs, approach2.fit_approach2(runs, args.interp, args.include_edges), args.out),
+        "4": lambda: figure4(runs, approach3.fit_huber(runs.N, runs.D, runs.loss, delta=args.delta,
+                                                       grid=grid_from(args)).params, args.out),
+        "kaplan": lambda: kaplan_figure1(runs, kaplan.fit_kaplan(runs), args.out),
+    }
     written = []
-    if "2" in which:
-        curves = tables.load_curves(args.curves, args.curve_loss_col, args.flops_convention)
-        written += figure2(curves, approach1.fit_approach1(curves, drop_edges=not args.include_edges), args.out)
-    if "3" in which:
-        written += figure3(runs, approach2.fit_approach2(runs, args.interp, args.include_edges), args.out)
-    if "4" in which:
-        res = approach3.fit_huber(runs.N, runs.D, runs.loss, delta=args.delta, grid=grid_from(args))
-        written += figure4(runs, res.params, args.out)
-    if "kaplan" in which:
-        written += kaplan_figure1(runs, kaplan.fit_kaplan(runs), args.out)
+    for name in ("2", "3", "4", "kaplan"):
+        if name not in which:
+            continue
+        try:
+            written += draw[name]()
+        except InputError as e:
+            # By default, draw what the table supports; a figure asked for by name must be drawn.
+            if explicit:
+                raise
+            print(f"note: figure {name} skipped: {e}", file=sys.stderr)
+    if not written:
+        raise InputError("no figure could be drawn from this table (see the notes above)")
     for w in written:
         print(w)
     return 0
