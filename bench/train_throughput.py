@@ -27,7 +27,8 @@ from scaling.sharding import make_mesh  # noqa: E402
 PRESETS = {
     # n_layer, d_model, n_heads, seq_len, global_batch, dtype, remat
     "cpu": dict(n_layer=8, d_model=320, n_heads=5, seq_len=256, global_batch=16, dtype="float32"),
-    "gpu": dict(n_layer=24, d_model=1024, n_heads=8, seq_len=2048, global_batch=16,
+    # 352M parameters (12·28·1024² non-embedding): the size the H100 target names.
+    "gpu": dict(n_layer=28, d_model=1024, n_heads=8, seq_len=2048, global_batch=16,
                 dtype="bfloat16"),
 }
 
