@@ -54,6 +54,9 @@ def budget_optimum(log_n, log_d, loss, c: float, method: str = "parabola") -> Bu
     if len(x) < MIN_RUNS_PER_BUDGET:
         raise InputError(f"Approach 2: budget {c:.3g} has {len(x)} runs, needs at least "
                          f"{MIN_RUNS_PER_BUDGET}: add runs or leave the budget out")
+    if len(np.unique(x)) < MIN_RUNS_PER_BUDGET:  # a parabola through 2 distinct N is not determined
+        raise InputError(f"Approach 2: budget {c:.3g} has fewer than {MIN_RUNS_PER_BUDGET} distinct N: "
+                         f"add model sizes to the budget or leave it out")
     if method == "parabola":
         coeffs = np.polyfit(x, y, 2)
         if coeffs[0] <= 0:  # no minimum: the profile is not convex
@@ -64,8 +67,6 @@ def budget_optimum(log_n, log_d, loss, c: float, method: str = "parabola") -> Bu
     elif method == "akima":
         ux, inv = np.unique(x, return_inverse=True)
         uy = np.bincount(inv, y) / np.bincount(inv)
-        if len(ux) < MIN_RUNS_PER_BUDGET:
-            raise InputError(f"Approach 2 (akima): budget {c:.3g} has fewer than 3 distinct N")
         spline = scipy.interpolate.Akima1DInterpolator(ux, uy)
         fine = np.linspace(ux[0], ux[-1], 2001)
         vals = spline(fine)

@@ -64,3 +64,11 @@ def test_too_few_runs_and_single_budget_are_input_errors(tmp_path):
     df[df.budget == 1e18].to_csv(tmp_path / "one.csv", index=False)
     with pytest.raises(InputError, match="at least 2 budgets"):
         approach2.fit_approach2(tables.load_runs(tmp_path / "one.csv"))
+
+
+def test_repeated_sizes_without_three_distinct_n_are_an_input_error():
+    # A bootstrap resample can draw one budget's runs as only two distinct sizes; a parabola is
+    # then not determined, and the resample must be rejected rather than fitted with a warning.
+    x = np.array([7.0, 7.0, 8.0, 8.0])
+    with pytest.raises(InputError, match="fewer than 3 distinct N"):
+        approach2.budget_optimum(x, 10 - x, 2.0 + (x - 7.5) ** 2, 1e19)
