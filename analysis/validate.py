@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-
 from analysis import approach3
 from analysis.records import InputError
 from analysis.tables import Runs

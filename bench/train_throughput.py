@@ -20,7 +20,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from scaling import flops, step as step_lib, train, validate  # noqa: E402
+from scaling import flops, step as step_lib, validate  # noqa: E402
 from scaling.config import default_config  # noqa: E402
 from scaling.sharding import make_mesh  # noqa: E402
 
@@ -77,7 +77,7 @@ def main() -> None:
     model_cfg = validate.check(c, 1)
     comp = step_lib.build(c, model_cfg, make_mesh((1, 1, 1), devices))
     counts = flops.count_params(model_cfg)
-    per_token = flops.flops_per_token(model_cfg)[train.MFU_CONVENTION]
+    per_token = flops.flops_per_token(model_cfg)[flops.MFU_CONVENTION]
     tokens = np.random.default_rng(0).integers(0, 257, (batch, model_cfg.seq_len + 1)).astype(np.int32)
     local = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
              "weights": np.ones((batch, model_cfg.seq_len), np.float32)}
@@ -115,7 +115,7 @@ def main() -> None:
     print(f"matmul FLOP/s     {mm / 1e9:,.1f} GFLOP/s ({dtype.name}, same device, same run)")
     print(f"ratio             {ratio:.1%} (median of {args.rounds} rounds: "
           f"{', '.join(f'{r:.0%}' for r in ratios)})")
-    peak = train.PEAK_FLOPS.get((kind, model_cfg.dtype))
+    peak = flops.peak_flops(kind, model_cfg.dtype)
     if peak:
         print(f"MFU               {model_flops / peak:.1%} of {peak / 1e12:.0f} TFLOP/s peak")
 

@@ -38,6 +38,19 @@ import dataclasses
 from models.config import ModelConfig
 
 CONVENTIONS = ("6n", "6n_nonembed", "chinchilla", "chinchilla_causal")
+MFU_CONVENTION = "chinchilla"  # PaLM's MFU counts attention as non-causal (Chowdhery et al. 2022 App. B)
+
+# Dense peak FLOP/s per device for MFU (float32 on Hopper is the TF32 tensor-core peak, which XLA's
+# default matmul precision uses); devices not listed report MFU as null.
+PEAK_FLOPS = {
+    ("NVIDIA H100 80GB HBM3", "bfloat16"): 989.4e12, ("NVIDIA H100 80GB HBM3", "float32"): 494.7e12,
+    ("NVIDIA H200", "bfloat16"): 989.4e12, ("NVIDIA H200", "float32"): 494.7e12,
+    ("NVIDIA A100-SXM4-80GB", "bfloat16"): 312e12, ("NVIDIA A100-SXM4-40GB", "bfloat16"): 312e12,
+}
+
+
+def peak_flops(device_kind: str, dtype: str) -> float | None:
+    return PEAK_FLOPS.get((device_kind, dtype))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,14 +26,6 @@ from scaling.checkpoint import Checkpointer
 from scaling.sharding import make_mesh
 
 EXIT_OK, EXIT_CONFIG, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 2, 3, 143
-MFU_CONVENTION = "chinchilla"  # PaLM's MFU counts attention as non-causal (Chowdhery et al. 2022 App. B)
-
-# Dense peak FLOP/s per device for MFU; devices not listed report MFU as null.
-PEAK_FLOPS = {
-    ("NVIDIA H100 80GB HBM3", "bfloat16"): 989.4e12, ("NVIDIA H100 80GB HBM3", "float32"): 494.7e12,
-    ("NVIDIA H200", "bfloat16"): 989.4e12, ("NVIDIA H200", "float32"): 494.7e12,
-    ("NVIDIA A100-SXM4-80GB", "bfloat16"): 312e12, ("NVIDIA A100-SXM4-40GB", "bfloat16"): 312e12,
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +48,7 @@ class _Sigterm:
 
 
 def _peak_flops(dtype: str) -> float | None:
-    kind = jax.devices()[0].device_kind
-    return PEAK_FLOPS.get((kind, dtype))
+    return flops.peak_flops(jax.devices()[0].device_kind, dtype)
 
 
 def evaluate(comp: step_lib.Compiled, state, data, eval_batches) -> dict:
@@ -159,7 +150,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
             done = i + 1
             if done % max(config.log.every_steps, 1) == 0 or done == steps:
                 tok_s = tokens_per_step / dt
-                mfu = tok_s * per_token[MFU_CONVENTION] / peak if peak else None
+                mfu = tok_s * per_token[flops.MFU_CONVENTION] / peak if peak else None
                 writer.write(done, tokens=done * tokens_per_step,
                              flops=done * tokens_per_step * per_token[config_convention(config)],
                              step_time=dt, tokens_per_s=tok_s, mfu=mfu, **m)
