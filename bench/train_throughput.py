@@ -20,6 +20,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from models.transformer import attention_kernel  # noqa: E402
 from scaling import flops, step as step_lib, validate  # noqa: E402
 from scaling.config import default_config  # noqa: E402
 from scaling.sharding import make_mesh  # noqa: E402
@@ -62,7 +63,7 @@ def main() -> None:
     parser.add_argument("--matmul", type=int, default=0, help="matmul size (0: 2048 CPU, 8192 GPU)")
     parser.add_argument("--scan", action="store_true", help="scan over layers")
     parser.add_argument("--remat", action="store_true", help="rematerialise each block")
-    parser.add_argument("--attention", default="auto", help="model.attention: auto, dot_product, einsum")
+    parser.add_argument("--attention", default="auto", help="model.attention: auto, cudnn, dot_product, einsum")
     args = parser.parse_args()
     on_gpu = jax.default_backend() == "gpu"
     preset = dict(PRESETS[args.preset or ("gpu" if on_gpu else "cpu")])
@@ -108,7 +109,7 @@ def main() -> None:
     kind = jax.devices()[0].device_kind
     print(f"device            {kind} ({jax.default_backend()}), dtype {model_cfg.dtype}")
     print(f"model             {counts.total / 1e6:.2f}M params ({counts.non_embedding / 1e6:.2f}M "
-          f"non-embedding), L={model_cfg.seq_len}, batch {batch}, scan={args.scan}, remat={args.remat}, attention={args.attention}")
+          f"non-embedding), L={model_cfg.seq_len}, batch {batch}, scan={args.scan}, remat={args.remat}, attention={args.attention} -> {attention_kernel(model_cfg)}")
     print(f"step time         {step_s * 1e3:.1f} ms")
     print(f"tokens/s          {tok_s:,.0f}")
     print(f"model FLOP/s      {model_flops / 1e9:,.1f} GFLOP/s ({per_token / 1e6:.1f} MFLOP/token)")

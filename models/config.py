@@ -9,7 +9,8 @@ import dataclasses
 from typing import Any, Mapping
 
 MLP_KINDS = ("swiglu", "gelu")
-ATTENTION_KINDS = ("auto", "dot_product", "einsum")
+CUDNN_DTYPES = ("bfloat16", "float16")
+ATTENTION_KINDS = ("auto", "cudnn", "dot_product", "einsum")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -31,8 +32,10 @@ class ModelConfig:
     dtype: str = "float32"  # compute dtype; parameters always stay float32
     remat: bool = False  # rematerialise each block in the backward pass
     scan_layers: bool = False  # one compiled block scanned over layers
-    # "dot_product": jax.nn.dot_product_attention (cuDNN flash attention on GPUs); "einsum": explicit
-    # softmax(QK^T)V, faster on CPU; "auto": dot_product on GPU, einsum elsewhere.
+    # "cudnn": jax.nn.dot_product_attention's cuDNN flash kernel (GPU, bf16/fp16, head_dim <= 128);
+    # "dot_product": the same call left to XLA (it materialises the L x L scores); "einsum": explicit
+    # softmax(QK^T)V, faster on CPU; "auto": cudnn on a GPU where it applies, else dot_product on
+    # a GPU, einsum elsewhere.
     attention: str = "auto"
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
@@ -62,6 +65,9 @@ class ModelConfig:
             raise ConfigError(f"model.d_ff={self.d_ff} must be positive (0 picks the default)")
         if self.attention not in ATTENTION_KINDS:
             raise ConfigError(f"model.attention={self.attention!r} is not one of {ATTENTION_KINDS}")
+        if self.attention == "cudnn" and (self.dtype not in CUDNN_DTYPES or self.head_dim > 128):
+            raise ConfigError(f"model.attention='cudnn' needs dtype in {CUDNN_DTYPES} and head_dim <= 128 "
+                              f"(got {self.dtype}, {self.head_dim}): use attention='auto' or 'dot_product'")
         if self.dtype not in DTYPES:
             raise ConfigError(f"model.dtype={self.dtype!r} is not one of {DTYPES}")
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.config import ModelConfig
+from models.config import CUDNN_DTYPES, ModelConfig
 
 LAYERS = "layers"  # logical name of the stacked-layer axis when layers are scanned
 
@@ -46,11 +46,17 @@ def rotary(x: jax.Array, theta: float, seq_axis: int) -> jax.Array:
     return out.astype(x.dtype)
 
 
-def _fused_attention(cfg: ModelConfig) -> bool:
-    """'auto' takes jax.nn.dot_product_attention (fused kernels) on GPUs, the einsum path elsewhere."""
+def attention_kernel(cfg: ModelConfig) -> str:
+    """The attention path: 'cudnn' (flash), 'xla' (dot_product_attention left to XLA) or 'einsum'.
+
+    jax.nn.dot_product_attention with no `implementation` always lowers through XLA, which writes
+    the L x L scores to memory; the cuDNN kernel must be asked for by name.
+    """
     if cfg.attention == "auto":
-        return jax.default_backend() == "gpu"
-    return cfg.attention == "dot_product"
+        if jax.default_backend() != "gpu":
+            return "einsum"
+        return "cudnn" if cfg.dtype in CUDNN_DTYPES and cfg.head_dim <= 128 else "xla"
+    return {"cudnn": "cudnn", "dot_product": "xla", "einsum": "einsum"}[cfg.attention]
 
 
 class Attention(nnx.Module):
@@ -67,14 +73,15 @@ class Attention(nnx.Module):
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         dtype = x_BxLxD.dtype
-        if _fused_attention(self.cfg):
+        kernel = attention_kernel(self.cfg)
+        if kernel != "einsum":
             q_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wq[...].astype(dtype))
             k_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wk[...].astype(dtype))
             v_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wv[...].astype(dtype))
             q_BxLxHxK = rotary(q_BxLxHxK, self.cfg.rope_theta, seq_axis=1)
             k_BxLxHxK = rotary(k_BxLxHxK, self.cfg.rope_theta, seq_axis=1)
-            # XLA picks the kernel: cuDNN flash attention on GPUs where shapes allow.
-            o_BxLxHxK = jax.nn.dot_product_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True)
+            o_BxLxHxK = jax.nn.dot_product_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True,
+                                                     implementation="cudnn" if kernel == "cudnn" else None)
             return jnp.einsum("blhk,hkd->bld", o_BxLxHxK, self.wo[...].astype(dtype))
         # Heads-major layout straight out of the projections: on CPU the batched matmuls run ~1.3x
         # faster than through dot_product_attention's [B, L, H, K] layout (bench/train_throughput.py).
