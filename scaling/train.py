@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 
 from scaling import data as data_lib
-from scaling import flops, metrics, step as step_lib, validate
+from scaling import flops, metrics, step as step_lib, validate, xla_flags
 from scaling.checkpoint import Checkpointer
 from scaling.sharding import make_mesh
 
@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     from absl import flags as absl_flags
     from ml_collections import config_flags
 
+    xla_flags.apply_defaults()  # before the first computation creates XLA's backend
     flag_values = absl_flags.FlagValues()
     argv = sys.argv if argv is None else argv
     # sys_argv: config_flags reads --config.* overrides from sys.argv unless told otherwise.

@@ -4,6 +4,9 @@ import pathlib
 
 import jax
 
+from scaling import xla_flags
+
+xla_flags.apply_defaults()  # the trainer's XLA flags, before XLA creates its backend
 jax.config.update("jax_num_cpu_devices", 8)
 _CACHE = pathlib.Path(os.environ.get("SCALING_TEST_JAX_CACHE", pathlib.Path(__file__).parent.parent / ".jax_cache"))
 jax.config.update("jax_compilation_cache_dir", str(_CACHE))
