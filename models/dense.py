@@ -28,11 +28,12 @@ def _project_bwd(spec, out_dtype, residuals, dy):
     x, w = residuals
     ins, y_axes = spec.split("->")
     x_axes, w_axes = ins.split(",")
-    # Cotangents in the compute dtype (bf16 under mixed precision), accumulated in float32.
+    # Cotangents in the compute dtype (bf16 under mixed precision, where w is the bf16 copy of a
+    # float32 weight), each produced straight in its operand's dtype: no separate convert pass.
     dy = dy.astype(x.dtype)
-    dx = jnp.einsum(f"{y_axes},{w_axes}->{x_axes}", dy, w, preferred_element_type=jnp.float32)
-    dw = jnp.einsum(f"{x_axes},{y_axes}->{w_axes}", x, dy, preferred_element_type=jnp.float32)
-    return dx.astype(x.dtype), dw.astype(w.dtype)
+    dx = jnp.einsum(f"{y_axes},{w_axes}->{x_axes}", dy, w, preferred_element_type=x.dtype)
+    dw = jnp.einsum(f"{x_axes},{y_axes}->{w_axes}", x, dy, preferred_element_type=w.dtype)
+    return dx, dw
 
 
 project.defvjp(_project_fwd, _project_bwd)
