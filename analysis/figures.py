@@ -129,12 +129,16 @@ def kaplan_figure1(runs: tables.Runs, k: kaplan.KaplanResult, out_dir) -> list[s
     return save(fig, out_dir, "kaplan_fig1")
 
 
+DEFAULT_FIGURES = "3,4,kaplan"
+
+
 def build_parser() -> Parser:
     p = Parser(prog="python -m analysis.figures", description="Chinchilla Figs. 2-4 and Kaplan Fig. 1 as PNG + PDF.")
     add_table_flags(p)
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--which", default="3,4,kaplan",
-                   help="comma-separated subset of 2,3,4,kaplan (2 needs --curves); default 3,4,kaplan, plus 2 with --curves")
+    p.add_argument("--which", default=DEFAULT_FIGURES,
+                   help=f"comma-separated subset of 2,3,4,kaplan (2 needs --curves); default {DEFAULT_FIGURES}, "
+                        "plus 2 with --curves")
     p.add_argument("--curves", help="loss curves CSV for Figure 2 (Approach 1)")
     p.add_argument("--curve-loss-col", help="curve loss column (default: eval_loss if it has values, else train_loss)")
     p.add_argument("--interp", choices=("parabola", "akima"), default="parabola", help="Figure 3 profile model")
@@ -147,7 +151,9 @@ def build_parser() -> Parser:
 def main_body(argv=None) -> int:
     args = build_parser().parse_args(argv)
     which = {w.strip() for w in args.which.split(",") if w.strip()}
-    if args.curves and "2" not in which and args.which == "3,4,kaplan":
+    # By default, draw what the table supports; a figure asked for by name must be drawn.
+    explicit = args.which != DEFAULT_FIGURES
+    if args.curves and "2" not in which and not explicit:
         which.add("2")
     unknown = which - {"2", "3", "4", "kaplan"}
     if unknown:
@@ -155,7 +161,6 @@ def main_body(argv=None) -> int:
     if "2" in which and not args.curves:
         raise InputError("--which 2 needs --curves FILE (loss curves in long format)")
     runs = tables.drop_highest_loss(tables.load_runs(args.results, columns_from(args)), args.drop_highest)
-    explicit = args.which != "3,4,kaplan"
     draw = {
         "2": lambda: figure2(curves := tables.load_curves(args.curves, args.curve_loss_col, args.flops_convention),
                              approach1.fit_approach1(curves, drop_edges=not args.include_edges), args.out),
@@ -171,7 +176,6 @@ def main_body(argv=None) -> int:
         try:
             written += draw[name]()
         except InputError as e:
-            # By default, draw what the table supports; a figure asked for by name must be drawn.
             if explicit:
                 raise
             print(f"note: figure {name} skipped: {e}", file=sys.stderr)

@@ -71,16 +71,13 @@ def fit_all(args, runs: tables.Runs) -> tuple[dict[str, Fit], dict[str, str]]:
 
 
 def _approach1(args, runs) -> dict[str, Fit]:
-    fits = {}
     curves = tables.load_curves(args.curves, args.curve_loss_col, args.flops_convention)
     r1 = approach1.fit_approach1(curves, smooth=args.smooth, drop_edges=not args.include_edges)
-    fits["approach1"] = Fit("approach1", {"a": r1.n_law.exponent, "b": r1.d_law.exponent}, None, {},
-                            len(np.unique(curves.run_id)))
-    return fits
+    return {"approach1": Fit("approach1", {"a": r1.n_law.exponent, "b": r1.d_law.exponent}, None, {},
+                             len(np.unique(curves.run_id)))}
 
 
 def _approach2(args, runs) -> dict[str, Fit]:
-    fits = {}
     r2 = approach2.fit_approach2(runs, args.interp, args.include_edges)
     ints = {}
     if args.bootstrap:
@@ -89,11 +86,10 @@ def _approach2(args, runs) -> dict[str, Fit]:
         ints = bootstrap.percentiles(s, args.level)
     edges = [f"{o.C:.3g}" for o in r2.optima if o.at_edge]
     notes = (f"optimum at the grid edge for budgets {', '.join(edges)}",) if edges else ()
-    fits["approach2"] = Fit("approach2", {"a": r2.n_law.exponent, "b": r2.d_law.exponent}, None, ints,
-                            int(np.isfinite(runs.budget).sum()), notes,
-                            {"budgets": [{"C": o.C, "N_opt": o.N_opt, "D_opt": o.D_opt, "at_edge": o.at_edge}
-                                         for o in r2.optima]})
-    return fits
+    return {"approach2": Fit("approach2", {"a": r2.n_law.exponent, "b": r2.d_law.exponent}, None, ints,
+                             int(np.isfinite(runs.budget).sum()), notes,
+                             {"budgets": [{"C": o.C, "N_opt": o.N_opt, "D_opt": o.D_opt, "at_edge": o.at_edge}
+                                          for o in r2.optima]})}
 
 
 def _approach3(args, runs) -> dict[str, Fit]:
@@ -112,15 +108,13 @@ def _approach3(args, runs) -> dict[str, Fit]:
 
 
 def _kaplan(args, runs) -> dict[str, Fit]:
-    fits = {}
     k = kaplan.fit_kaplan(runs)
     ints = {}
     if args.bootstrap:
         s = bootstrap.generic_samples(runs, lambda r: kaplan.kaplan_values(kaplan.fit_kaplan(r)),
                                       args.bootstrap, args.seed)
         ints = bootstrap.percentiles(s, args.level)
-    fits["kaplan"] = kaplan.to_fit(k, len(runs), ints)
-    return fits
+    return {"kaplan": kaplan.to_fit(k, len(runs), ints)}
 
 
 def format_table(fits: dict[str, Fit]) -> str:

@@ -21,10 +21,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models.transformer import attention_kernel  # noqa: E402
-from scaling import flops, step as step_lib, validate  # noqa: E402
+from scaling import flops, step as step_lib, validate, xla_flags  # noqa: E402
 from scaling.config import default_config  # noqa: E402
 from scaling.sharding import make_mesh  # noqa: E402
-from scaling import xla_flags  # noqa: E402
 
 xla_flags.apply_defaults()  # measure the step the trainer runs
 

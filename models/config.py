@@ -9,7 +9,8 @@ import dataclasses
 from typing import Any, Mapping
 
 MLP_KINDS = ("swiglu", "gelu")
-CUDNN_DTYPES = ("bfloat16", "float16")
+CUDNN_DTYPES = ("bfloat16", "float16")  # what cuDNN's flash attention takes
+CUDNN_MAX_HEAD_DIM = 128
 ATTENTION_KINDS = ("auto", "cudnn", "dot_product", "einsum")
 DTYPES = ("float32", "bfloat16")
 
@@ -65,11 +66,17 @@ class ModelConfig:
             raise ConfigError(f"model.d_ff={self.d_ff} must be positive (0 picks the default)")
         if self.attention not in ATTENTION_KINDS:
             raise ConfigError(f"model.attention={self.attention!r} is not one of {ATTENTION_KINDS}")
-        if self.attention == "cudnn" and (self.dtype not in CUDNN_DTYPES or self.head_dim > 128):
-            raise ConfigError(f"model.attention='cudnn' needs dtype in {CUDNN_DTYPES} and head_dim <= 128 "
+        if self.attention == "cudnn" and not self.cudnn_attention_fits:
+            raise ConfigError(f"model.attention='cudnn' needs dtype in {CUDNN_DTYPES} and head_dim <= "
+                              f"{CUDNN_MAX_HEAD_DIM} "
                               f"(got {self.dtype}, {self.head_dim}): use attention='auto' or 'dot_product'")
         if self.dtype not in DTYPES:
             raise ConfigError(f"model.dtype={self.dtype!r} is not one of {DTYPES}")
+
+    @property
+    def cudnn_attention_fits(self) -> bool:
+        """Whether cuDNN's flash attention takes this shape and dtype ('auto' then picks it on GPUs)."""
+        return self.dtype in CUDNN_DTYPES and self.head_dim <= CUDNN_MAX_HEAD_DIM
 
     @property
     def attn_dim(self) -> int:

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.config import CUDNN_DTYPES, ModelConfig
+from models.config import ModelConfig
 from models.dense import project
 
 LAYERS = "layers"  # logical name of the stacked-layer axis when layers are scanned
@@ -56,7 +56,7 @@ def attention_kernel(cfg: ModelConfig) -> str:
     if cfg.attention == "auto":
         if jax.default_backend() != "gpu":
             return "einsum"
-        return "cudnn" if cfg.dtype in CUDNN_DTYPES and cfg.head_dim <= 128 else "xla"
+        return "cudnn" if cfg.cudnn_attention_fits else "xla"
     return {"cudnn": "cudnn", "dot_product": "xla", "einsum": "einsum"}[cfg.attention]
 
 
