@@ -251,14 +251,15 @@ def test_gpu_preset_starts_at_chinchilla_budgets():
 # ---------------------------------------------------------------- CLI
 
 
-def _main(tmp_path, *flags, study_dir=None):
-    argv = ["plan", f"--config={CI_FILE}", f"--study_dir={study_dir or tmp_path / 'study'}", "--probe=off",
+def _main(tmp_path, *flags, study_dir=None, dir_flag="--study"):
+    argv = ["plan", f"--config={CI_FILE}", f"{dir_flag}={study_dir or tmp_path / 'study'}", "--probe=off",
             f"--config.study.train_tokens_per_epoch={BIG_EPOCH}", *flags]
     return plan.main(argv)
 
 
-def test_cli_writes_plan_json_and_prints_the_table(tmp_path, capsys):
-    assert _main(tmp_path, "--config.model.seq_len=32") == 0
+@pytest.mark.parametrize("dir_flag", ["--study", "--study_dir"])  # --study_dir: the older name, kept
+def test_cli_writes_plan_json_and_prints_the_table(tmp_path, capsys, dir_flag):
+    assert _main(tmp_path, "--config.model.seq_len=32", dir_flag=dir_flag) == 0
     out = capsys.readouterr().out
     written = json.loads((tmp_path / "study/plan.json").read_text())
     assert set(written) == {"study", "runs", "dropped"}

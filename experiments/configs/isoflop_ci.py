@@ -1,6 +1,6 @@
 """A tiny IsoFLOP grid for CI: plan -> launch -> collect end to end in under 3 minutes on a 2-core CPU.
 
-    python -m experiments.plan --config=experiments/configs/isoflop_ci.py --study_dir=/tmp/ci_study
+    python -m experiments.plan --config=experiments/configs/isoflop_ci.py --study=/tmp/ci_study
 
 The `study` fields are documented in isoflop_cpu.py; only what differs is set here.
 """

@@ -17,7 +17,7 @@ from scaling.config import default_config
 def study_section() -> ml_collections.ConfigDict:
     s = ml_collections.ConfigDict()
     s.name = "isoflop_cpu"
-    s.dir = "studies/isoflop_cpu"  # study directory: plan.json, runs/<run_id>/, results (--study_dir overrides)
+    s.dir = "studies/isoflop_cpu"  # study directory: plan.json, runs/<run_id>/, results (--study overrides)
 
     # --- the grid (read by the planner) ---
     s.budgets = (2e11, 6.5e11, 2e12, 6.5e12)  # compute budgets C in FLOPs under flop_convention (1.5 decades)

@@ -1,0 +1,53 @@
+"""What a plan costs before it runs: tokens in one epoch of the training split, wall time per run."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import ml_collections
+
+from experiments.planning.specs import run_config
+from experiments.planning.study import Study, StudyError
+from experiments.spec import RunSpec
+
+Throughput = Callable[[ml_collections.ConfigDict], float]  # run config -> training tokens/s
+
+
+def epoch_tokens(config: ml_collections.ConfigDict, study: Study) -> int:
+    """Target tokens in one pass over the training split: the study field, else scaling.data's count."""
+    if study.train_tokens_per_epoch:
+        return study.train_tokens_per_epoch
+    from scaling import data
+    try:
+        pipe = data.load(config.data, config.model.seq_len, config.seed, config.train.global_batch,
+                         config.eval.tokens, config.eval.batch)
+    except data.DataError as e:
+        raise StudyError(f"{e} (or set study.train_tokens_per_epoch)") from None
+    return pipe.train_tokens_per_epoch
+
+
+def estimate_seconds(runs: Sequence[RunSpec], trained_flops: dict[str, float], config, study: Study,
+                     throughput: Throughput | None) -> tuple[dict[str, float], str]:
+    """Wall time per run: measured tokens/s of its shape when a probe is given, else assumed FLOP/s."""
+    if throughput is None:
+        return ({r.run_id: trained_flops[r.run_id] / study.assumed_flops_per_second for r in runs},
+                f"assumed {study.assumed_flops_per_second:.3g} FLOP/s")
+    by_shape: dict[int, float] = {}
+    seconds = {}
+    for r in runs:
+        if r.params not in by_shape:
+            by_shape[r.params] = throughput(run_config(config, r))
+        tokens = trained_flops[r.run_id] / r.flops * r.tokens  # a branch trains only its cooldown
+        seconds[r.run_id] = tokens / by_shape[r.params]
+    return seconds, "probe"
+
+
+def probe(mode: str) -> Throughput | None:
+    """The throughput probe for --probe=auto|on|off (auto: when scaling.probe exists)."""
+    import importlib.util
+    available = importlib.util.find_spec("scaling.probe") is not None
+    if mode == "on" and not available:
+        raise StudyError("--probe=on: scaling.probe is not available; use --probe=off (assumed FLOP/s)")
+    if mode == "off" or not available:
+        return None
+    from scaling import probe as probe_lib
+    return probe_lib.tokens_per_second

@@ -1,0 +1,117 @@
+"""Solved grid points -> RunSpec records: one run per point, or WSD trunks with cooldown branches.
+
+Each RunSpec's `overrides` are the dotted run-config keys that make that run, so
+`python -m scaling.train --config=<config_file> --config.<k>=<v> ...` trains it; `run_config` is the
+config the trainer will see and `check_runs` puts every planned run through the trainer's validation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import ml_collections
+
+from experiments import ladder as ladder_lib
+from experiments.planning.grid import Point
+from experiments.planning.study import Study, StudyError
+from experiments.spec import RunSpec
+from models.config import ConfigError
+from scaling import validate
+
+
+def warmup_steps(rung: ladder_lib.Rung, min_steps: int, recipe: ladder_lib.Recipe) -> int:
+    tokens_per_step = rung.global_batch * rung.model.seq_len
+    return min(math.ceil(rung.warmup_tokens / tokens_per_step), int(recipe.warmup_cap * min_steps))
+
+
+def run_id(C: float, n: int) -> str:
+    return f"C{C:.3g}-N{n:.3g}"
+
+
+def make_spec(p: Point, study: Study, config_file: str, base: dict, warmup: int, **extra) -> RunSpec:
+    r = p.rung
+    overrides = {**base, **r.shape_overrides, "train.steps": p.steps,
+                 "train.global_batch": r.global_batch, "train.lr": r.lr,
+                 "train.warmup_steps": warmup, "train.schedule": study.schedule}
+    overrides.update(extra.pop("overrides", {}))
+    return RunSpec(run_id=extra.pop("run_id", run_id(p.C, r.params.total)), budget=p.C,
+                   flop_convention=study.flop_convention, flops=p.flops, params=r.params.total,
+                   non_embedding_params=r.params.non_embedding,
+                   tokens=p.steps * p.tokens_per_step, steps=p.steps, global_batch=r.global_batch,
+                   seq_len=r.model.seq_len, lr=r.lr, warmup_steps=warmup,
+                   schedule=overrides["train.schedule"], config_file=config_file,
+                   overrides=overrides, **extra)
+
+
+def independent_runs(points: list[Point], study: Study, config_file: str, base: dict
+                     ) -> tuple[list[RunSpec], dict[str, float]]:
+    recipe = ladder_lib.RECIPES[study.recipe]
+    runs = [make_spec(p, study, config_file, base, warmup_steps(p.rung, p.steps, recipe)) for p in points]
+    return runs, {r.run_id: r.flops for r in runs}
+
+
+def wsd_cooldown_start(steps: int, cooldown_frac: float) -> int:
+    """First step of the cooldown, exactly as scaling.optim's WSD schedule computes it."""
+    return steps - max(int(round(cooldown_frac * steps)), 1)
+
+
+def wsd_runs(points: list[Point], study: Study, config_file: str, base: dict
+             ) -> tuple[list[RunSpec], dict[str, float]]:
+    """Per size: one constant-LR trunk; every grid point a cooldown branching off it.
+
+    A branch resumes the trunk's checkpoint at `branch_step` (a multiple of study.wsd.checkpoint_every,
+    at or before its cooldown start): until then the trunk's constant schedule and the branch's WSD
+    schedule give the same learning rate at every step (same warmup, same peak), and the batch at step i
+    is a pure function of (seed, i), so the branch equals a from-scratch WSD run of its length.
+    """
+    recipe = ladder_lib.RECIPES[study.recipe]
+    every, frac = study.wsd_checkpoint_every, study.wsd_cooldown_frac
+    runs: list[RunSpec] = []
+    trained: dict[str, float] = {}
+    for n in sorted({p.rung.params.total for p in points}):
+        mine = [p for p in points if p.rung.params.total == n]
+        warmup = warmup_steps(mine[0].rung, min(p.steps for p in mine), recipe)
+        per_step = mine[0].flops / mine[0].steps
+        starts = {p.C: wsd_cooldown_start(p.steps, frac) // every * every for p in mine}
+        starts = {C: (b if b > warmup else 0) for C, b in starts.items()}
+        trunk_steps = max(starts.values())
+        trunk_id = f"trunk-N{n:.3g}"
+        if trunk_steps:
+            trunk_point = dataclasses.replace(mine[0], C=trunk_steps * per_step, steps=trunk_steps,
+                                              flops=trunk_steps * per_step)
+            runs.append(make_spec(trunk_point, study, config_file, base, warmup, run_id=trunk_id,
+                                  overrides={"train.schedule": "constant",
+                                             "checkpoint.every_steps": every,
+                                             "checkpoint.keep": trunk_steps // every + 1}))
+            trained[trunk_id] = trunk_point.flops
+        for p in mine:
+            b = starts[p.C]
+            spec = make_spec(p, study, config_file, base, warmup, overrides={"train.cooldown_frac": frac},
+                             branch_from=trunk_id if b else None, branch_step=b or None)
+            runs.append(spec)
+            trained[spec.run_id] = (p.steps - b) * per_step
+    trunks_first = sorted(runs, key=lambda r: (r.branch_from is not None, r.budget, r.params))
+    return trunks_first, trained
+
+
+def run_config(config: ml_collections.ConfigDict, spec: RunSpec) -> ml_collections.ConfigDict:
+    """The run config the trainer will see for `spec`: the study config plus its overrides."""
+    out = ml_collections.ConfigDict(config.to_dict())
+    try:
+        out.update_from_flattened_dict(dict(spec.overrides))
+    except (KeyError, AttributeError, TypeError) as e:
+        raise StudyError(f"run {spec.run_id}: override does not fit the run config ({e})") from None
+    return out
+
+
+def check_runs(config: ml_collections.ConfigDict, runs: Sequence[RunSpec]) -> None:
+    """Every planned run passes the trainer's own validation (one device), before anything is written."""
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise StudyError(f"study.ladder: two sizes share a run id ({ids}); widen study.ladder.growth")
+    for spec in runs:
+        try:
+            validate.check(run_config(config, spec), device_count=1)
+        except ConfigError as e:
+            raise StudyError(f"run {spec.run_id}: {e}") from None

@@ -1,0 +1,36 @@
+"""The plan as the researcher reads it: one row per run, then totals and dropped candidates."""
+from __future__ import annotations
+
+from experiments.planning.build import Plan
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
+
+
+def format_table(plan: Plan) -> str:
+    wsd = any(r.branch_from or r.run_id.startswith("trunk-") for r in plan.runs)
+    head = ["run", "C", "N", "N_nonemb", "D", "D/N", "steps", "batch", "lr", "warmup", "wall"]
+    head += ["branch@"] if wsd else []
+    rows = [head]
+    for r in plan.runs:
+        row = [r.run_id, f"{r.budget:.3g}", f"{r.params:,}", f"{r.non_embedding_params:,}",
+               f"{r.tokens:.3g}", f"{r.tokens_per_param:.1f}", str(r.steps), str(r.global_batch),
+               f"{r.lr:.2e}", str(r.warmup_steps), duration(plan.seconds[r.run_id])]
+        if wsd:
+            row.append(f"{r.branch_step}" if r.branch_from else ("trunk" if r.run_id.startswith("trunk-") else "-"))
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.append(f"{len(plan.runs)} runs, {plan.total_flops:.3g} FLOPs ({plan.study['flop_convention']}), "
+                 f"estimated {duration(sum(plan.seconds.values()))} of training one run at a time "
+                 f"[{plan.seconds_source}]")
+    if wsd:
+        saved = 1 - plan.total_flops / plan.cosine_equivalent_flops
+        lines.append(f"WSD branches: {plan.total_flops:.3g} FLOPs against {plan.cosine_equivalent_flops:.3g} "
+                     f"for one cosine run per point: {saved:.0%} of the compute saved")
+    for d in plan.dropped:
+        lines.append(f"dropped C={d.C:.3g} N={d.N:,}: {d.reason}")
+    return "\n".join(lines)
