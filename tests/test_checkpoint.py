@@ -1,10 +1,12 @@
 """scaling.checkpoint: interval/keep policy, async durability, verified fallback, resharding, branching."""
+import asyncio
 import gc
 import os
 import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import warnings
 
 import jax
@@ -135,17 +137,32 @@ def test_empty_directory_restores_none(tmp_path):
         assert ckpt.restore(_abstract_like(_state(0, mesh, P("fsdp")), mesh, P("fsdp"))) is None
 
 
-def test_async_save_returns_before_write_and_survives_donation(tmp_path):
+def test_async_save_returns_before_write_and_survives_donation(tmp_path, monkeypatch):
+    # The commit (orbax's rename of the tmp dir) is held until the test releases it, so "maybe_save
+    # returned before the write was committed" is an ordering fact, not a race against the disk.
+    from orbax.checkpoint._src.path import atomicity
+
+    gate, reached = threading.Event(), threading.Event()
+    commit = atomicity.AtomicRenameTemporaryPath.finalize
+
+    async def held_commit(self, *args, **kwargs):
+        reached.set()
+        await asyncio.to_thread(gate.wait, 60)
+        return await commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", held_commit)
     mesh = _mesh((8,), ("fsdp",))
-    state = _state(4, mesh, P("fsdp"), rows=32768)  # 4 MiB f32 + 2 MiB bf16: the write takes a while
+    state = _state(4, mesh, P("fsdp"), rows=32768)
     want = _host(state)
     ckpt = Checkpointer(tmp_path, every_steps=4, keep=1, async_save=True)
     assert ckpt.maybe_save(4, state)
-    # Returned while the write is in flight: only orbax's tmp dir exists, not the committed step.
-    assert not (tmp_path / "4").exists()
-    assert any(p.name.startswith("4.") for p in tmp_path.iterdir())
     # The trainer donates the state to the next step right away: the save must not read it later.
     jax.tree.map(lambda x: x.delete() if isinstance(x, jax.Array) else None, state)
+    assert reached.wait(60), "the background write never reached its commit"
+    # Returned, and the write got as far as its commit, without the committed step being listed.
+    assert not (tmp_path / "4").exists()
+    assert any(p.name.startswith("4.") for p in tmp_path.iterdir())
+    gate.set()
     ckpt.wait()
     assert (tmp_path / "4").is_dir()
     step, got = ckpt.restore(_abstract_like(want, mesh, P("fsdp")))

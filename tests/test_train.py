@@ -68,13 +68,18 @@ def test_run_writes_its_records(reference):
     assert sorted(p.name for p in (reference / "checkpoints").iterdir() if p.name.isdigit()) == ["24", "32", "40"]
 
 
-def _wait_for(predicate, proc, timeout=120):
+def _wait_for(predicate, proc, timeout=120, poll_s=0.05):
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         if predicate():
             return True
-        time.sleep(0.05)
+        time.sleep(poll_s)
     return False
+
+
+def _save_in_flight(workdir) -> bool:
+    d = pathlib.Path(workdir) / "checkpoints"
+    return d.exists() and any(p.name.endswith("tmp") for p in d.iterdir())
 
 
 def _checkpoint_steps(workdir):
@@ -85,16 +90,25 @@ def _checkpoint_steps(workdir):
 def test_sigkill_at_several_points_resumes_bitwise(tmp_path, data_dir, reference):
     """Killed right at start, mid-run after a checkpoint, and mid-save: the end is bit-identical."""
     workdir = tmp_path / "killed"
-    kill_when = [
-        lambda: (workdir / "run.json").exists(),  # before the first step
-        lambda: bool(_checkpoint_steps(workdir)),  # just after a checkpoint landed
-        lambda: any(p.name.endswith("tmp") for p in (workdir / "checkpoints").glob("*")),  # mid-save
-    ]
-    for predicate in kill_when:
+    for name, predicate in [("before the first step", lambda: (workdir / "run.json").exists()),
+                            ("after a checkpoint landed", lambda: bool(_checkpoint_steps(workdir)))]:
         proc = th.start(workdir, data_dir, *STEPS)
-        _wait_for(predicate, proc)
+        assert _wait_for(predicate, proc), f"the run ended before the kill point: {name}"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+    # Mid-save: a save's tmp dir lives ~60-110 ms here, so poll every 2 ms. The kill counts only if
+    # it left the tmp dir behind (the rename may win the race between seeing it and the kill).
+    killed_mid_save = False
+    for _ in range(3):
+        proc = th.start(workdir, data_dir, *STEPS)
+        assert _wait_for(lambda: _save_in_flight(workdir), proc, poll_s=0.002), \
+            "the run ended without a save being seen in flight"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if _save_in_flight(workdir):
+            killed_mid_save = True
+            break
+    assert killed_mid_save, "no kill landed while a save was in flight"
     result = th.train(workdir, data_dir, *STEPS)
     assert result.returncode == 0, result.stderr[-3000:]
     step_a, ref = final_state(reference)
@@ -110,7 +124,9 @@ def test_sigkill_at_several_points_resumes_bitwise(tmp_path, data_dir, reference
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path, data_dir):
     workdir = tmp_path / "term"
-    proc = th.start(workdir, data_dir, *STEPS, "--config.train.steps=4000")
+    # No interval saves (every_steps=0): any checkpoint on disk is the one SIGTERM forced.
+    proc = th.start(workdir, data_dir, *STEPS, "--config.train.steps=4000",
+                    "--config.checkpoint.every_steps=0")
     assert _wait_for(lambda: (workdir / "metrics.jsonl").exists()
                      and "train_loss" in (workdir / "metrics.jsonl").read_text(), proc)
     proc.send_signal(signal.SIGTERM)
@@ -119,7 +135,8 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, data_dir):
     assert record["status"] == "interrupted"
     last = [r["step"] for r in th.metrics(workdir) if "train_loss" in r][-1]
     saved = _checkpoint_steps(workdir)
-    assert saved and saved[-1] >= last and saved[-1] % 8 != 0 or saved[-1] >= last
+    assert len(saved) == 1 and last <= saved[0] < 4000, (saved, last)
+    assert not _save_in_flight(workdir)  # the forced save was committed before exiting
 
 
 def test_nan_loss_is_diverged_and_keeps_last_good_checkpoint(tmp_path, data_dir):
@@ -175,3 +192,23 @@ def test_rerunning_a_completed_run_changes_nothing(reference, data_dir):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "already completed" in result.stdout
     assert (reference / "run.json").read_text() == before
+
+
+def test_one_core_worker_flags_are_flags_xla_knows(tmp_path):
+    """The local executor's XLA_FLAGS for a one-core slot: every token a `--flag` XLA parses.
+
+    XLA aborts on an unknown `--flag` but silently skips a token without `--`, so both are checked:
+    the form, and a real XLA backend started with exactly that environment.
+    """
+    import subprocess
+    import sys
+
+    from experiments.executors.local import make_slots
+
+    [slot] = make_slots(1, {}, [], cores=[0])
+    flags = slot.env["XLA_FLAGS"].split()
+    assert flags and all(f.startswith("--xla_") and "=" in f for f in flags), flags
+    env = {**th.env(), "XLA_FLAGS": slot.env["XLA_FLAGS"]}
+    out = subprocess.run([sys.executable, "-c", "import jax.numpy as jnp; print(float(jnp.ones(3).sum()))"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "3.0", out.stderr[-2000:]

@@ -56,8 +56,10 @@ def make_slots(workers: int, base_env: dict[str, str], gpus: list[str], cores: l
         mine = tuple(cores[i * per:(i + 1) * per]) if workers <= len(cores) else (cores[i % len(cores)],)
         env.update({v: str(len(mine)) for v in THREAD_VARS})
         if len(mine) == 1:  # one core: keep XLA's Eigen pool from spawning threads it cannot use
-            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-                                " intra_op_parallelism_threads=1").strip()
+            # Only flags XLA knows: it aborts on an unknown `--flag` and silently skips a token
+            # without `--` (the `intra_op_parallelism_threads=1` this once carried did nothing).
+            # The CPU client's own pool is sized from the affinity mask set above.
+            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
         slots.append(Slot(i, mine, env))
     return slots
 
