@@ -137,7 +137,35 @@ def chinchilla_table_a4_ratio(cfg: ModelConfig, n_params: float) -> float:
     return 3.0 * chinchilla_forward(cfg, causal=False).layers / (6.0 * n_params * cfg.seq_len)
 
 
+# --- compute budgets in the units papers and clusters use ------------------------------------------
+
+PF_DAY = 1e15 * 86400  # one petaFLOP/s sustained for a day (Brown et al. 2020, Table D.1)
+
+
+def pf_days(flops: float) -> float:
+    return flops / PF_DAY
+
+
+def device_hours(flops: float, peak_flops_per_s: float, mfu: float) -> float:
+    """Device-hours to spend `flops` on devices of `peak_flops_per_s` each, running at `mfu` of peak."""
+    if not (peak_flops_per_s > 0 and 0 < mfu <= 1):
+        raise ValueError(f"device_hours needs peak > 0 and 0 < mfu <= 1 (got {peak_flops_per_s}, {mfu})")
+    return flops / (peak_flops_per_s * mfu) / 3600.0
+
+
+def params_flops(params: float, tokens: float, per_param_token: float = 6.0) -> float:
+    """C = k·N·D from a parameter count alone (k = 6: forward 2, backward 4; Kaplan et al. 2020 §2.1)."""
+    return per_param_token * params * tokens
+
+
 def _check_convention(convention: str) -> str:
     if convention not in CONVENTIONS:
         raise ValueError(f"flop convention {convention!r} is not one of {CONVENTIONS}")
     return convention
+
+
+if __name__ == "__main__":
+    import sys
+
+    from scaling import flops_cli
+    sys.exit(flops_cli.main())

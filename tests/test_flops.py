@@ -118,3 +118,53 @@ def test_counts_are_ints_and_finite():
     counts = flops.count_params(ModelConfig(n_layer=80, d_model=8192, n_heads=64, vocab_size=32000))
     assert all(isinstance(v, int) for v in counts.to_dict().values())
     assert all(math.isfinite(v) for v in flops.flops_per_token(ModelConfig()).values())
+
+
+# Brown et al. 2020, Table D.1 as printed: (model, total train compute PF-days, FLOPs); N in
+# millions is the table's own column (flops_cli.GPT3_TABLE_D1), 300B tokens, 6 FLOPs/param/token.
+GPT3_PRINTED = {"GPT-3 Small": (2.60, 2.25e20), "GPT-3 Medium": (7.42, 6.41e20), "GPT-3 Large": (15.8, 1.37e21),
+                "GPT-3 XL": (27.5, 2.38e21), "GPT-3 2.7B": (55.2, 4.77e21), "GPT-3 6.7B": (139.0, 1.20e22),
+                "GPT-3 13B": (268.0, 2.31e22), "GPT-3 175B": (3640.0, 3.14e23)}
+
+
+def _sig3(x: float) -> float:
+    return float(f"{x:.3g}")
+
+
+def test_gpt3_table_d1_reproduced_to_the_printed_digits():
+    from scaling import flops_cli
+    rows = flops_cli.gpt3_rows()
+    assert [r[0] for r in rows] == list(GPT3_PRINTED)
+    for name, n, c, days in rows:
+        printed_days, printed_flops = GPT3_PRINTED[name]
+        assert _sig3(c) == printed_flops, name
+        assert _sig3(days) == printed_days, name
+
+
+def test_flops_cli_prints_every_convention_and_device_hours(capsys):
+    from scaling import flops_cli
+    assert flops_cli.main(["--n_layer", "2", "--d_model", "64", "--n_heads", "4", "--tokens", "1M",
+                           "--peak-flops", "1e12", "--mfu", "0.5"]) == 0
+    out = capsys.readouterr().out
+    cfg = ModelConfig(n_layer=2, d_model=64, n_heads=4)
+    per_token = flops.flops_per_token(cfg)
+    for conv in flops.CONVENTIONS:
+        line = next(x for x in out.splitlines() if x.startswith(conv + " "))
+        c = per_token[conv] * 1e6
+        assert f"{c:.3e}" in line
+        assert f"{c / 0.5e12 / 3600:,.4g}" in line  # device-hours at 50% of 1 TFLOP/s
+
+
+def test_flops_cli_size_only_and_bad_input(capsys):
+    from scaling import flops_cli
+    assert flops_cli.main(["--params", "175B", "--tokens", "300B"]) == 0
+    out = capsys.readouterr().out
+    assert "3.150e+23" in out and "3,646" in out  # 6 * 175e9 * 300e9, in PF-days
+    for argv, needle in ((["--params", "1B"], "--tokens"), (["--tokens", "1B"], "--params"),
+                         (["--params", "x", "--tokens", "1"], "175B"), (["--n_layer", "2", "--tokens", "1"], "--d_model"),
+                         (["--params", "1B", "--tokens", "1B", "--mfu", "2"], "--mfu")):
+        with pytest.raises(SystemExit) as e:
+            flops_cli.main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, err
