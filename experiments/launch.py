@@ -6,8 +6,9 @@
 Safe to kill and rerun at any moment: completed runs are skipped, interrupted ones resume from their
 checkpoints (the trainer does that itself), failed ones are retried until they have failed K+1 times,
 and a run is never trained by two processes at once (experiments.locks). WSD cooldown branches start
-once their trunk's checkpoint at the branch step exists. A plan.json that changed since the study was
-first launched is refused unless --fresh, which moves earlier runs to DIR/archive/<time>/ and starts anew.
+once their trunk's checkpoint at the branch step exists. A plan that grew (budgets or sizes added: run
+ids carry C and N) keeps every started run whose spec did not change; a started run whose spec changed
+is refused, naming it, unless --fresh, which moves those runs to DIR/archive/<time>/ and retrains them.
 Exit: 0 all runs ended completed or diverged, 1 some failed, 2 bad input, 130/143 interrupted.
 """
 from __future__ import annotations
@@ -46,7 +47,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                                                 "study.slurm.array_parallelism -- else one per GPU, else 1)")
     ap.add_argument("--max-retries", type=int, help=f"retries of a failed run (default: the plan's study.max_retries, "
                                                     f"else {status.DEFAULT_MAX_RETRIES})")
-    ap.add_argument("--fresh", action="store_true", help="archive existing runs and start the (changed) plan anew")
+    ap.add_argument("--fresh", action="store_true", help="archive the runs whose spec changed and retrain them")
     ap.add_argument("--trainer", default=DEFAULT_TRAINER, help="python module run per run (default scaling.train)")
     ap.add_argument("--poll-s", type=float, default=2.0, help="seconds between progress checks")
     return ap.parse_args(argv)
@@ -78,32 +79,48 @@ def resolve(args: argparse.Namespace, plan: st.Plan) -> tuple[str, int, int]:
     return name, int(workers), int(retries)
 
 
-def check_plan(study: Path, plan: st.Plan, fresh: bool) -> dict | None:
-    """The launch record to archive (under --fresh), or None; raises when the plan changed without it."""
+def changed_runs(study: Path, plan: st.Plan) -> list[str]:
+    """Run ids of the plan that a trainer already started from a different spec. Runs new to the
+    plan, and runs the plan no longer lists, are not changes: a study grows by adding budgets or
+    sizes (ids carry C and N) and keeps every completed run whose spec is the same."""
     launched = locks.read_json(study / "launched.json")
-    if launched is None or (launched.get("plan_hash") == plan.hash and not fresh):
-        return None
-    if not fresh:
-        raise LaunchError(f"{study}/plan.json changed since this study was launched (plan {plan.hash}, "
-                          f"launched {launched.get('plan_hash')}); pass --fresh to archive its runs and start anew")
-    busy = [r.name for r in sorted((study / "runs").glob("*")) if locks.is_held(r)]
+    if launched is None or launched.get("plan_hash") == plan.hash:
+        return []
+    specs = launched.get("specs")
+    # A study launched before per-run hashes were recorded: every started run is suspect.
+    same = (lambda r: False) if specs is None else (lambda r: specs.get(r.run_id, st.spec_hash(r)) == st.spec_hash(r))
+    return [r.run_id for r in plan.runs if not same(r) and st.has_started(study, r.run_id)]
+
+
+def check_plan(study: Path, plan: st.Plan, fresh: bool) -> list[str]:
+    """Run ids to archive (under --fresh); raises when a started run's spec changed without it."""
+    changed = changed_runs(study, plan)
+    if changed and not fresh:
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        raise LaunchError(f"{study}/plan.json changed the spec of run {changed[0]}{more} since it was launched; "
+                          f"pass --fresh to archive those runs and retrain them (unchanged runs are kept)")
+    busy = [r for r in changed if locks.is_held(st.run_dir(study, r))]
     if busy:
-        raise LaunchError(f"--fresh: {len(busy)} run(s) still training ({busy[0]}, ...); stop their launcher first")
-    return launched
+        raise LaunchError(f"--fresh: {len(busy)} changed run(s) still training ({busy[0]}, ...); stop their launcher first")
+    return changed
 
 
-def archive(study: Path) -> Path:
+def archive(study: Path, run_ids: list[str]) -> Path:
     dest = study / "archive" / time.strftime("%Y%m%d-%H%M%S")
-    dest.mkdir(parents=True)
-    for name in ("runs", "slurm", "launched.json", "results.csv", "curves.csv"):
+    (dest / "runs").mkdir(parents=True)
+    for r in run_ids:
+        os.replace(st.run_dir(study, r), dest / "runs" / r)
+    for name in ("results.csv", "curves.csv"):  # they hold the archived runs' rows; collect rewrites them
         if (study / name).exists():
             os.replace(study / name, dest / name)
-    (study / "runs").mkdir()
     return dest
 
 
 def record_launch(study: Path, plan: st.Plan, executor: str, workers: int, max_retries: int) -> None:
-    launched = locks.read_json(study / "launched.json") or {"plan_hash": plan.hash, "launches": []}
+    launched = locks.read_json(study / "launched.json") or {"launches": []}
+    launched["plan_hash"] = plan.hash
+    # Runs the plan dropped keep their entry: growing the plan back must not retrain them.
+    launched["specs"] = {**launched.get("specs", {}), **{r.run_id: st.spec_hash(r) for r in plan.runs}}
     launched["max_retries"] = max_retries
     launched["launches"].append({"time": time.time(), "host": socket.gethostname(), "pid": os.getpid(),
                                  "executor": executor, "workers": workers})
@@ -131,7 +148,8 @@ def _report(out, state: st.RunState, max_retries: int) -> None:
     print(f"run {out.run_id}: {out.outcome}{code} -> {state.state}{extra}{note}", flush=True)
 
 
-def loop(study: Path, plan: st.Plan, ex, max_retries: int, poll_s: float, stop: _Stop) -> list[status.Row]:
+def loop(study: Path, plan: st.Plan, ex, max_retries: int, poll_s: float, stop: _Stop,
+         label: str = "") -> list[status.Row]:
     tty, last_line, last_print, rate = sys.stdout.isatty(), "", 0.0, 0.0
     while True:
         finished = ex.poll()
@@ -140,7 +158,7 @@ def loop(study: Path, plan: st.Plan, ex, max_retries: int, poll_s: float, stop: 
             _report(out, states[out.run_id], max_retries)
         rows = [status.row(study, s) for s in states.values()]
         rate = status.grid_rate(rows) or rate
-        line = status.grid_line(rows, rate)
+        line = label + status.grid_line(rows, rate)
         if tty or line.split(" | ETA")[0] != last_line.split(" | ETA")[0] or time.time() - last_print > 60:
             print(("\r\033[K" if tty else "") + line, end="" if tty else "\n", flush=True)
             last_line, last_print = line, time.time()
@@ -156,25 +174,26 @@ def loop(study: Path, plan: st.Plan, ex, max_retries: int, poll_s: float, stop: 
         ex.wait(poll_s)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, label: str = "") -> int:
+    """`label` prefixes the progress line (experiments.study puts its phase there)."""
     args = parse(argv)
     study = args.study.resolve()
     try:
         plan = st.load_plan(study)
         executor, workers, retries = resolve(args, plan)
         check_writable(study)
-        old = check_plan(study, plan, args.fresh)
+        changed = check_plan(study, plan, args.fresh)
         ex = make_executor(executor, study, plan, workers, trainer=args.trainer, max_retries=retries)
     except (st.StudyError, LaunchError, ExecutorUnavailable) as e:
         print(f"launch: {e}", file=sys.stderr)
         return 2
-    if old is not None:
-        print(f"launch: --fresh: previous runs moved to {archive(study)}", flush=True)
+    if changed:
+        print(f"launch: --fresh: {len(changed)} changed run(s) moved to {archive(study, changed)}", flush=True)
     record_launch(study, plan, executor, workers, retries)
     print(f"launch: {len(plan.runs)} runs in {study} on {executor} with {workers} worker(s)", flush=True)
     stop = _Stop()
     try:
-        rows = loop(study, plan, ex, retries, args.poll_s, stop)
+        rows = loop(study, plan, ex, retries, args.poll_s, stop, label)
     finally:
         ex.stop()
     if stop.signum:

@@ -288,6 +288,36 @@ def test_changed_plan_is_refused_unless_fresh(tmp_path):
     assert len(archived) == 1 and json.loads(archived[0].read_text())["steps"] == 5
 
 
+def test_grown_plan_keeps_unchanged_runs_and_refuses_a_changed_one_by_id(tmp_path):
+    study = make_study(tmp_path / "s", [spec("C1-N1", steps=5), spec("C1-N2", steps=6)])
+    assert launch(study).returncode == 0
+    # A budget and a size added: the two completed runs are kept, only the new ones train.
+    grown = [spec("C1-N1", steps=5), spec("C1-N2", steps=6), spec("C1-N3", steps=4), spec("C2-N1", steps=7)]
+    make_study(study, grown)
+    out = launch(study)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert_trained_once(study, ["C1-N1", "C1-N2", "C1-N3", "C2-N1"])
+    assert not (study / "archive").exists()
+    # One run's spec changed: refused with its id; nothing trains, nothing moves.
+    make_study(study, [spec("C1-N1", steps=5), spec("C1-N2", steps=9), *grown[2:]])
+    refused = launch(study)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "C1-N2" in refused.stderr and "C1-N1" not in refused.stderr and "--fresh" in refused.stderr
+    assert run_json(study, "C1-N2")["steps"] == 6
+    # --fresh archives and retrains the changed run only.
+    fresh = launch(study, "--fresh")
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    assert run_json(study, "C1-N2")["steps"] == 9
+    assert [p.name for p in (study / "archive").glob("*/runs/*")] == ["C1-N2"]
+    assert_trained_once(study, ["C1-N1", "C1-N2", "C1-N3", "C2-N1"])
+    # Shrinking the plan and growing it back does not retrain what was dropped in between.
+    make_study(study, [spec("C1-N1", steps=5)])
+    assert launch(study).returncode == 0
+    make_study(study, [spec("C1-N1", steps=5), spec("C1-N2", steps=9), *grown[2:]])
+    assert launch(study).returncode == 0
+    assert len(log(study, "C2-N1", "invocations.log")) == 1
+
+
 def test_failed_runs_are_retried_up_to_the_limit(tmp_path):
     study = make_study(tmp_path / "s", [spec("flaky", steps=5, fail_times=1), spec("broken", steps=5, fail_times=99)])
     out = launch(study, "--max-retries=2")

@@ -1,7 +1,8 @@
 """A study directory on disk, and the state of each of its runs read back from the files.
 
     <study>/plan.json               the planner's output: {"study": {...}, "runs": [RunSpec], "dropped": [...]}
-    <study>/launched.json           hash of the plan the runs were started from (guards against edits)
+    <study>/launched.json           per run id, the hash of the spec it was started from: a grown plan
+                                    keeps the runs whose spec is unchanged, a changed spec is refused
     <study>/runs/<run_id>/          the trainer's workdir: run.json, metrics.jsonl, checkpoints/
         attempts.json               one entry per trainer start (outcome, exit code, host), for retries
         train.log                   the trainer's stdout and stderr, appended per attempt
@@ -48,6 +49,22 @@ def plan_hash(runs: list[dict]) -> str:
     # Only the runs decide what gets trained; the study section also holds measured estimates
     # (throughput probe) that change on every planning and must not invalidate a launched study.
     return hashlib.sha256(json.dumps(runs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def spec_hash(spec: RunSpec) -> str:
+    """Identity of one run's spec. Fields at their dataclass default are left out, so a RunSpec field
+    added later (with a default) does not make every run of an older study look changed."""
+    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                for f in dataclasses.fields(RunSpec)
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    kept = {k: v for k, v in spec.to_dict().items() if not (k in defaults and v == defaults[k])}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def has_started(study: Path, run_id: str) -> bool:
+    """Whether a trainer ever started this run (it left a record, a log or a checkpoint)."""
+    rdir = run_dir(study, run_id)
+    return any((rdir / name).exists() for name in ("run.json", "attempts.json", "metrics.jsonl", "checkpoints"))
 
 
 def load_plan(study: Path) -> Plan:
