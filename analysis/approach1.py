@@ -5,6 +5,17 @@ with the lowest loss gives N_opt(C) and D_opt(C) (its tokens at that point); the
 D_opt ∝ C^b are fitted in log-log space. Points where the winner is the smallest or largest model
 covering that C are left out by default: there the envelope is set by the grid's edge, not by the
 trade-off.
+
+Curves: the training loss logged at every step is the curve with enough points per run (an eval
+every 500 steps gives 1-3), but one batch of ~2k tokens swings it by +-0.2 nats. `smooth_curves`
+therefore replaces each point by a local linear fit of log loss on log tokens over a window of
++-dex/2 decades around it (a moving window in log step). A local LINEAR fit rather than a window
+mean is the bias correction: a mean over a window on a falling curve lags it (biased high at the
+start and, where the window is one-sided at the ends, by slope x half-width), while a line through
+the window is unbiased wherever the curve is locally linear in log-log, as power-law curves are.
+(An EMA over steps would lag by its time constant and need a start-up correction like Adam's.)
+Caveat as in the paper: a point inside a cosine run is not the loss of a run cooled down at that
+length, so the envelope is biased toward longer runs unless runs have several schedule lengths.
 """
 from __future__ import annotations
 
@@ -34,6 +45,37 @@ def _smooth(y, window: int):
     kernel = np.ones(window) / window
     pad = window // 2
     return np.convolve(np.pad(y, (pad, window - 1 - pad), mode="edge"), kernel, mode="valid")
+
+
+def _local_linear(x, y, half: float) -> np.ndarray:
+    """y at each x from a least-squares line through the points within +-half of it (x sorted)."""
+    lo = np.searchsorted(x, x - half, "left")
+    hi = np.searchsorted(x, x + half, "right")
+    cs = lambda v: np.concatenate([[0.0], np.cumsum(v)])
+    s1, sx, sy, sxx, sxy = (cs(v) for v in (np.ones_like(x), x, y, x * x, x * y))
+    n, mx, my = hi - lo, (sx[hi] - sx[lo]), (sy[hi] - sy[lo])
+    vxx = (sxx[hi] - sxx[lo]) - mx * mx / n
+    vxy = (sxy[hi] - sxy[lo]) - mx * my / n
+    slope = np.where(vxx > 1e-12 * np.maximum(n, 1), vxy / np.where(vxx > 0, vxx, 1.0), 0.0)
+    return my / n + slope * (x - mx / n)
+
+
+def smooth_curves(curves: Curves, dex: float) -> Curves:
+    """Each run's loss smoothed by a local linear fit in (log10 tokens, log loss) over +-dex/2."""
+    if dex <= 0:
+        return curves
+    loss = curves.loss.copy()
+    for r in np.unique(curves.run_id):
+        idx = np.flatnonzero(curves.run_id == r)
+        idx = idx[np.argsort(curves.tokens[idx], kind="stable")]
+        x, y = np.log10(curves.tokens[idx]), np.log(curves.loss[idx])
+        loss[idx] = np.exp(_local_linear(x, y, dex / 2))
+    return Curves(curves.run_id, curves.N, curves.tokens, curves.flops, loss)
+
+
+def points_per_run(curves: Curves) -> int:
+    """Median number of logged points per run."""
+    return int(np.median(np.unique(curves.run_id, return_counts=True)[1]))
 
 
 def fit_approach1(curves: Curves, n_points: int = 1500, smooth: int = 1, min_runs: int = 2,

@@ -1,9 +1,22 @@
 """Chinchilla Approach 2 (Hoffmann et al. 2022, Sec. 3.2): IsoFLOP profiles.
 
 Per compute budget, final loss as a function of log N is fitted by a parabola (or, as an option,
-an Akima spline) and its minimum taken as N_opt(C); D_opt(C) is read off the budget's own (N, D)
-relation at N_opt, so any FLOP convention works. Then N_opt ∝ C^a and D_opt ∝ C^b are fitted by
-weighted least squares in log-log space.
+an Akima spline) and its minimum taken as N_opt(C). Both vertices are always computed and reported
+(`N_parabola`, `N_akima`), so a profile the parabola describes badly shows. D_opt = C / f(N_opt),
+where f is the study's own FLOPs per token (C/D of each run under the table's convention),
+interpolated in log N: exact for any convention, where a log D ~ log N regression is off by the
+curvature of f (5-6% in D on the CPU grid). Then N_opt ∝ C^a and D_opt ∝ C^b are fitted by weighted
+least squares in log-log space.
+
+Seed replicates: the parabola is fitted to every run, which is the same least-squares problem as
+fitting per-point means weighted by their seed counts; Akima interpolates per-point means. When the
+loss noise is known (per-run sigma: pooled seed noise or the eval's standard error, analysis.noise),
+the parabola is weighted by 1/sigma^2, its vertex gets a standard error by the delta method
+(inflated by the reduced chi^2 where the profile scatters more than the noise says), and each budget
+enters the power laws with weight 1/SE^2. Without known noise, budgets are weighted by their run
+count (Hoffmann et al.'s choice is not stated; this keeps large profiles from being outvoted).
+A profile whose parabola opens downward (no minimum) is flagged non-convex and, like an optimum at
+the edge of the sampled sizes, left out of the power laws unless include_edges.
 """
 from __future__ import annotations
 
@@ -16,6 +29,9 @@ from analysis.records import InputError
 from analysis.tables import Runs
 
 MIN_RUNS_PER_BUDGET = 3
+# Parabola and Akima vertices "differ" when further apart than this many decades and 2 standard
+# errors of the vertex: a 0.05-decade gap is 12% in N, a third of a 0.15-decade rung.
+VERTEX_TOL_DEX = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +43,21 @@ class BudgetOptimum:
     at_edge: bool  # vertex outside the sampled N range, or the lowest observed loss at an end
     n_runs: int
     coeffs: tuple[float, ...]  # parabola in x = log10 N (highest power first); () for Akima
+    log10_N_se: float = float("nan")  # standard error of log10 N_opt (parabola); NaN if unknown
+    convex: bool = True  # False: the parabola opens downward, the profile has no minimum
+    N_parabola: float = float("nan")
+    N_akima: float = float("nan")
+    n_points: int = 0  # distinct N
+
+    @property
+    def usable(self) -> bool:
+        return self.convex and not self.at_edge
+
+    @property
+    def vertices_differ(self) -> bool:
+        gap = abs(np.log10(self.N_parabola) - np.log10(self.N_akima))
+        se = self.log10_N_se if np.isfinite(self.log10_N_se) else 0.0
+        return bool(gap > max(VERTEX_TOL_DEX, 2 * se))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,38 +77,77 @@ class Approach2Result:
     n_law: PowerLaw
     d_law: PowerLaw
     used_budgets: tuple[float, ...]
+    weighting: str = "runs per budget"  # or "1/SE^2 of the vertex"
 
 
-def budget_optimum(log_n, log_d, loss, c: float, method: str = "parabola") -> BudgetOptimum:
+def _parabola(x, y, sigma):
+    """Coefficients (x^2, x, 1), vertex x, its standard error (NaN when not determined), convex."""
+    w = np.ones_like(y) if sigma is None else 1.0 / np.asarray(sigma, float)
+    coeffs = np.polyfit(x, y, 2, w=w)
+    if coeffs[0] <= 0:
+        return coeffs, x[np.argmin(y)], float("nan"), False
+    xv = -coeffs[1] / (2 * coeffs[0])
+    X = np.vander(x, 3) * w[:, None]
+    resid = (np.polyval(coeffs, x) - y) * w
+    dof = len(x) - 3
+    chi2 = float(resid @ resid / dof) if dof > 0 else float("nan")
+    # Known sigma: covariance (X'WX)^-1, inflated by the reduced chi^2 when the scatter exceeds it.
+    # Unknown sigma: the residual variance (needs a residual degree of freedom).
+    scale = max(1.0, chi2) if sigma is not None and dof > 0 else (1.0 if sigma is not None else chi2)
+    try:
+        cov = np.linalg.inv(X.T @ X) * scale
+    except np.linalg.LinAlgError:
+        return coeffs, xv, float("nan"), True
+    g = np.array([coeffs[1] / (2 * coeffs[0] ** 2), -1 / (2 * coeffs[0]), 0.0])
+    return coeffs, xv, float(np.sqrt(g @ cov @ g)) if np.isfinite(scale) else float("nan"), True
+
+
+def _akima(x, y):
+    ux, inv = np.unique(x, return_inverse=True)
+    uy = np.bincount(inv, y) / np.bincount(inv)
+    fine = np.linspace(ux[0], ux[-1], 2001)
+    vals = scipy.interpolate.Akima1DInterpolator(ux, uy)(fine)
+    return fine[np.argmin(vals)], float(np.min(vals))
+
+
+def interp_log(xq, x, y) -> float:
+    """y(xq) piecewise linear in (x, y), extended linearly past the ends (both in log space)."""
+    ux, inv = np.unique(x, return_inverse=True)
+    uy = np.bincount(inv, y) / np.bincount(inv)
+    if len(ux) == 1:
+        return float(uy[0])
+    if xq < ux[0] or xq > ux[-1]:
+        j = (0, 1) if xq < ux[0] else (-2, -1)
+        slope = (uy[j[1]] - uy[j[0]]) / (ux[j[1]] - ux[j[0]])
+        return float(uy[j[0]] + slope * (xq - ux[j[0]]))
+    return float(np.interp(xq, ux, uy))
+
+
+def budget_optimum(log_n, log_d, loss, c: float, method: str = "parabola", sigma=None,
+                   log_fpt=None) -> BudgetOptimum:
+    """The budget's optimum. `sigma`: per-run loss std (None: unknown); `log_fpt`: log10 FLOPs per
+    token of each run (default: log10(c) - log_d, every run spending exactly c)."""
     order = np.argsort(log_n)
-    x, y, z = log_n[order], loss[order], log_d[order]
+    x, y = np.asarray(log_n, float)[order], np.asarray(loss, float)[order]
+    lf = (np.log10(c) - np.asarray(log_d, float) if log_fpt is None else np.asarray(log_fpt, float))[order]
+    sig = None if sigma is None else np.asarray(sigma, float)[order]
     if len(x) < MIN_RUNS_PER_BUDGET:
         raise InputError(f"Approach 2: budget {c:.3g} has {len(x)} runs, needs at least "
                          f"{MIN_RUNS_PER_BUDGET}: add runs or leave the budget out")
     if len(np.unique(x)) < MIN_RUNS_PER_BUDGET:  # a parabola through 2 distinct N is not determined
         raise InputError(f"Approach 2: budget {c:.3g} has fewer than {MIN_RUNS_PER_BUDGET} distinct N: "
                          f"add model sizes to the budget or leave it out")
-    if method == "parabola":
-        coeffs = np.polyfit(x, y, 2)
-        if coeffs[0] <= 0:  # no minimum: the profile is not convex
-            xv = x[np.argmin(y)]
-        else:
-            xv = -coeffs[1] / (2 * coeffs[0])
-        lv = float(np.polyval(coeffs, xv))
-    elif method == "akima":
-        ux, inv = np.unique(x, return_inverse=True)
-        uy = np.bincount(inv, y) / np.bincount(inv)
-        spline = scipy.interpolate.Akima1DInterpolator(ux, uy)
-        fine = np.linspace(ux[0], ux[-1], 2001)
-        vals = spline(fine)
-        xv, lv, coeffs = fine[np.argmin(vals)], float(np.min(vals)), ()
-    else:
+    if method not in ("parabola", "akima"):
         raise InputError(f"--interp {method!r}: choose parabola or akima")
+    coeffs, xp, se, convex = _parabola(x, y, sig)
+    xa, la = _akima(x, y)
+    xv, lv = (xp, float(np.polyval(coeffs, xp))) if method == "parabola" else (xa, la)
     at_edge = bool(xv <= x[0] or xv >= x[-1] or np.argmin(y) in (0, len(y) - 1))
-    # log D is linear in log N at fixed C for any C = k N D convention.
-    slope, icpt = np.polyfit(x, z, 1)
-    return BudgetOptimum(float(c), float(10**xv), float(10 ** (icpt + slope * xv)), lv, at_edge,
-                         len(x), tuple(float(v) for v in coeffs))
+    d_opt = c / 10 ** interp_log(xv, x, lf)
+    return BudgetOptimum(float(c), float(10**xv), float(d_opt), lv, at_edge, len(x),
+                         tuple(float(v) for v in coeffs) if method == "parabola" else (),
+                         se if method == "parabola" else float("nan"), bool(convex), float(10**xp),
+                         float(10**xa), len(np.unique(x)))
 
 
 def fit_power_law(c, y, weights) -> PowerLaw:
@@ -86,17 +156,27 @@ def fit_power_law(c, y, weights) -> PowerLaw:
     return PowerLaw(float(expo), float(icpt))
 
 
-def fit_approach2(runs: Runs, method: str = "parabola", include_edges: bool = False) -> Approach2Result:
-    budgets = runs.budgets()
+def fit_approach2(runs: Runs, method: str = "parabola", include_edges: bool = False,
+                  sigma="auto") -> Approach2Result:
+    """`sigma`: per-run loss std; "auto" takes the table's measured noise (analysis.noise.run_noise),
+    None fits unweighted."""
+    from analysis.noise import run_noise  # noise imports nothing of approach2; kept local to stay one-way
+    if isinstance(sigma, str):
+        sigma = run_noise(runs).sigma
+    log_fpt = np.log10(runs.flops_per_token())
     optima = []
-    for c in budgets:
+    for c in runs.budgets():
         m = runs.budget == c
-        optima.append(budget_optimum(np.log10(runs.N[m]), np.log10(runs.D[m]), runs.loss[m], c, method))
-    used = [o for o in optima if include_edges or not o.at_edge]
+        optima.append(budget_optimum(np.log10(runs.N[m]), np.log10(runs.D[m]), runs.loss[m], c, method,
+                                     None if sigma is None else sigma[m], log_fpt[m]))
+    used = [o for o in optima if include_edges or o.usable]
     if len(used) < 2:
         raise InputError(f"Approach 2 needs at least 2 budgets with an interior optimum, found {len(used)} "
                          f"(of {len(optima)} budgets): add budgets, widen the N grid, or pass --include-edges")
     c = np.array([o.C for o in used])
-    w = np.array([o.n_runs for o in used])
+    se = np.array([o.log10_N_se for o in used])
+    by_se = sigma is not None and method == "parabola" and np.all(np.isfinite(se) & (se > 0))
+    w = 1.0 / se**2 if by_se else np.array([o.n_runs for o in used], float)
     return Approach2Result(tuple(optima), fit_power_law(c, [o.N_opt for o in used], w),
-                           fit_power_law(c, [o.D_opt for o in used], w), tuple(float(v) for v in c))
+                           fit_power_law(c, [o.D_opt for o in used], w), tuple(float(v) for v in c),
+                           "1/SE^2 of the vertex" if by_se else "runs per budget")

@@ -99,6 +99,26 @@ def huber_value_and_grad(x_SxP, shared, weights_SxR):
     return jnp.sum(h, 1) / norm, grad / norm[:, None]
 
 
+def huber_lanes_value_and_grad(x_SxP, shared, log_l_SxR):
+    """The same objective with each start's own log losses (a parametric-bootstrap draw per lane):
+    shared = (log N_R, log D_R, delta, mean_flag)."""
+    log_n, log_d, delta, mean_flag = shared
+    return huber_value_and_grad(x_SxP, (log_n, log_d, log_l_SxR, delta, mean_flag), None)
+
+
+def refit_draws(n, d, loss_BxR, best_x, delta: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Huber-sum fits of B loss vectors at once, each from `best_x` (the full-data optimum), in
+    float64 to full convergence. Returns x_Bx5 and a bool `ok`: finite, and converged or stopped
+    by the line search with max |gradient| < 1e-6 (the objective's float64 floor near an optimum)."""
+    loss_BxR = np.asarray(loss_BxR, float)
+    with jax.enable_x64(True):
+        x0 = jnp.asarray(np.repeat(np.asarray(best_x, float)[None], len(loss_BxR), 0))
+        shared = (jnp.log(np.asarray(n, float)), jnp.log(np.asarray(d, float)), jnp.float64(delta), jnp.bool_(False))
+        res = minimize_batched(huber_lanes_value_and_grad, x0, shared, jnp.asarray(np.log(loss_BxR)), POLISH_OPTIONS)
+    ok = np.isfinite(res.f_S) & (res.converged_S | (res.grad_max_S < 1e-6)) & np.all(np.isfinite(res.x_SxP), 1)
+    return res.x_SxP, ok
+
+
 def check_runs(n, d, loss) -> None:
     if len(loss) < MIN_RUNS:
         raise InputError(f"Approach 3 needs at least {MIN_RUNS} runs, the table has {len(loss)}: add runs")
@@ -175,6 +195,11 @@ def _ml_nll(theta, log_n, log_d, log_l, delta, log_z):
     return jnp.sum(h + log_z + log_sigma)
 
 
+# Module-level, so refits (bootstrap, validation) reuse one compiled program per table shape.
+_ML_F = jax.jit(_ml_nll)
+_ML_FG = jax.jit(jax.value_and_grad(_ml_nll))
+
+
 def fit_ml(n, d, loss, *, delta: float = 1e-3, start: allocation.LawParams = allocation.HOFFMANN_UNROUNDED):
     """Epoch's estimator: maximum likelihood of a Huber density on log-loss residuals with a free
     scale sigma, BFGS with exact (autodiff) gradients from Hoffmann's unrounded values."""
@@ -183,12 +208,10 @@ def fit_ml(n, d, loss, *, delta: float = 1e-3, start: allocation.LawParams = all
     x_start = np.array([np.log(start.A), np.log(start.B), np.log(start.E), start.alpha, start.beta])
     with jax.enable_x64(True):
         args = (jnp.log(n), jnp.log(d), jnp.log(loss), delta, np.log(_huber_normaliser(delta)))
-        f = jax.jit(_ml_nll)
-        fg = jax.jit(jax.value_and_grad(_ml_nll))
         # Scale first (params held), as Epoch did, so BFGS starts from a sensible sigma.
-        s0 = scipy.optimize.minimize_scalar(lambda s: float(f(jnp.append(x_start, s), *args)),
+        s0 = scipy.optimize.minimize_scalar(lambda s: float(_ML_F(jnp.append(x_start, s), *args)),
                                             bounds=(-20.0, 5.0), method="bounded").x
-        wrap = lambda t: tuple(np.asarray(v, float) for v in fg(jnp.asarray(t), *args))
+        wrap = lambda t: tuple(np.asarray(v, float) for v in _ML_FG(jnp.asarray(t), *args))
         res = scipy.optimize.minimize(wrap, np.append(x_start, s0), jac=True, method="BFGS",
                                       options={"gtol": 1e-10, "maxiter": 10000})
     x = res.x[:5]

@@ -3,12 +3,20 @@
 Works on any CSV: our grids' `results.csv` (params, tokens, flops_6n, budget, final_eval_loss,
 status, ...), Epoch's extraction of Chinchilla Fig. 4 ("Model Size", "Training FLOP", "loss"), or
 anyone's table with columns named on the command line. Bad input raises InputError, one line.
+
+Our results.csv also says, per run, its `role` (only "isoflop" rows are IsoFLOP points: WSD trunks
+and lr-sweep runs are left out with a note), its `seed`, the final eval loss's standard error
+`final_eval_loss_se`, and compute under every FLOP convention (`flops_<conv>`). C is taken in the
+convention the budgets were planned in (`flop_convention`), so every fit of one table counts FLOPs
+one way. Rows of a study still running (no final loss yet, status not completed) are skipped with
+a note, not an error.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import os
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -21,8 +29,12 @@ D_CANDIDATES = ("tokens", "Training Tokens", "D")
 C_CANDIDATES = ("flops_6n", "Training FLOP", "C", "flops")
 LOSS_CANDIDATES = ("final_eval_loss", "loss", "final_train_loss", "eval_loss")
 DROPPED_STATUS = ("diverged", "failed")
+FINISHED_STATUS = ("completed", "ok", "done")
+ISOFLOP_ROLE = "isoflop"
 # C = k * N * D: k = 6 (Kaplan et al. 2020 eq. 2.1, Hoffmann et al. 2022 Sec. 3).
 CONVENTIONS = {"6nd": 6.0}
+# Conventions our trainer counts (scaling.flops.CONVENTIONS), as results.csv columns flops_<conv>.
+TABLE_CONVENTIONS = ("6n", "6n_nonembed", "chinchilla", "chinchilla_causal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +67,12 @@ class Runs:
     budget: np.ndarray
     N_nonembed: np.ndarray | None
     notes: tuple[str, ...] = ()
+    # Added for our own studies; absent columns leave them None (NaN entries: unknown per run).
+    seed: np.ndarray | None = None
+    loss_se: np.ndarray | None = None  # standard error of `loss` from the eval itself (nats)
+    true_loss: np.ndarray | None = None  # E* of the data source where it is known
+    flops: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)  # C per convention
+    convention: str = "6nd"  # the convention of C (and of the budgets)
 
     def __len__(self) -> int:
         return len(self.loss)
@@ -62,8 +80,24 @@ class Runs:
     def subset(self, mask) -> "Runs":
         m = np.asarray(mask)
         pick = lambda a: None if a is None else a[m]
-        return Runs(self.run_id[m], self.N[m], self.D[m], self.C[m], self.loss[m], self.budget[m],
-                    pick(self.N_nonembed), self.notes)
+        return dataclasses.replace(
+            self, run_id=self.run_id[m], N=self.N[m], D=self.D[m], C=self.C[m], loss=self.loss[m],
+            budget=self.budget[m], N_nonembed=pick(self.N_nonembed), seed=pick(self.seed),
+            loss_se=pick(self.loss_se), true_loss=pick(self.true_loss),
+            flops={k: v[m] for k, v in self.flops.items()})
+
+    def with_loss(self, loss) -> "Runs":
+        """The same runs with other losses (a parametric-bootstrap draw)."""
+        return dataclasses.replace(self, loss=np.asarray(loss, float))
+
+    def flops_per_token(self, convention: str | None = None) -> np.ndarray:
+        """Training FLOPs per token of each run under `convention` (default: the table's own)."""
+        conv = convention or self.convention
+        if conv == self.convention:
+            return self.C / self.D
+        if conv not in self.flops:
+            raise InputError(f"FLOP convention {conv!r}: the table has no flops_{conv} column")
+        return self.flops[conv] / self.D
 
     def budgets(self) -> np.ndarray:
         return np.unique(self.budget[np.isfinite(self.budget)])
@@ -136,20 +170,61 @@ def snap_budgets(c, nominal, tol_dex: float) -> np.ndarray:
     return np.where(dist[np.arange(len(c)), j] <= tol_dex, nominal[j], np.nan)
 
 
-def load_runs(path, cols: Columns = Columns()) -> Runs:
-    df = _read(path)
-    notes = []
-    if cols.status and cols.status in df.columns:
-        bad = df[cols.status].astype(str).str.lower().isin(DROPPED_STATUS)
+def _leave_out(df, cols: Columns, loss_col: str | None, notes: list) -> pd.DataFrame:
+    """Rows that are no IsoFLOP result: diverged/failed runs, runs of another role (WSD trunks are
+    never cooled down; lr-sweep runs calibrate the recipe), runs with no final loss yet."""
+    status = df[cols.status].astype(str).str.lower() if cols.status and cols.status in df.columns else None
+    if status is not None:
+        bad = status.isin(DROPPED_STATUS)
         if bad.any():
             notes.append(f"left out {int(bad.sum())} runs with status diverged/failed")
-            df = df[~bad].reset_index(drop=True)
-        if len(df) == 0:
-            raise InputError(f"{path}: no runs left after leaving out diverged/failed ones")
-    run_col = _pick(df, cols.run, ("run_id", "run"), "--run-col", required=False)
-    ids = df[run_col].astype(str).to_numpy() if run_col else np.array([f"row{i + 1}" for i in range(len(df))])
+        df, status = df[~bad], status[~bad]
+    if "role" in df.columns:
+        role = df["role"].fillna(ISOFLOP_ROLE).astype(str).str.strip().replace("", ISOFLOP_ROLE)
+        other = role != ISOFLOP_ROLE
+        if other.any():
+            kinds = ", ".join(f"{k} {v}" for k, v in role[other].value_counts().items())
+            notes.append(f"left out {int(other.sum())} runs whose role is not isoflop ({kinds}): "
+                         f"no approach fits them as IsoFLOP points")
+        df, status = df[~other], None if status is None else status[~other]
+    if status is not None and loss_col in df.columns:
+        waiting = pd.to_numeric(df[loss_col], errors="coerce").isna() & ~status.isin(FINISHED_STATUS)
+        if waiting.any():
+            states = ", ".join(f"{k} {v}" for k, v in status[waiting].value_counts().items())
+            notes.append(f"skipped {int(waiting.sum())} runs with no final loss yet ({states}); "
+                         f"rerun the fit when the study has finished")
+        df = df[~waiting]
+    return df.reset_index(drop=True)
+
+
+def _optional(df, col) -> np.ndarray | None:
+    return pd.to_numeric(df[col], errors="coerce").to_numpy(float) if col in df.columns else None
+
+
+def _table_convention(df, cols: Columns, c_col_named: bool) -> str | None:
+    """The convention our tables planned their budgets in, when C is not named on the command line."""
+    if c_col_named or "flop_convention" not in df.columns:
+        return None
+    convs = df["flop_convention"].dropna().astype(str).unique()
+    if len(convs) > 1:
+        raise InputError(f"column 'flop_convention': the table mixes {', '.join(convs)}; "
+                         f"one study, one convention (or name the compute column with --c-col)")
+    if len(convs) == 1 and f"flops_{convs[0]}" in df.columns:
+        return str(convs[0])
+    return None
+
+
+def load_runs(path, cols: Columns = Columns()) -> Runs:
+    df = _read(path)
+    notes: list[str] = []
     n_col = _pick(df, cols.n, N_CANDIDATES, "--n-col")
     loss_col = _pick(df, cols.loss, LOSS_CANDIDATES, "--loss-col")
+    df = _leave_out(df, cols, loss_col, notes)
+    if len(df) == 0:
+        raise InputError(f"{path}: no runs left after leaving out diverged/failed, non-isoflop and "
+                         f"unfinished ones ({'; '.join(notes)})")
+    run_col = _pick(df, cols.run, ("run_id", "run"), "--run-col", required=False)
+    ids = df[run_col].astype(str).to_numpy() if run_col else np.array([f"row{i + 1}" for i in range(len(df))])
     n = _positive(df[n_col].to_numpy(), n_col, ids)
     loss = _positive(df[loss_col].to_numpy(), loss_col, ids)
     ne_col = _pick(df, cols.n_nonembed, ("non_embedding_params",), "--n-nonembed-col", required=False)
@@ -157,8 +232,9 @@ def load_runs(path, cols: Columns = Columns()) -> Runs:
     if cols.flops_convention not in CONVENTIONS:
         raise InputError(f"--flops-convention {cols.flops_convention!r}: choose one of {', '.join(CONVENTIONS)}")
     k = CONVENTIONS[cols.flops_convention]
+    table_conv = _table_convention(df, cols, cols.c is not None)
     d_col = _pick(df, cols.d, D_CANDIDATES, "--d-col", required=False)
-    c_col = _pick(df, cols.c, C_CANDIDATES, "--c-col", required=False)
+    c_col = f"flops_{table_conv}" if table_conv else _pick(df, cols.c, C_CANDIDATES, "--c-col", required=False)
     if d_col is None and c_col is None:
         raise InputError("missing column: need tokens (--d-col) or compute (--c-col) to know D")
     c = _positive(df[c_col].to_numpy(), c_col, ids) if c_col else None
@@ -171,21 +247,27 @@ def load_runs(path, cols: Columns = Columns()) -> Runs:
         budget = _positive(df[b_col].to_numpy(), b_col, ids)
     else:
         budget = group_budgets(c, cols.budget_gap_dex)
-    return Runs(ids, n, d, c, loss, budget, n_ne, tuple(notes))
+    flops = {conv: v for conv in TABLE_CONVENTIONS if (v := _optional(df, f"flops_{conv}")) is not None
+             and np.all(np.isfinite(v) & (v > 0))}
+    convention = table_conv or (c_col[len("flops_"):] if c_col and c_col.startswith("flops_") else cols.flops_convention)
+    return Runs(ids, n, d, c, loss, budget, n_ne, tuple(notes), seed=_optional(df, "seed"),
+                loss_se=_optional(df, "final_eval_loss_se"), true_loss=_optional(df, "true_loss"),
+                flops=flops, convention=convention)
 
 
 def load_curves(path, loss_col: str | None = None, flops_convention: str = "6nd") -> Curves:
-    """Long-format curves (run_id, params, tokens, [flops], loss). Rows whose loss is missing (e.g.
-    eval loss logged every k steps) are skipped; steps before any token was seen are skipped."""
+    """Long-format curves (run_id, params, tokens, [flops], loss); the loss column defaults to
+    train_loss (then eval_loss, loss). Rows whose loss is missing (e.g. eval loss logged every k
+    steps) are skipped; steps before any token was seen are skipped."""
     df = _read(path)
     run_col = _pick(df, None, ("run_id", "run"), "--curve-run-col")
     n_col = _pick(df, None, N_CANDIDATES, "--curve-n-col")
     t_col = _pick(df, None, ("tokens",), "--curve-tokens-col")
-    if loss_col is None:
-        loss_col = next((c for c in ("eval_loss", "train_loss", "loss") if c in df.columns
+    if loss_col is None:  # the train loss is logged every step: the curve with the most points
+        loss_col = next((c for c in ("train_loss", "eval_loss", "loss") if c in df.columns
                          and pd.to_numeric(df[c], errors="coerce").notna().any()), None)
         if loss_col is None:
-            raise InputError("curves: missing column: none of eval_loss, train_loss, loss has values; name it with --curve-loss-col")
+            raise InputError("curves: missing column: none of train_loss, eval_loss, loss has values; name it with --curve-loss-col")
     elif loss_col not in df.columns:
         raise InputError(f"--curve-loss-col {loss_col!r}: no such column")
     df = df[pd.to_numeric(df[loss_col], errors="coerce").notna() & (pd.to_numeric(df[t_col], errors="coerce") > 0)]

@@ -5,7 +5,11 @@ with their status and empty losses, never dropped:
     run_id, budget (planned C), flop_convention, flops_<conv> for every convention the trainer counts
     (flops_per_token[conv] * tokens: the compute the run actually spent), params, non_embedding_params,
     tokens, tokens_per_param, steps, final_train_loss, final_eval_loss, status, wall_time_s, step_time_s,
-    tokens_per_s, global_batch, seq_len, lr, schedule, branch_from, branch_step, attempts
+    tokens_per_s, global_batch, seq_len, lr, schedule, branch_from, branch_step, attempts,
+    role (isoflop | trunk | lr_sweep: only isoflop rows are IsoFLOP points), seed, beta2,
+    final_eval_loss_se (the eval's own standard error), true_loss (the source's E*, where known)
+points.csv -- one row per IsoFLOP point (budget, params) over its seeds, completed isoflop runs only:
+    budget, params, tokens, n_seeds, mean_eval_loss, std_eval_loss (empty with one seed)
 curves.csv -- long format for Approach 1 (Hoffmann et al. 2022, Sec. 3.1: the envelope of all training
 curves): run_id, params, step, tokens, flops, train_loss, eval_loss, one row per logged step.
 """
@@ -17,13 +21,16 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
+from analysis import noise
 from experiments import locks
 from experiments.executors import study as st
 from experiments.status import DEFAULT_MAX_RETRIES
 from scaling.flops import CONVENTIONS
 
 CURVE_COLUMNS = ("run_id", "params", "step", "tokens", "flops", "train_loss", "eval_loss")
+POINT_COLUMNS = ("budget", "params", "tokens", "n_seeds", "mean_eval_loss", "std_eval_loss")
 
 
 def _conventions(records: list[dict | None]) -> list[str]:
@@ -49,8 +56,23 @@ def result_row(spec, rj: dict | None, state: str, attempts: int, conventions: li
                final_eval_loss=rj.get("final_eval_loss"), status=state, wall_time_s=rj.get("wall_time_s"),
                step_time_s=rj.get("step_time_s"), tokens_per_s=rj.get("tokens_per_s"),
                global_batch=spec.global_batch, seq_len=spec.seq_len, lr=spec.lr, schedule=spec.schedule,
-               branch_from=spec.branch_from, branch_step=spec.branch_step, attempts=attempts)
+               branch_from=spec.branch_from, branch_step=spec.branch_step, attempts=attempts,
+               # Plans written before these RunSpec fields existed read as their defaults.
+               role=getattr(spec, "role", "isoflop"), seed=rj.get("seed", getattr(spec, "seed", 0)),
+               beta2=getattr(spec, "beta2", 0.95), final_eval_loss_se=rj.get("final_eval_loss_se"),
+               true_loss=rj.get("true_loss"))
     return row
+
+
+def point_rows(results: list[dict]) -> tuple[list[dict], noise.SeedNoise]:
+    """IsoFLOP points over their seeds, and the pooled seed noise (analysis.noise)."""
+    done = [r for r in results if r["role"] == "isoflop" and r["status"] == st.COMPLETED
+            and r["final_eval_loss"] is not None]
+    pts = noise.points(*([r[k] for r in done] for k in ("budget", "params", "tokens", "final_eval_loss")))
+    rows = [{"budget": p.budget, "params": int(p.N), "tokens": p.D, "n_seeds": p.n_seeds, "mean_eval_loss": p.mean,
+             "std_eval_loss": p.std if p.n_seeds > 1 else None} for p in pts]
+    return rows, noise.seed_noise(pts, [r["final_eval_loss_se"] for r in done
+                                        if r["final_eval_loss_se"] is not None])
 
 
 def curve_rows(rdir: Path, run_id: str, params: int) -> list[dict]:
@@ -80,7 +102,19 @@ def to_csv(rows: list[dict], columns) -> str:
     return buf.getvalue()
 
 
+class Collected(NamedTuple):
+    results: Path
+    curves: Path
+    points: Path
+    seed_noise: noise.SeedNoise
+
+
 def collect(study: Path, max_retries: int | None = None) -> tuple[Path, Path]:
+    """results.csv, curves.csv (and points.csv) of the study; their paths."""
+    return collect_tables(study, max_retries)[:2]
+
+
+def collect_tables(study: Path, max_retries: int | None = None) -> Collected:
     plan = st.load_plan(study)
     launched = locks.read_json(study / "launched.json") or {}
     retries = max_retries if max_retries is not None else launched.get("max_retries", DEFAULT_MAX_RETRIES)
@@ -96,7 +130,9 @@ def collect(study: Path, max_retries: int | None = None) -> tuple[Path, Path]:
     columns = list(results[0]) if results else ["run_id"]
     locks.write_atomic(study / "results.csv", to_csv(results, columns))
     locks.write_atomic(study / "curves.csv", to_csv(curves, CURVE_COLUMNS))
-    return study / "results.csv", study / "curves.csv"
+    pts, seed_noise = point_rows(results)
+    locks.write_atomic(study / "points.csv", to_csv(pts, POINT_COLUMNS))
+    return Collected(study / "results.csv", study / "curves.csv", study / "points.csv", seed_noise)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--study", required=True, type=Path)
     args = ap.parse_args(argv)
     try:
-        results, curves = collect(args.study)
+        results, curves, points, seed_noise = collect_tables(args.study)
     except st.StudyError as e:
         print(f"collect: {e}", file=sys.stderr)
         return 2
@@ -113,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     n = sum(1 for _ in open(results)) - 1
     print(f"collect: {n} runs -> {results}, {sum(1 for _ in open(curves)) - 1} curve points -> {curves}")
+    print(f"collect: {sum(1 for _ in open(points)) - 1} IsoFLOP points -> {points}; {seed_noise.line()}")
     return 0
 
 

@@ -49,6 +49,7 @@ def test_curves_skip_rows_without_the_loss(tmp_path):
     df = pd.DataFrame({"run_id": ["a"] * 3, "params": [1e7] * 3, "step": [0, 1, 2], "tokens": [0, 1e6, 2e6],
                        "train_loss": [9.0, 5.0, 4.0], "eval_loss": [np.nan, 5.1, np.nan]})
     df.to_csv(tmp_path / "c.csv", index=False)
-    c = tables.load_curves(tmp_path / "c.csv")
+    c = tables.load_curves(tmp_path / "c.csv", "eval_loss")
     assert list(c.loss) == [5.1]
+    assert list(tables.load_curves(tmp_path / "c.csv").loss) == [5.0, 4.0]  # default: train_loss
     np.testing.assert_allclose(c.flops, [6 * 1e7 * 1e6])

@@ -1,0 +1,145 @@
+"""Intervals that reflect the experiment: a parametric bootstrap from the measured loss noise.
+
+Each resample keeps the design (every budget keeps its runs, sizes and token counts: the bootstrap is
+stratified by budget by construction) and redraws every run's final loss as mu + sigma * z:
+- mu: the budget's own smooth profile, a parabola in log N through its runs (the noise-free curve the
+  IsoFLOP analysis assumes; per-point means where a budget has fewer than 3 sizes);
+- sigma: the pooled seed noise, or each run's eval standard error where no point has repeats
+  (analysis.noise.run_noise); with seed noise measured on few degrees of freedom, each resample also
+  draws its sigma from sigma * sqrt(chi2_dof / dof), so an uncertain noise level widens the interval.
+Without any measured noise, the runs are resampled with replacement within each budget instead
+(the nonparametric bootstrap of Hoffmann et al.'s Approach 3 intervals), and the output says so.
+A resample whose fit fails is counted and reported with its reason, never dropped silently.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from analysis import bootstrap, noise
+from analysis.records import InputError
+from analysis.tables import Runs
+
+PARAMETRIC, NONPARAMETRIC = "parametric", "nonparametric"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How to resample a table: the mean profile, the per-run sigma, and its degrees of freedom."""
+
+    kind: str  # PARAMETRIC or NONPARAMETRIC
+    mu: np.ndarray | None
+    sigma: np.ndarray | None
+    dof: int  # of the noise estimate (0: taken as exact, e.g. eval SE)
+    source: str  # "seed noise", "eval SE" or "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class Samples:
+    values: dict[str, np.ndarray]
+    n_boot: int
+    failed: int
+    reasons: tuple[str, ...]  # the most common failure reasons, with counts
+    kind: str
+    source: str
+
+    def intervals(self, level: float = 0.95) -> dict[str, tuple[float, float]]:
+        ok = {k: v for k, v in self.values.items() if np.isfinite(v).any()}
+        return bootstrap.percentiles(ok, level) if ok else {}
+
+    def summary(self) -> dict:
+        return {"kind": self.kind, "noise": self.source, "resamples": self.n_boot, "failed": self.failed,
+                "failure_reasons": "; ".join(self.reasons)}
+
+
+def smooth_profile(runs: Runs) -> np.ndarray:
+    """Each run's loss on its budget's least-squares parabola in log10 N (per-point means otherwise)."""
+    mu = runs.loss.copy()
+    x = np.log10(runs.N)
+    for c in runs.budgets():
+        m = runs.budget == c
+        if len(np.unique(x[m])) >= 3:
+            mu[m] = np.polyval(np.polyfit(x[m], runs.loss[m], 2), x[m])
+        else:
+            for v in np.unique(x[m]):
+                k = m & (x == v)
+                mu[k] = runs.loss[k].mean()
+    return mu
+
+
+def plan(runs: Runs) -> Plan:
+    rn = noise.run_noise(runs)
+    if rn.sigma is None:
+        return Plan(NONPARAMETRIC, None, None, 0, "none")
+    dof = rn.noise.dof if rn.source == "seed noise" else 0
+    return Plan(PARAMETRIC, smooth_profile(runs), rn.sigma, dof, rn.source)
+
+
+def loss_draws(p: Plan, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, runs) losses drawn around the smooth profile."""
+    rng = np.random.default_rng(seed)
+    scale = np.sqrt(rng.chisquare(p.dof, n_boot) / p.dof) if p.dof > 0 else np.ones(n_boot)
+    return p.mu[None] + scale[:, None] * p.sigma[None] * rng.standard_normal((n_boot, len(p.mu)))
+
+
+def resampled_tables(runs: Runs, p: Plan, n_boot: int, seed: int):
+    """The n_boot resampled tables (a generator: each refit sees one)."""
+    if p.kind == PARAMETRIC:
+        for row in loss_draws(p, n_boot, seed):
+            yield runs.with_loss(row)
+        return
+    counts = bootstrap.resample_counts(len(runs), n_boot, seed, runs.budget)
+    for row in counts:
+        yield runs.subset(np.repeat(np.arange(len(runs)), row.astype(int)))
+
+
+def collect(fits, n_boot: int, kind: str, source: str) -> Samples:
+    """Gather an iterable of fit outcomes: dicts of values, or exceptions (failures)."""
+    out: dict[str, list] = {}
+    reasons: collections.Counter = collections.Counter()
+    for r in fits:
+        if isinstance(r, Exception):
+            reasons[f"{type(r).__name__}: {str(r)[:80]}"] += 1
+            continue
+        for k, v in r.items():
+            out.setdefault(k, []).append(float(v))
+    failed = sum(reasons.values())
+    return Samples({k: np.asarray(v) for k, v in out.items()}, n_boot, failed,
+                   tuple(f"{n}x {why}" for why, n in reasons.most_common(3)), kind, source)
+
+
+def _attempt(fit: Callable[[Runs], dict], r: Runs):
+    try:
+        vals = fit(r)
+    except (InputError, ValueError, FloatingPointError, np.linalg.LinAlgError, RuntimeError) as e:
+        return e
+    if not all(np.isfinite(v) for v in vals.values()):
+        return FloatingPointError("non-finite estimate")
+    return vals
+
+
+def generic(runs: Runs, fit: Callable[[Runs], dict], n_boot: int, seed: int, p: Plan | None = None) -> Samples:
+    """Refit `fit` on every resample (for fits that are cheap per call: Approaches 2, ML, Kaplan)."""
+    p = p or plan(runs)
+    return collect((_attempt(fit, r) for r in resampled_tables(runs, p, n_boot, seed)), n_boot, p.kind, p.source)
+
+
+def approach3(runs: Runs, best_x, n_boot: int, seed: int, delta: float = 1e-3, p: Plan | None = None) -> Samples:
+    """Approach 3's Huber fit: all resamples as lanes of one batched L-BFGS from the full-data optimum."""
+    from analysis import approach3 as a3
+    p = p or plan(runs)
+    if p.kind == NONPARAMETRIC:
+        s = bootstrap.approach3_samples(runs.N, runs.D, runs.loss, best_x, n_boot, seed, delta)
+        bad = int(np.sum(~np.isfinite(s["alpha"])))
+        return Samples(s, n_boot, bad, (f"{bad}x non-finite objective",) if bad else (), p.kind, p.source)
+    draws = loss_draws(p, n_boot, seed)
+    positive = np.all(draws > 0, 1)
+    x, ok = a3.refit_draws(runs.N, runs.D, np.where(positive[:, None], draws, 1.0), best_x, delta)
+    ok &= positive
+    vals = bootstrap.law_samples(x[ok])
+    n_bad = int((~ok).sum())
+    return Samples(vals, n_boot, n_bad, (f"{n_bad}x not converged or non-positive loss draw",) if n_bad else (),
+                   p.kind, p.source)
