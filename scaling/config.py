@@ -37,11 +37,20 @@ def default_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict({f.name: f.default for f in dataclasses.fields(ModelConfig)})
 
     c.data = ml_collections.ConfigDict()
-    c.data.dataset = "stdlib"  # the embedded corpus, or "tfds:<name>[/<config>]" e.g. "tfds:lm1b"
+    c.data.dataset = "stdlib"  # the embedded corpus, "synthetic:markov", or "tfds:<name>[/<config>]"
     c.data.text_key = "text"  # feature holding the text in a TFDS dataset
     c.data.data_dir = ""  # "" -> $SCALING_DATA_DIR or ~/.cache/scaling/tfds
     c.data.train_split = "train"
     c.data.eval_split = "validation"
+    # synthetic:markov only (scaling/data/markov_corpus.py): the chain; its hash names the dataset.
+    c.data.markov = ml_collections.ConfigDict()
+    c.data.markov.order = 4  # k: a symbol depends on the k before it
+    c.data.markov.alphabet = 12  # symbols (printable bytes)
+    c.data.markov.concentration = 0.1  # Dirichlet alpha of each transition row: small = few successors
+    c.data.markov.mean_doc_len = 512.0  # geometric document lengths (symbols)
+    c.data.markov.seed = 0  # the chain and the text; independent of the run's seed
+    c.data.markov.train_tokens = 20_000_000
+    c.data.markov.validation_tokens = 1_000_000
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 100

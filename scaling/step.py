@@ -37,17 +37,23 @@ class Compiled:
     eval_batch_sharding: NamedSharding  # of a [eval_batch, L] array
     init: Callable[[], State]
     train_step: Callable[[State, dict, jax.Array], tuple[State, dict]]  # (state, batch, lr)
-    eval_step: Callable[[dict, dict], tuple[jax.Array, jax.Array]]
+    eval_step: Callable[[dict, dict], tuple[jax.Array, jax.Array]]  # per-row (NLL sum, weight sum), [B] each
     schedule: optim.Schedule
+
+
+def _weighted_nll(params: dict, graphdef, batch: dict) -> tuple[jax.Array, jax.Array]:
+    """(weighted NLL, log Z), each [B, L]."""
+    logits_BxLxV = nnx.merge(graphdef, params)(batch["inputs"])
+    logz_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)
+    target_logit_BxL = jnp.take_along_axis(logits_BxLxV, batch["targets"][..., None], axis=-1)[..., 0]
+    return (logz_BxL - target_logit_BxL) * batch["weights"], logz_BxL
 
 
 def token_losses(params: dict, graphdef, batch: dict, z_loss: float):
     """(objective, sum of weighted NLL) over a [B, L] batch; the caller divides by the weight sum."""
-    logits_BxLxV = nnx.merge(graphdef, params)(batch["inputs"])
-    logz_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)
-    target_logit_BxL = jnp.take_along_axis(logits_BxLxV, batch["targets"][..., None], axis=-1)[..., 0]
+    nll_BxL, logz_BxL = _weighted_nll(params, graphdef, batch)
     weights_BxL = batch["weights"]
-    nll_sum = jnp.sum((logz_BxL - target_logit_BxL) * weights_BxL)
+    nll_sum = jnp.sum(nll_BxL)
     objective = nll_sum
     if z_loss:  # PaLM (Chowdhery et al. 2022 §5): keeps log Z near 0 for stability.
         objective = objective + z_loss * jnp.sum(jnp.square(logz_BxL) * weights_BxL)
@@ -110,8 +116,9 @@ def build(config: ml_collections.ConfigDict, model_cfg: ModelConfig, mesh: Mesh)
         return new_state, metrics
 
     def eval_step(params: dict, batch_BxL: dict):
-        _, nll_sum = token_losses(params, graphdef, batch_BxL, 0.0)
-        return nll_sum, jnp.sum(batch_BxL["weights"])
+        # Per row, not summed: the eval's standard error is measured across sequences (train.evaluate).
+        nll_BxL, _ = _weighted_nll(params, graphdef, batch_BxL)
+        return jnp.sum(nll_BxL, axis=1), jnp.sum(batch_BxL["weights"], axis=1)
 
     replicated = NamedSharding(mesh, P())
     b_sharding = batch_sharding(mesh, rules, leading=1)

@@ -52,15 +52,40 @@ def _peak_flops(dtype: str) -> float | None:
 
 
 def evaluate(comp: step_lib.Compiled, state, data, eval_batches) -> dict:
-    nll = count = 0.0
+    """Mean eval loss over the fixed eval set, and its standard error (see `eval_standard_error`)."""
+    nll_rows, w_rows = [], []
     for local in map(_arrays, eval_batches):
         rows = local["inputs"].shape[0] * jax.process_count()
         batch = step_lib.global_batch(local, comp.eval_batch_sharding, rows)
-        n, w = comp.eval_step(state["params"], batch)
-        nll, count = nll + n, count + w
-    nll, count = float(nll), float(count)
-    loss = nll / count
-    return {"eval_loss": loss, "eval_bits_per_byte": data.bits_per_byte(loss)}
+        n_B, w_B = comp.eval_step(state["params"], batch)  # global rows, replicated
+        nll_rows.append(n_B)
+        w_rows.append(w_B)
+    nll_R = np.concatenate([np.asarray(jax.device_get(n), np.float64) for n in nll_rows])
+    w_R = np.concatenate([np.asarray(jax.device_get(w), np.float64) for w in w_rows])
+    loss = float(nll_R.sum() / w_R.sum())
+    docs_R = np.concatenate(data.eval_docs) if data.eval_docs else np.arange(len(w_R))
+    return {"eval_loss": loss, "eval_bits_per_byte": data.bits_per_byte(loss),
+            "eval_loss_se": eval_standard_error(nll_R, w_R, docs_R), "eval_tokens": float(w_R.sum())}
+
+
+def eval_standard_error(nll_R: np.ndarray, w_R: np.ndarray, cluster_R: np.ndarray) -> float | None:
+    """Standard error of the ratio mean sum(nll)/sum(w), clustered by document.
+
+    Tokens of one sequence, and sequences of one document, are correlated (a hard file is hard
+    throughout), so the eval's rows are grouped by the document their first target is in and the
+    groups treated as independent draws: the cluster-robust (linearised) variance of a ratio
+    estimator, G/(G-1) * sum_g (NLL_g - L*W_g)^2 / W^2 (Cameron & Miller 2015, eq. 12). With one
+    document per row this is the per-sequence estimator. None when fewer than 2 groups.
+    """
+    keep = w_R > 0
+    groups, inverse = np.unique(cluster_R[keep], return_inverse=True)
+    if len(groups) < 2:
+        return None
+    nll_G = np.bincount(inverse, nll_R[keep])
+    w_G = np.bincount(inverse, w_R[keep])
+    loss = nll_G.sum() / w_G.sum()
+    var = len(groups) / (len(groups) - 1) * np.sum((nll_G - loss * w_G) ** 2) / w_G.sum() ** 2
+    return float(np.sqrt(var))
 
 
 @jax.jit
@@ -94,6 +119,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
         "flops_per_token": per_token, "steps": steps, "tokens": steps * tokens_per_step,
         "final_train_loss": None, "final_eval_loss": None, **metrics.environment_info(),
     }
+    if data.true_loss is not None:  # the source's exact optimal loss on this eval set (synthetic:markov)
+        record["true_loss"] = data.true_loss
     is_writer = jax.process_index() == 0
     started = time.time()
 
@@ -224,6 +251,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                   if step_time_total and status == "completed" else None)
     if status == "completed":
         record["final_eval_bits_per_byte"] = ev["eval_bits_per_byte"]
+        record["final_eval_loss_se"] = ev["eval_loss_se"]
+        record["eval_tokens_used"] = int(ev["eval_tokens"])
     if is_writer:
         metrics.write_run_json(workdir, record)
     return Outcome(status, final_step if final_step is not None else -1, last_train, last_eval)

@@ -87,9 +87,16 @@ def check(config: ml_collections.ConfigDict, device_count: int, process_count: i
         if config[section][key] < 0:
             raise ConfigError(f"{field}={config[section][key]} must be >= 0")
     dataset = config.data.dataset
-    if dataset != "stdlib" and not (dataset.startswith("tfds:") and len(dataset) > 5):
-        raise ConfigError(f"data.dataset={dataset!r} is unknown: use 'stdlib' (the embedded corpus) "
-                          "or 'tfds:<name>[/<config>]'")
+    if dataset == "synthetic:markov":
+        from scaling.data.errors import DataError
+        from scaling.data.markov_corpus import MarkovParams
+        try:
+            MarkovParams.from_config(config.data.get("markov"))
+        except DataError as e:
+            raise ConfigError(str(e)) from None
+    elif dataset != "stdlib" and not (dataset.startswith("tfds:") and len(dataset) > 5):
+        raise ConfigError(f"data.dataset={dataset!r} is unknown: use 'stdlib' (the embedded corpus), "
+                          "'synthetic:markov' or 'tfds:<name>[/<config>]'")
     return cfg
 
 

@@ -5,7 +5,9 @@ import dataclasses
 import math
 import pathlib
 
-from scaling.data import batches, packing, source
+import numpy as np
+
+from scaling.data import batches, markov, markov_corpus, packing, source
 from scaling.data.batches import Batch
 from scaling.data.errors import DataError
 from scaling.data.stdlib_corpus import StdlibConfig
@@ -23,6 +25,12 @@ class DataPipeline:
     eval_set: tuple[Batch, ...]  # the global eval batches, identical on every call and process
     eval_bytes: int  # bytes of text the weighted eval targets encode (EOD counts 0 bytes)
     eval_tokens: int  # weighted eval targets; equals the config's eval.tokens
+    # The exact optimal mean loss over these eval targets (nats/token) when the source knows it
+    # (synthetic:markov): what an infinitely large, perfectly trained model would score. Else None.
+    true_loss: float | None = None
+    # Per eval batch, the document of each row's first target (-1 on filler rows): the clusters the
+    # eval's standard error is computed over (train.evaluate), as rows of one document are correlated.
+    eval_docs: tuple[np.ndarray, ...] = ()
 
     @property
     def train_tokens_per_epoch(self) -> int:
@@ -90,7 +98,11 @@ def load(config_data, seq_len: int, seed: int, global_batch: int, eval_tokens: i
     if vocab_size is not None and vocab_size < tokenizer.vocab_size:
         raise DataError(f"model.vocab_size={vocab_size} is below the tokenizer's {tokenizer.vocab_size}; "
                         f"set model.vocab_size={tokenizer.vocab_size}")
-    opened = source.open_dataset(config_data.dataset, config_data.data_dir, config_data.text_key, stdlib)
+    chain = None
+    if config_data.dataset == markov_corpus.DATASET:
+        chain = markov_corpus.MarkovParams.from_config(config_data.get("markov"))
+    opened = source.open_dataset(config_data.dataset, config_data.data_dir, config_data.text_key, stdlib,
+                                 markov=chain)
     train = packed_split(opened, config_data.train_split, "data.train_split", tokenizer, seq_len)
     if train.n_sequences == 0:
         raise DataError(f"data.train_split={config_data.train_split!r} of {config_data.dataset} has no text")
@@ -102,4 +114,27 @@ def load(config_data, seq_len: int, seed: int, global_batch: int, eval_tokens: i
     eval_bytes = sum(tokenizer.count_bytes(b.targets, b.weights) for b in eval_set)
     return DataPipeline(dataset=config_data.dataset, tokenizer=tokenizer, train=train, eval=held_out,
                         seed=seed, global_batch=global_batch, eval_set=eval_set, eval_bytes=eval_bytes,
-                        eval_tokens=eval_tokens)
+                        eval_tokens=eval_tokens, true_loss=_true_loss(opened, eval_set, tokenizer),
+                        eval_docs=_eval_docs(held_out, eval_tokens, eval_batch, tokenizer.eod_id))
+
+
+def _eval_docs(packed: packing.Packed, eval_tokens: int, eval_batch: int, eod_id: int) -> tuple[np.ndarray, ...]:
+    """Document index of each eval row's first target: EODs in the stream before that target."""
+    seq = batches.eval_sequence_indices(packed.n_sequences, eval_tokens, packed.seq_len)
+    eod_count = np.cumsum(np.asarray(packed.tokens) == eod_id)
+    doc = eod_count[np.minimum(seq * packed.seq_len, len(packed.tokens) - 1)].astype(np.int64)
+    n_rows = -(-len(seq) // eval_batch) * eval_batch
+    doc = np.concatenate([doc, np.full(n_rows - len(seq), -1, np.int64)])
+    return tuple(doc[i:i + eval_batch] for i in range(0, n_rows, eval_batch))
+
+
+def _true_loss(opened: source.OpenedDataset, eval_set, tokenizer: ByteTokenizer) -> float | None:
+    """Weighted exactly as the eval averages: every weighted target once, EODs included."""
+    if opened.entropies is None or not eval_set:
+        return None
+    total = weight = 0.0
+    for b in eval_set:
+        loss = markov.optimal_losses(opened.entropies, b.inputs, b.targets, tokenizer.eod_id)
+        total += float((loss * b.weights).sum())
+        weight += float(b.weights.sum())
+    return total / weight if weight else None

@@ -1,6 +1,7 @@
 """Open the configured dataset as a TFDS builder whose splits are random-access `array_record` files.
 
-`stdlib` is built on first use (under a file lock, so parallel runs sharing a data_dir build it once);
+`stdlib` and `synthetic:markov` are built on first use (under a file lock, so parallel runs sharing a
+data_dir build each once);
 `tfds:<name>[/<config>]` must already be prepared in data_dir, because training machines are offline.
 Every failure a user can fix is a `DataError` with one line naming the field and the fix.
 """
@@ -15,7 +16,9 @@ from typing import Iterator
 
 import tensorflow_datasets as tfds
 
+from scaling.data import markov_corpus
 from scaling.data.errors import DataError
+from scaling.data.markov import Entropies
 from scaling.data.stdlib_corpus import PythonStdlib, StdlibConfig
 
 STDLIB = "stdlib"
@@ -29,15 +32,17 @@ class OpenedDataset:
     builder: tfds.core.DatasetBuilder
     dataset: str  # the config's data.dataset, for messages
     text_key: str
-    built_now: bool = False  # True when this call prepared the data (stdlib only)
+    built_now: bool = False  # True when this call prepared the data (stdlib, synthetic:markov)
+    entropies: Entropies | None = None  # the source's exact entropies, when it has them (markov)
 
 
 def validate_dataset_name(dataset: str) -> None:
     """Syntax check without touching disk, so config validation can run it before any compute."""
-    if dataset == STDLIB or (dataset.startswith(TFDS_PREFIX) and len(dataset) > len(TFDS_PREFIX)):
+    if dataset in (STDLIB, markov_corpus.DATASET) or (
+            dataset.startswith(TFDS_PREFIX) and len(dataset) > len(TFDS_PREFIX)):
         return
-    raise DataError(f"data.dataset={dataset!r} is unknown: use 'stdlib' or 'tfds:<name>[/<config>]' "
-                    "(e.g. 'tfds:lm1b')")
+    raise DataError(f"data.dataset={dataset!r} is unknown: use 'stdlib', '{markov_corpus.DATASET}' or "
+                    "'tfds:<name>[/<config>]' (e.g. 'tfds:lm1b')")
 
 
 def resolve_data_dir(data_dir: str) -> pathlib.Path:
@@ -64,12 +69,16 @@ def lock_path(data_dir: pathlib.Path, key: str) -> pathlib.Path:
 
 
 def open_dataset(dataset: str, data_dir: str, text_key: str = "text",
-                 stdlib: StdlibConfig | None = None) -> OpenedDataset:
-    """`stdlib` overrides the corpus config of the stdlib dataset (tests use a small one)."""
+                 stdlib: StdlibConfig | None = None,
+                 markov: markov_corpus.MarkovParams | None = None) -> OpenedDataset:
+    """`stdlib` overrides the corpus config of the stdlib dataset (tests use a small one);
+    `markov` gives the chain of synthetic:markov (default: MarkovParams())."""
     validate_dataset_name(dataset)
     root = resolve_data_dir(data_dir)
     if dataset == STDLIB:
         return _open_stdlib(root, stdlib or StdlibConfig.create())
+    if dataset == markov_corpus.DATASET:
+        return _open_markov(root, markov or markov_corpus.MarkovParams())
     return _open_tfds(dataset, dataset[len(TFDS_PREFIX):], root, text_key)
 
 
@@ -84,6 +93,21 @@ def _open_stdlib(data_dir: pathlib.Path, config: StdlibConfig) -> OpenedDataset:
                 builder.download_and_prepare(file_format="array_record")
                 built = True
     return OpenedDataset(builder=builder, dataset=STDLIB, text_key="text", built_now=built)
+
+
+def _open_markov(data_dir: pathlib.Path, params: markov_corpus.MarkovParams) -> OpenedDataset:
+    _require_writable(data_dir)
+    config = markov_corpus.MarkovConfig.create(params)
+    builder = markov_corpus.SyntheticMarkov(config=config, data_dir=str(data_dir))
+    built = False
+    if not builder.is_prepared():
+        with file_lock(lock_path(data_dir, f"synthetic_markov-{config.name}")):
+            builder = markov_corpus.SyntheticMarkov(config=config, data_dir=str(data_dir))
+            if not builder.is_prepared():
+                builder.download_and_prepare(file_format="array_record")
+                built = True
+    return OpenedDataset(builder=builder, dataset=markov_corpus.DATASET, text_key="text", built_now=built,
+                         entropies=markov_corpus.entropies_from_metadata(builder.info.metadata))
 
 
 def _require_writable(data_dir: pathlib.Path) -> None:
