@@ -4,6 +4,9 @@ through `jax.nn.dot_product_attention` (the fused kernel on GPUs), SwiGLU or GEL
 Every weight carries `logical_axes` metadata (names like 'embed', 'heads', 'mlp', 'vocab'); the
 training core maps those names to mesh axes with one rules table, so this file knows nothing of
 meshes. Shape letters are defined in `models/config.py`.
+
+`Transformer.extend` runs new tokens against a key/value cache (`models/kv_cache.py`) for decoding,
+through the same weights, projections and attention as the training forward pass.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from models import kv_cache
 from models.config import ModelConfig
 from models.dense import project
 
@@ -34,13 +38,20 @@ class RMSNorm(nnx.Module):
         return (x32 * inv_rms * self.scale[...]).astype(x_BxLxD.dtype)
 
 
-def rotary(x: jax.Array, theta: float, seq_axis: int) -> jax.Array:
-    """Rotary position embedding (Su et al. 2021), rotating pairs (i, i + K/2) of the last axis."""
+def rotary(x: jax.Array, theta: float, seq_axis: int, positions_BxL: jax.Array | None = None) -> jax.Array:
+    """Rotary position embedding (Su et al. 2021), rotating pairs (i, i + K/2) of the last axis.
+
+    Positions are 0..L-1 in every row unless `positions_BxL` gives them (decoding: cache slots).
+    """
     L, K = x.shape[seq_axis], x.shape[-1]
     freq_K2 = theta ** (-jnp.arange(0, K // 2, dtype=jnp.float32) * 2 / K)
-    angle_LxK2 = jnp.arange(L, dtype=jnp.float32)[:, None] * freq_K2[None, :]
     shape = [1] * x.ndim
     shape[seq_axis], shape[-1] = L, K // 2
+    if positions_BxL is None:
+        angle_LxK2 = jnp.arange(L, dtype=jnp.float32)[:, None] * freq_K2[None, :]
+    else:
+        angle_LxK2 = positions_BxL.astype(jnp.float32)[..., None] * freq_K2  # [B, L, K/2]
+        shape[0] = positions_BxL.shape[0]
     sin, cos = jnp.sin(angle_LxK2).reshape(shape), jnp.cos(angle_LxK2).reshape(shape)
     x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
     out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
@@ -84,21 +95,48 @@ class Attention(nnx.Module):
             o_BxLxHxK = jax.nn.dot_product_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True,
                                                      implementation="cudnn" if kernel == "cudnn" else None)
             return project("blhk,hkd->bld", o_BxLxHxK, self.wo[...].astype(dtype))
+        q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = self._qkv_heads_major(x_BxLxD)
+        o_BxHxLxK = softmax_attention(q_BxHxLxK, k_BxHxLxK, v_BxHxLxK)
+        return project("bhlk,hkd->bld", o_BxHxLxK, self.wo[...].astype(dtype))
+
+    def _qkv_heads_major(self, x_BxLxD: jax.Array, positions_BxL: jax.Array | None = None):
         # Heads-major layout straight out of the projections: on CPU the batched matmuls run ~1.3x
         # faster than through dot_product_attention's [B, L, H, K] layout (bench/train_throughput.py).
+        dtype = x_BxLxD.dtype
         q_BxHxLxK = project("bld,dhk->bhlk", x_BxLxD, self.wq[...].astype(dtype))
         k_BxHxLxK = project("bld,dhk->bhlk", x_BxLxD, self.wk[...].astype(dtype))
         v_BxHxLxK = project("bld,dhk->bhlk", x_BxLxD, self.wv[...].astype(dtype))
-        q_BxHxLxK = rotary(q_BxHxLxK, self.cfg.rope_theta, seq_axis=2)
-        k_BxHxLxK = rotary(k_BxHxLxK, self.cfg.rope_theta, seq_axis=2)
-        L, K = q_BxHxLxK.shape[2], q_BxHxLxK.shape[3]
-        s_BxHxLxL = jnp.einsum("bhlk,bhmk->bhlm", q_BxHxLxK * K ** -0.5, k_BxHxLxK,
-                               preferred_element_type=jnp.float32)
-        causal_LxL = jnp.tril(jnp.ones((L, L), dtype=bool))
-        s_BxHxLxL = jnp.where(causal_LxL, s_BxHxLxL, jnp.finfo(jnp.float32).min)
-        p_BxHxLxL = jax.nn.softmax(s_BxHxLxL, axis=-1).astype(dtype)
-        o_BxHxLxK = jnp.einsum("bhlm,bhmk->bhlk", p_BxHxLxL, v_BxHxLxK)
-        return project("bhlk,hkd->bld", o_BxHxLxK, self.wo[...].astype(dtype))
+        q_BxHxLxK = rotary(q_BxHxLxK, self.cfg.rope_theta, seq_axis=2, positions_BxL=positions_BxL)
+        k_BxHxLxK = rotary(k_BxHxLxK, self.cfg.rope_theta, seq_axis=2, positions_BxL=positions_BxL)
+        return q_BxHxLxK, k_BxHxLxK, v_BxHxLxK
+
+    def extend(self, x_BxLxD: jax.Array, layer: kv_cache.LayerCache,
+               at: kv_cache.Where) -> tuple[jax.Array, kv_cache.LayerCache]:
+        """Attention of L new tokens over this layer's cache, after writing their keys and values.
+
+        The einsum path on every backend: the cache needs a mask of written, non-padding slots that
+        the causal flag of dot_product_attention cannot express, and a decode step (L = 1) is bound
+        by reading the weights and the cache, not by its 1 x S scores.
+        """
+        q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = self._qkv_heads_major(x_BxLxD, at.positions_BxL)
+        layer = kv_cache.write(layer, k_BxHxLxK, v_BxHxLxK, at.index)
+        o_BxHxLxK = softmax_attention(q_BxHxLxK, layer.k_BxHxSxK, layer.v_BxHxSxK, at.mask_Bx1xLxS)
+        return project("bhlk,hkd->bld", o_BxHxLxK, self.wo[...].astype(x_BxLxD.dtype)), layer
+
+
+def softmax_attention(q_BxHxLxK: jax.Array, k_BxHxMxK: jax.Array, v_BxHxMxK: jax.Array,
+                      mask: jax.Array | None = None) -> jax.Array:
+    """softmax(q k^T / sqrt(K)) v (Vaswani et al. 2017, eq. 1) over the keys `mask` allows
+    (broadcast to [B, H, L, M]; None: causal, M = L); scores and softmax in float32."""
+    dtype = v_BxHxMxK.dtype
+    L, K = q_BxHxLxK.shape[2], q_BxHxLxK.shape[3]
+    s_BxHxLxM = jnp.einsum("bhlk,bhmk->bhlm", q_BxHxLxK * K ** -0.5, k_BxHxMxK,
+                           preferred_element_type=jnp.float32)
+    if mask is None:
+        mask = jnp.tril(jnp.ones((L, L), dtype=bool))
+    s_BxHxLxM = jnp.where(mask, s_BxHxLxM, jnp.finfo(jnp.float32).min)
+    p_BxHxLxM = jax.nn.softmax(s_BxHxLxM, axis=-1).astype(dtype)
+    return jnp.einsum("bhlm,bhmk->bhlk", p_BxHxLxM, v_BxHxMxK)
 
 
 class Mlp(nnx.Module):
@@ -131,6 +169,12 @@ class Block(nnx.Module):
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         x_BxLxD = x_BxLxD + self.attn(self.attn_norm(x_BxLxD))
         return x_BxLxD + self.mlp(self.mlp_norm(x_BxLxD))
+
+    def extend(self, x_BxLxD: jax.Array, layer: kv_cache.LayerCache,
+               at: kv_cache.Where) -> tuple[jax.Array, kv_cache.LayerCache]:
+        h_BxLxD, layer = self.attn.extend(self.attn_norm(x_BxLxD), layer, at)
+        x_BxLxD = x_BxLxD + h_BxLxD
+        return x_BxLxD + self.mlp(self.mlp_norm(x_BxLxD)), layer
 
 
 def _block_forward(block: Block, x_BxLxD: jax.Array) -> jax.Array:
@@ -179,3 +223,31 @@ class Transformer(nnx.Module):
         unembed_DxV = self.embed[...].T if cfg.tie_embeddings else self.unembed[...]
         # Logits in float32: the softmax over V loses too much in bf16.
         return project("bld,dv->blv", x_BxLxD, unembed_DxV.astype(dtype), jnp.float32)
+
+    def extend(self, tokens_BxL: jax.Array,
+               cache: kv_cache.KVCache) -> tuple[jax.Array, kv_cache.KVCache]:
+        """Logits of L new tokens that follow the cache's, and the cache holding them too.
+
+        A prefill is one call with the prompt, a decode step one with L = 1: no prefix is recomputed.
+        """
+        cfg = self.cfg
+        dtype = jnp.dtype(cfg.dtype)
+        at = kv_cache.where(cache, tokens_BxL.shape[1])
+        x_BxLxD = jnp.take(self.embed[...], tokens_BxL, axis=0).astype(dtype)
+        if cfg.scan_layers:
+            @nnx.scan(in_axes=(0, nnx.Carry, 0), out_axes=(nnx.Carry, 0),
+                      transform_metadata={nnx.PARTITION_NAME: LAYERS, "logical_axes": LAYERS})
+            def run_layers(block: Block, x_BxLxD: jax.Array, layer: kv_cache.LayerCache):
+                return block.extend(x_BxLxD, layer, at)
+
+            x_BxLxD, layers = run_layers(self.blocks, x_BxLxD, cache.layers)
+        else:
+            layers = []
+            for block, layer in zip(self.blocks, cache.layers):
+                x_BxLxD, layer = block.extend(x_BxLxD, layer, at)
+                layers.append(layer)
+            layers = tuple(layers)
+        x_BxLxD = self.final_norm(x_BxLxD)
+        unembed_DxV = self.embed[...].T if cfg.tie_embeddings else self.unembed[...]
+        logits_BxLxV = project("bld,dv->blv", x_BxLxD, unembed_DxV.astype(dtype), jnp.float32)
+        return logits_BxLxV, kv_cache.advance(cache, layers, tokens_BxL.shape[1])
