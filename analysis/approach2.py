@@ -78,6 +78,7 @@ class Approach2Result:
     d_law: PowerLaw
     used_budgets: tuple[float, ...]
     weighting: str = "runs per budget"  # or "1/SE^2 of the vertex"
+    weights: tuple[float, ...] = ()  # of each used budget in the power-law fits
 
 
 def _parabola(x, y, sigma):
@@ -179,4 +180,4 @@ def fit_approach2(runs: Runs, method: str = "parabola", include_edges: bool = Fa
     w = 1.0 / se**2 if by_se else np.array([o.n_runs for o in used], float)
     return Approach2Result(tuple(optima), fit_power_law(c, [o.N_opt for o in used], w),
                            fit_power_law(c, [o.D_opt for o in used], w), tuple(float(v) for v in c),
-                           "1/SE^2 of the vertex" if by_se else "runs per budget")
+                           "1/SE^2 of the vertex" if by_se else "runs per budget", tuple(float(v) for v in w))

@@ -1,7 +1,10 @@
 """python -m analysis.fit --results FILE --approach {1,2,3,kaplan,all} --out DIR
 
-Fits scaling laws to a results table, prints one table, and writes DIR/fits.json (per approach:
-E, A, B, alpha, beta, a, b, G where they apply, the objective, and bootstrap intervals).
+Fits scaling laws to a results table, prints one table and the diagnostics, and writes
+DIR/fits.json (per approach: E, A, B, alpha, beta, a, b, G where they apply, the objective, and
+bootstrap intervals; then "convention", the one FLOP convention every fit used, and "diagnostics":
+checks, IsoFLOP minima, a by approach, validation, the FLOP-convention audit, seed noise).
+The per-approach fits live in analysis.fitters, the checks in analysis.diagnostics.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import sys
 
 import numpy as np
 
-from analysis import approach1, approach2, approach3, bootstrap, kaplan, tables, validate
+from analysis import diagnostics, fitters, noise, parametric, tables, true_e, validate
 from analysis.cli_common import Parser, add_grid_flags, add_table_flags, columns_from, grid_from, run_main
 from analysis.records import Fit, InputError, write_atomic, write_fits
 
@@ -22,19 +25,28 @@ def build_parser() -> Parser:
                    help="which fit; 'all' runs 2, 3, kaplan, and 1 when --curves is given")
     p.add_argument("--out", required=True, help="directory for fits.json (and holdout.csv with --validate)")
     p.add_argument("--curves", help="loss curves CSV (run_id, params, tokens, [flops], loss) for Approach 1")
-    p.add_argument("--curve-loss-col", help="curve loss column (default: eval_loss if it has values, else train_loss)")
+    p.add_argument("--curve-loss-col", help="curve loss column (default: train_loss if it has values, else eval_loss)")
     p.add_argument("--smooth", type=int, default=1, help="Approach 1: moving-average window over logged points")
+    p.add_argument("--smooth-dex", type=float, default=0.1,
+                   help="Approach 1: local linear smoothing of each curve over this many decades of tokens (0: off)")
     p.add_argument("--interp", choices=("parabola", "akima"), default="parabola",
                    help="Approach 2: IsoFLOP profile model in log N")
     p.add_argument("--include-edges", action="store_true",
                    help="Approaches 1-2: keep optima that lie at the edge of the sampled N range")
     p.add_argument("--delta", type=float, default=1e-3, help="Approach 3: Huber delta on log-loss residuals")
     p.add_argument("--no-ml", action="store_true", help="Approach 3: skip Epoch's maximum-likelihood variant")
-    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples over runs (0: none)")
+    p.add_argument("--bootstrap", type=int, default=200,
+                   help="bootstrap resamples (0: none): parametric from the measured seed noise or eval SE; "
+                        "runs resampled within budgets when the table has neither")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--level", type=float, default=0.95, help="central interval level of the percentiles")
     p.add_argument("--validate", action="store_true",
-                   help="fit Approach 3 without the largest budget and report the error on its runs")
+                   help="also write holdout.csv: Approach 3 without the largest budget, the error on its runs")
+    p.add_argument("--no-validation", action="store_true",
+                   help="skip the rolling-origin and leave-one-out refits of the diagnostics")
+    p.add_argument("--true-e", type=float,
+                   help="the source's exact optimal loss E* (nats/token): each fitted E is compared with it "
+                        "in fits.json and the output (default: the table's true_loss column, if any)")
     add_grid_flags(p)
     return p
 
@@ -46,21 +58,24 @@ def _check_args(args) -> None:
         raise InputError("--level must be between 0 and 1, e.g. 0.95")
     if args.delta <= 0:
         raise InputError("--delta must be positive")
+    if args.smooth_dex < 0:
+        raise InputError("--smooth-dex must be >= 0 (0: no smoothing)")
     if args.approach == "1" and not args.curves:
         raise InputError("--approach 1 needs --curves FILE (loss curves in long format)")
 
 
-def fit_all(args, runs: tables.Runs) -> tuple[dict[str, Fit], dict[str, str]]:
+def fit_all(args, runs: tables.Runs, ctx: fitters.Context | None = None) -> tuple[dict[str, Fit], dict[str, str]]:
     """The fits asked for. Under --approach all, an approach this table cannot support (too few
     budgets, an envelope with no interior optimum, ...) is skipped with its reason instead of
     failing the others; asked for by name, the same problem is an error."""
+    ctx = ctx or fitters.Context(args, runs, parametric.plan(runs))
     fits: dict[str, Fit] = {}
     skipped: dict[str, str] = {}
-    for name, fit_one in (("1", _approach1), ("2", _approach2), ("3", _approach3), ("kaplan", _kaplan)):
+    for name, fit_one in fitters.FITTERS:
         if args.approach not in (name, "all") or (name == "1" and not args.curves):
             continue
         try:
-            fits.update(fit_one(args, runs))
+            fits.update(fit_one(ctx))
         except InputError as e:
             if args.approach != "all":
                 raise
@@ -68,53 +83,6 @@ def fit_all(args, runs: tables.Runs) -> tuple[dict[str, Fit], dict[str, str]]:
     if not fits:
         raise InputError("no approach could be fitted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     return fits, skipped
-
-
-def _approach1(args, runs) -> dict[str, Fit]:
-    curves = tables.load_curves(args.curves, args.curve_loss_col, args.flops_convention)
-    r1 = approach1.fit_approach1(curves, smooth=args.smooth, drop_edges=not args.include_edges)
-    return {"approach1": Fit("approach1", {"a": r1.n_law.exponent, "b": r1.d_law.exponent}, None, {},
-                             len(np.unique(curves.run_id)))}
-
-
-def _approach2(args, runs) -> dict[str, Fit]:
-    r2 = approach2.fit_approach2(runs, args.interp, args.include_edges)
-    ints = {}
-    if args.bootstrap:
-        s = bootstrap.generic_samples(runs, lambda r: bootstrap.approach2_fit_values(r, args.interp, args.include_edges),
-                                      args.bootstrap, args.seed, stratify_by_budget=True)
-        ints = bootstrap.percentiles(s, args.level)
-    edges = [f"{o.C:.3g}" for o in r2.optima if o.at_edge]
-    notes = (f"optimum at the grid edge for budgets {', '.join(edges)}",) if edges else ()
-    return {"approach2": Fit("approach2", {"a": r2.n_law.exponent, "b": r2.d_law.exponent}, None, ints,
-                             int(np.isfinite(runs.budget).sum()), notes,
-                             {"budgets": [{"C": o.C, "N_opt": o.N_opt, "D_opt": o.D_opt, "at_edge": o.at_edge}
-                                          for o in r2.optima]})}
-
-
-def _approach3(args, runs) -> dict[str, Fit]:
-    fits = {}
-    approach3.check_runs(runs.N, runs.D, runs.loss)
-    r3 = approach3.fit_huber(runs.N, runs.D, runs.loss, delta=args.delta, grid=grid_from(args))
-    ints = {}
-    if args.bootstrap:
-        s = bootstrap.approach3_samples(runs.N, runs.D, runs.loss, r3.x, args.bootstrap, args.seed, args.delta)
-        ints = bootstrap.percentiles(s, args.level)
-    fits["approach3"] = approach3.to_fit(r3, "approach3", len(runs), ints)
-    if not args.no_ml:
-        ml, sigma = approach3.fit_ml(runs.N, runs.D, runs.loss, delta=args.delta)
-        fits["approach3_ml"] = approach3.to_fit(ml, "approach3_ml", len(runs), notes=(f"sigma={sigma:.4g}",))
-    return fits
-
-
-def _kaplan(args, runs) -> dict[str, Fit]:
-    k = kaplan.fit_kaplan(runs)
-    ints = {}
-    if args.bootstrap:
-        s = bootstrap.generic_samples(runs, lambda r: kaplan.kaplan_values(kaplan.fit_kaplan(r)),
-                                      args.bootstrap, args.seed)
-        ints = bootstrap.percentiles(s, args.level)
-    return {"kaplan": kaplan.to_fit(k, len(runs), ints)}
 
 
 def format_table(fits: dict[str, Fit]) -> str:
@@ -136,12 +104,22 @@ def main_body(argv=None) -> int:
     runs = tables.drop_highest_loss(tables.load_runs(args.results, columns_from(args)), args.drop_highest)
     for note in runs.notes:
         print(f"note: {note}", file=sys.stderr)
-    fits, skipped = fit_all(args, runs)
+    ctx = fitters.Context(args, runs, parametric.plan(runs))
+    fits, skipped = fit_all(args, runs, ctx)
+    e_star, e_note = true_e.value(runs, args.true_e)
+    fits = true_e.attach(fits, e_star)
+    if e_note:
+        print(f"note: {e_note}", file=sys.stderr)
     for name, reason in skipped.items():
         print(f"note: approach {name} skipped: {reason}", file=sys.stderr)
+    diag = diagnostics.build(ctx, fits, validate_runs=not args.no_validation)
     os.makedirs(args.out, exist_ok=True)
-    write_fits(os.path.join(args.out, "fits.json"), fits)
+    write_fits(os.path.join(args.out, "fits.json"), fits, {"convention": runs.convention, "diagnostics": diag})
+    print(f"FLOP convention of every fit: {runs.convention}; {noise.run_noise(runs).noise.line()}")
     print(format_table(fits))
+    for line in true_e.lines(fits):
+        print(line)
+    print(diagnostics.format_diagnostics(diag))
     for f in fits.values():
         for note in f.notes:
             print(f"note ({f.approach}): {note}", file=sys.stderr)

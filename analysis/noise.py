@@ -70,8 +70,11 @@ def run_noise(runs) -> RunNoise:
     """The per-run loss std the fits use: pooled seed noise where the table has repeats, else each
     run's eval standard error (where every run has one), else unknown."""
     se = runs.loss_se
-    sn = seed_noise(points(runs.budget, runs.N, runs.D, runs.loss), se)
-    if sn.dof > 0:
+    # One row per run: a resample that repeats a row (the nonparametric bootstrap) is no seed repeat.
+    first = np.unique(runs.run_id, return_index=True)[1]
+    sn = seed_noise(points(runs.budget[first], runs.N[first], runs.D[first], runs.loss[first]),
+                    None if se is None else se[first])
+    if sn.dof > 0 and sn.std > 0:
         return RunNoise(np.full(len(runs), sn.std), "seed noise", sn)
     if se is not None and np.all(np.isfinite(se) & (se > 0)):
         return RunNoise(np.asarray(se, float), "eval SE", sn)

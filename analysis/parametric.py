@@ -111,7 +111,7 @@ def collect(fits, n_boot: int, kind: str, source: str) -> Samples:
                    tuple(f"{n}x {why}" for why, n in reasons.most_common(3)), kind, source)
 
 
-def _attempt(fit: Callable[[Runs], dict], r: Runs):
+def attempt(fit: Callable[[Runs], dict], r: Runs):
     try:
         vals = fit(r)
     except (InputError, ValueError, FloatingPointError, np.linalg.LinAlgError, RuntimeError) as e:
@@ -124,7 +124,7 @@ def _attempt(fit: Callable[[Runs], dict], r: Runs):
 def generic(runs: Runs, fit: Callable[[Runs], dict], n_boot: int, seed: int, p: Plan | None = None) -> Samples:
     """Refit `fit` on every resample (for fits that are cheap per call: Approaches 2, ML, Kaplan)."""
     p = p or plan(runs)
-    return collect((_attempt(fit, r) for r in resampled_tables(runs, p, n_boot, seed)), n_boot, p.kind, p.source)
+    return collect((attempt(fit, r) for r in resampled_tables(runs, p, n_boot, seed)), n_boot, p.kind, p.source)
 
 
 def approach3(runs: Runs, best_x, n_boot: int, seed: int, delta: float = 1e-3, p: Plan | None = None) -> Samples:

@@ -5,8 +5,9 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from typing import Mapping
+
+from analysis import atomic
 
 
 class InputError(ValueError):
@@ -41,23 +42,24 @@ class Fit:
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write through a temp file in the same directory, fsync, then os.replace: readers never see
-    a half-written file."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Readers never see a half-written file (analysis.atomic: the one mechanism analysis writes with)."""
+    atomic.write_text(path, text)
 
 
-def write_fits(path, fits: Mapping[str, Fit]) -> None:
-    write_atomic(path, json.dumps({k: f.to_json() for k, f in fits.items()}, indent=2, sort_keys=False) + "\n")
+def write_fits(path, fits: Mapping[str, Fit], top: Mapping[str, object] | None = None) -> None:
+    """One key per approach, then `top`'s keys (fits.json's "convention" and "diagnostics")."""
+    body = _json_safe({**{k: f.to_json() for k, f in fits.items()}, **(top or {})})
+    write_atomic(path, json.dumps(body, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def _json_safe(v):
+    """NaN/inf become null (JSON has neither); numpy scalars become Python numbers."""
+    if isinstance(v, Mapping):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v

@@ -25,7 +25,11 @@ def test_fit_all_writes_fits_json_with_the_named_values(table, tmp_path, capsys)
     assert fit.main(["--results", str(table), "--approach", "all", "--out", str(out), "--bootstrap", "20",
                      "--validate", *SMALL]) == 0
     fits = json.loads((out / "fits.json").read_text())
-    assert set(fits) == {"approach2", "approach3", "approach3_ml", "kaplan"}
+    approaches = {k for k, v in fits.items() if isinstance(v, dict) and "approach" in v}
+    assert approaches == {"approach2", "approach3", "approach3_ml", "kaplan"}
+    assert fits["convention"] == "6n"
+    names = [c["name"] for c in fits["diagnostics"]["checks"]]
+    assert any("interior" in n for n in names) and any("held-out" in n for n in names)
     a3 = fits["approach3"]
     for k in ("E", "A", "B", "alpha", "beta", "a", "b", "G", "objective"):
         assert np.isfinite(a3[k]), k
@@ -102,5 +106,6 @@ def test_all_skips_an_approach_the_table_cannot_support_but_a_named_one_fails(tm
                      "--no-ml", *SMALL]) == 0
     fits = json.loads((out / "fits.json").read_text())
     assert "approach2" not in fits and "approach3" in fits
+    assert fits["diagnostics"]["minima"] == []
     assert "approach 2 skipped" in capsys.readouterr().err
     assert fit.main(["--results", str(tmp_path / "one.csv"), "--approach", "2", "--out", str(out)]) == 2

@@ -47,6 +47,10 @@ def test_results_keep_every_run_with_its_status(tmp_path):
     assert {c["params"] for c in by_run["ok"]} == {"2000"}
     assert by_run["ok"][4]["eval_loss"] != "" and by_run["ok"][3]["eval_loss"] == ""
     assert not list(study.glob(".*.tmp"))
+    assert [r["role"] for r in rows.values()] == ["isoflop"] * 4 and ok["seed"] == "0"
+    points = read_csv(study / "points.csv")
+    assert [(p["params"], p["n_seeds"]) for p in points] == [("2000", "1")]  # completed isoflop runs only
+    assert "seed noise: not measured" in out.stdout
 
 
 def test_curves_merge_eval_lines_and_keep_the_last_record_of_a_repeated_step(tmp_path):
@@ -66,3 +70,28 @@ def test_collect_without_plan_is_one_line_exit_2(tmp_path):
     out = collect(tmp_path)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "plan.json" in out.stderr
     assert not (tmp_path / "results.csv").exists()
+
+
+def test_new_columns_default_for_old_plans_and_points_pool_seeds():
+    from types import SimpleNamespace
+    from experiments.collect import point_rows, result_row
+    base = dict(run_id="a", budget=1e12, flop_convention="6n", params=1000, non_embedding_params=900,
+                tokens=5000, steps=10, global_batch=2, seq_len=128, lr=1e-3, schedule="cosine",
+                branch_from=None, branch_step=None)
+    old = result_row(SimpleNamespace(**base), {"final_eval_loss": 3.0}, "completed", 1, ["6n"])
+    assert (old["role"], old["seed"], old["beta2"], old["final_eval_loss_se"], old["true_loss"]) == \
+        ("isoflop", 0, 0.95, None, None)
+    new = result_row(SimpleNamespace(**base, role="trunk", seed=2, beta2=0.99),
+                     {"final_eval_loss": 3.0, "final_eval_loss_se": 0.001, "true_loss": 2.5, "seed": 2},
+                     "completed", 1, ["6n"])
+    assert (new["role"], new["seed"], new["beta2"], new["final_eval_loss_se"], new["true_loss"]) == \
+        ("trunk", 2, 0.99, 0.001, 2.5)
+    rows = [dict(old, run_id=f"s{i}", seed=i, final_eval_loss=v, final_eval_loss_se=0.002)
+            for i, v in enumerate((3.0, 3.2, 3.1))]
+    rows += [dict(old, run_id="big", params=2000, final_eval_loss=2.9), new,  # a trunk is no point
+             dict(old, run_id="live", status="running", final_eval_loss=None)]
+    pts, sn = point_rows(rows)
+    assert [(p["params"], p["n_seeds"]) for p in pts] == [(1000, 3), (2000, 1)]
+    assert abs(pts[0]["mean_eval_loss"] - 3.1) < 1e-12 and abs(pts[0]["std_eval_loss"] - 0.1) < 1e-12
+    assert pts[1]["std_eval_loss"] is None
+    assert sn.dof == 2 and abs(sn.std - 0.1) < 1e-12 and "2 degrees of freedom" in sn.line()

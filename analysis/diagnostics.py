@@ -1,0 +1,190 @@
+"""The diagnostics section of fits.json and its printed form: can this fit be believed, and how far?
+
+Sections are tables (lists of flat dicts), plus `checks`: one line per check with holds true/false
+(null: not computable from this table). Targets are issue 8's for a study of our own:
+Approach 2's interval on a no wider than +-0.08, Approaches 2 and 3 within 0.05, the held-out largest
+budget's N_opt within 0.15 decades and its losses within 1% (median).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from analysis import conventions, noise, validate
+from analysis.records import Fit, InputError
+
+A_HALF_WIDTH = 0.08
+A_AGREE = 0.05
+HOLDOUT_NOPT_DEX = 0.15
+HOLDOUT_LOSS_REL = 0.01
+MAX_FAILED_FRACTION = 0.05
+
+
+def _f(v):
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v) if np.isfinite(v) else None
+    return v
+
+
+def flat(d: dict) -> dict:
+    return {k: _f(v) for k, v in d.items()}
+
+
+def minima(ctx) -> list[dict]:
+    if ctx.r2 is None:
+        return []
+    return [flat({"C": o.C, "N_opt": o.N_opt, "N_parabola": o.N_parabola, "N_akima": o.N_akima,
+                  "log10_N_se": o.log10_N_se, "vertices_differ": o.vertices_differ, "convex": o.convex,
+                  "interior": not o.at_edge, "used": o.C in ctx.r2.used_budgets, "runs": o.n_runs,
+                  "sizes": o.n_points}) for o in ctx.r2.optima]
+
+
+def a_by_approach(fits: dict[str, Fit], samples) -> list[dict]:
+    rows = []
+    for key, f in fits.items():
+        if "a" not in f.params:
+            continue
+        lo, hi = f.intervals.get("a", (None, None))
+        s = samples.get(key)
+        rows.append(flat({"approach": key, "a": f.params["a"], "a_low": lo, "a_high": hi,
+                          "b": f.params.get("b"), "interval": None if s is None else s.kind,
+                          "resamples": None if s is None else s.n_boot, "failed": None if s is None else s.failed}))
+    return rows
+
+
+def huber_vs_ml(fits) -> list[dict]:
+    if "approach3" not in fits or "approach3_ml" not in fits:
+        return []
+    h, m = fits["approach3"].params, fits["approach3_ml"].params
+    return [flat({"param": k, "huber": h[k], "ml": m[k], "difference": m[k] - h[k]})
+            for k in ("E", "A", "B", "alpha", "beta", "a", "b")]
+
+
+def validation(ctx) -> tuple[list[dict], list[dict], list[str]]:
+    """(rolling_origin rows, leave_one_out rows, notes)."""
+    from analysis.cli_common import grid_from
+    a, runs, notes = ctx.args, ctx.runs, []
+    rows, loo = [], []
+    try:
+        rows = [flat(dataclasses.asdict(r)) for r in
+                validate.rolling_origin(runs, a.interp, a.delta, grid_from(a), ctx.plan.sigma)]
+    except InputError as e:
+        notes.append(f"rolling origin: {e}")
+    if ctx.r2 is not None:
+        loo.append(validate.loo_approach2(runs, a.interp, a.include_edges, ctx.plan.sigma))
+    if ctx.r3 is not None:
+        loo.append(validate.loo_approach3(runs, ctx.r3.x, a.delta))
+    return rows, [flat(dataclasses.asdict(x)) for x in loo], notes
+
+
+def seed_noise(ctx) -> list[dict]:
+    sn = noise.run_noise(ctx.runs).noise
+    return [flat({"pooled_std": sn.std, "dof": sn.dof, "points_with_repeats": sn.n_points,
+                  "median_run_se": sn.median_run_se, "interval_noise": ctx.plan.source,
+                  "interval_kind": ctx.plan.kind})]
+
+
+def _check(name, holds, detail) -> dict:
+    return {"name": name, "holds": None if holds is None else bool(holds), "detail": detail}
+
+
+def checks(ctx, fits, sec) -> list[dict]:
+    out = []
+    mins = sec["minima"]
+    if mins:
+        bad = [f"{m['C']:.3g}" for m in mins if not (m["interior"] and m["convex"])]
+        out.append(_check("every IsoFLOP minimum interior and convex", not bad,
+                          f"{len(mins) - len(bad)}/{len(mins)} budgets" + (f"; not: {', '.join(bad)}" if bad else "")))
+        diff = [f"{m['C']:.3g}" for m in mins if m["vertices_differ"]]
+        out.append(_check("parabola and Akima vertices agree", not diff,
+                          f"largest gap {max(abs(np.log10(m['N_parabola'] / m['N_akima'])) for m in mins):.3f} decades"
+                          + (f"; differ at {', '.join(diff)}" if diff else "")))
+    else:
+        out.append(_check("every IsoFLOP minimum interior and convex", None, "Approach 2 not fitted"))
+    level = int(round(100 * ctx.args.level))
+    a2 = fits.get("approach2")
+    if a2 is not None and "a" in a2.intervals:
+        lo, hi = a2.intervals["a"]
+        out.append(_check(f"Approach 2 {level}% interval on a within +-{A_HALF_WIDTH}", (hi - lo) / 2 <= A_HALF_WIDTH,
+                          f"a = {a2.params['a']:.3f} [{lo:.3f}, {hi:.3f}], half-width {(hi - lo) / 2:.3f}"))
+    else:
+        out.append(_check(f"Approach 2 {level}% interval on a within +-{A_HALF_WIDTH}", None, "no interval"))
+    a3 = fits.get("approach3")
+    if a2 is not None and a3 is not None:
+        d = abs(a2.params["a"] - a3.params["a"])
+        out.append(_check(f"Approaches 2 and 3 agree on a within {A_AGREE}", d <= A_AGREE,
+                          f"{a2.params['a']:.3f} vs {a3.params['a']:.3f} (difference {d:.3f})"))
+    if "approach3_ml" in fits and a3 is not None:
+        d = abs(fits["approach3_ml"].params["a"] - a3.params["a"])
+        out.append(_check(f"Huber and ML fits agree on a within {A_AGREE}", d <= A_AGREE, f"difference {d:.3f}"))
+    ro = sec["rolling_origin"]
+    last = ro[-1] if ro else None
+    e = None if last is None else last["nopt_error_dex"]
+    out.append(_check(f"held-out largest budget: N_opt within {HOLDOUT_NOPT_DEX} decades", None if e is None else abs(e) <= HOLDOUT_NOPT_DEX,
+                      "not computed" if e is None else f"error {e:+.3f} decades ({_z(last['nopt_z'])} vertex SE)"))
+    r = None if last is None else last["loss_median_abs_rel"]
+    out.append(_check(f"held-out largest budget: losses within {HOLDOUT_LOSS_REL:.0%} (median)", None if r is None else r <= HOLDOUT_LOSS_REL,
+                      "not computed" if r is None else f"median |error| {r:.3%} ({_z(last['loss_median_abs_z'])} sigma), "
+                                                       f"bias {last['loss_bias_rel']:+.3%}"))
+    sn = sec["seed_noise"][0]
+    out.append(_check("seed noise measured", sn["dof"] > 0,
+                      f"pooled std {sn['pooled_std']:.4g} nats, {sn['dof']} dof" if sn["dof"] else
+                      f"no repeated seeds; intervals use {sn['interval_noise']} ({sn['interval_kind']})"))
+    boots = [row for row in sec["a_by_approach"] if row["resamples"]]
+    worst = max((row["failed"] / row["resamples"] for row in boots), default=None)
+    out.append(_check(f"bootstrap resamples that failed <= {MAX_FAILED_FRACTION:.0%}", None if worst is None else worst <= MAX_FAILED_FRACTION,
+                      "no bootstrap" if worst is None else
+                      ", ".join(f"{row['approach']} {row['failed']}/{row['resamples']}" for row in boots)))
+    loo = {row["approach"]: row for row in sec["leave_one_out"]}
+    if "approach2" in loo and a2 is not None and "a" in a2.intervals:
+        half = (a2.intervals["a"][1] - a2.intervals["a"][0]) / 2
+        m = loo["approach2"]["max_shift"]
+        out.append(_check("no single run moves Approach 2's a by more than half its interval",
+                          None if m is None else m <= half / 2,
+                          f"largest shift {m:.3f} (run {loo['approach2']['run_id']}); interval half-width {half:.3f}"
+                          if m is not None else "not computed"))
+    return out
+
+
+def _z(v) -> str:
+    return "n/a" if v is None else f"{v:.2g}"
+
+
+def build(ctx, fits: dict[str, Fit], validate_runs: bool = True) -> dict:
+    sec = {"minima": minima(ctx), "a_by_approach": a_by_approach(fits, ctx.samples),
+           "huber_vs_ml": huber_vs_ml(fits), "seed_noise": seed_noise(ctx),
+           "bootstrap": [flat({"approach": k, **s.summary()}) for k, s in ctx.samples.items()]}
+    ro, loo, notes = validation(ctx) if validate_runs else ([], [], ["validation skipped (--no-validation)"])
+    sec["rolling_origin"], sec["leave_one_out"] = ro, loo
+    sec["holdout"] = ro[-1:] if ro else []
+    sec["conventions"] = [flat(r) for r in conventions.audit(ctx.runs, ctx.r2, None if ctx.r3 is None else ctx.r3.params)]
+    sec["notes"] = [{"note": n} for n in notes]
+    return {"checks": checks(ctx, fits, sec), **sec}
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
+def format_table(rows: list[dict]) -> str:
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+    width = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    line = lambda vals: "  ".join(v.rjust(w) for v, w in zip(vals, width))
+    return "\n".join([line(cols)] + [line(r) for r in cells])
+
+
+def format_diagnostics(diag: dict) -> str:
+    mark = {True: "holds ", False: "FAILS ", None: "n/a   "}
+    out = ["checks:"] + [f"  {mark[c['holds']]} {c['name']}: {c['detail']}" for c in diag["checks"]]
+    for name, rows in diag.items():
+        if name != "checks" and rows:
+            out += [f"{name}:", "\n".join("  " + ln for ln in format_table(rows).splitlines())]
+    return "\n".join(out)

@@ -1,0 +1,159 @@
+"""One function per approach for `python -m analysis.fit`: fit, resample for intervals, and keep
+what the diagnostics need in a `Context`. Every fit uses the table's one FLOP convention
+(runs.convention) and, for intervals, the one resampling plan of the table (analysis.parametric).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from analysis import allocation, approach1, approach2, approach3, conventions, kaplan, parametric, tables
+from analysis.cli_common import grid_from
+from analysis.records import Fit
+
+
+@dataclasses.dataclass
+class Context:
+    args: object
+    runs: tables.Runs
+    plan: parametric.Plan
+    r1: approach1.Approach1Result | None = None
+    r2: approach2.Approach2Result | None = None
+    r3: approach3.Approach3Result | None = None
+    ml: approach3.Approach3Result | None = None
+    samples: dict = dataclasses.field(default_factory=dict)  # approach key -> parametric.Samples
+
+
+def _intervals(ctx: Context, key: str, s: parametric.Samples) -> dict:
+    ctx.samples[key] = s
+    return s.intervals(ctx.args.level)
+
+
+def _curves(ctx: Context) -> tables.Curves:
+    """The curves of the table's usable runs (trunks, sweeps and failed runs are no envelope)."""
+    c = tables.load_curves(ctx.args.curves, ctx.args.curve_loss_col, ctx.args.flops_convention)
+    keep = np.isin(c.run_id, ctx.runs.run_id)
+    if keep.any():
+        c = tables.Curves(c.run_id[keep], c.N[keep], c.tokens[keep], c.flops[keep], c.loss[keep])
+    return approach1.smooth_curves(c, ctx.args.smooth_dex)
+
+
+def approach1_fit(ctx: Context) -> dict[str, Fit]:
+    a = ctx.args
+    curves = _curves(ctx)
+    fit1 = lambda cv, sm: approach1.fit_approach1(cv, smooth=sm, drop_edges=not a.include_edges)
+    ctx.r1 = r1 = fit1(curves, a.smooth)
+    ints, notes = {}, [f"{approach1.points_per_run(curves)} curve points per run (median), smoothed over "
+                       f"{a.smooth_dex:g} decades of tokens (local linear)"]
+    if a.bootstrap and ctx.plan.kind == parametric.PARAMETRIC:
+        # Seed noise moves a whole run's curve: each resample shifts every run by sigma_run * z.
+        sig = dict(zip(ctx.runs.run_id, ctx.plan.sigma))
+        s_run = np.array([sig.get(r, np.median(ctx.plan.sigma)) for r in curves.run_id])
+        ids, inv = np.unique(curves.run_id, return_inverse=True)
+        rng = np.random.default_rng(a.seed + 1)
+
+        def _exponents(cv):
+            r = fit1(cv, 1)
+            return {"a": r.n_law.exponent, "b": r.d_law.exponent}
+
+        def draws():
+            for _ in range(a.bootstrap):
+                z = rng.standard_normal(len(ids))[inv]
+                cv = tables.Curves(curves.run_id, curves.N, curves.tokens, curves.flops, curves.loss + s_run * z)
+                yield parametric.attempt(_exponents, cv)
+        ints = _intervals(ctx, "approach1", parametric.collect(draws(), a.bootstrap, ctx.plan.kind, ctx.plan.source))
+    elif a.bootstrap:
+        notes.append("no interval: the table has no measured noise (seed repeats or eval SE)")
+    return {"approach1": Fit("approach1", {"a": r1.n_law.exponent, "b": r1.d_law.exponent}, None, ints,
+                             len(np.unique(curves.run_id)), tuple(notes), _boot_extra(ctx, "approach1"))}
+
+
+def _boot_extra(ctx: Context, key: str) -> dict:
+    return {"bootstrap": ctx.samples[key].summary()} if key in ctx.samples else {}
+
+
+def approach2_fit(ctx: Context) -> dict[str, Fit]:
+    a, runs = ctx.args, ctx.runs
+    ctx.r2 = r2 = approach2.fit_approach2(runs, a.interp, a.include_edges)
+    ints = {}
+    if a.bootstrap:
+        sig = ctx.plan.sigma
+
+        def values(r):
+            res = approach2.fit_approach2(r, a.interp, a.include_edges, sig)
+            return {"a": res.n_law.exponent, "b": res.d_law.exponent}
+        ints = _intervals(ctx, "approach2", parametric.generic(runs, values, a.bootstrap, a.seed, ctx.plan))
+    notes = [f"budgets weighted by {r2.weighting}"]
+    edges = [f"{o.C:.3g}" for o in r2.optima if o.at_edge]
+    if edges:
+        notes.append(f"optimum at the grid edge for budgets {', '.join(edges)}")
+    concave = [f"{o.C:.3g}" for o in r2.optima if not o.convex]
+    if concave:
+        notes.append(f"non-convex profile (parabola opens downward) at budgets {', '.join(concave)}")
+    budgets = [{"C": o.C, "N_opt": o.N_opt, "D_opt": o.D_opt, "at_edge": o.at_edge, "convex": o.convex,
+                "log10_N_se": o.log10_N_se if np.isfinite(o.log10_N_se) else None,
+                "N_parabola": o.N_parabola, "N_akima": o.N_akima, "vertices_differ": o.vertices_differ,
+                "used": o.C in r2.used_budgets} for o in r2.optima]
+    return {"approach2": Fit("approach2", {"a": r2.n_law.exponent, "b": r2.d_law.exponent}, None, ints,
+                             int(np.isfinite(runs.budget).sum()), tuple(notes),
+                             {"budgets": budgets, **_boot_extra(ctx, "approach2")})}
+
+
+def _convention_ab(ctx: Context, law: allocation.LawParams) -> tuple[float, float]:
+    return conventions.allocation_exponents(law, ctx.runs)
+
+
+def approach3_fit(ctx: Context) -> dict[str, Fit]:
+    a, runs = ctx.args, ctx.runs
+    approach3.check_runs(runs.N, runs.D, runs.loss)
+    ctx.r3 = r3 = approach3.fit_huber(runs.N, runs.D, runs.loss, delta=a.delta, grid=grid_from(a))
+    eq4 = conventions.is_6n_like(runs) is not None
+    ints = {}
+    if a.bootstrap:
+        s = parametric.approach3(runs, r3.x, a.bootstrap, a.seed, a.delta, ctx.plan)
+        if not eq4 and len(s.values.get("alpha", ())):
+            laws = [allocation.LawParams(*v) for v in zip(*(s.values[k] for k in ("E", "A", "B", "alpha", "beta")))]
+            s.values["a"], s.values["b"] = (np.asarray(v) for v in zip(*(_convention_ab(ctx, p) for p in laws)))
+        ints = _intervals(ctx, "approach3", s)
+    fits = {"approach3": _law_fit(ctx, r3, "approach3", ints, eq4)}
+    if not a.no_ml:
+        ml, sigma_ml = approach3.fit_ml(runs.N, runs.D, runs.loss, delta=a.delta)
+        ctx.ml = ml
+        ints = {}
+        if a.bootstrap:
+            def values(r):
+                p = approach3.fit_ml(r.N, r.D, r.loss, delta=a.delta)[0].params
+                ab = allocation.exponents(p)[:2] if eq4 else _convention_ab(ctx, p)
+                return {"E": p.E, "alpha": p.alpha, "beta": p.beta, "a": ab[0], "b": ab[1]}
+            ints = _intervals(ctx, "approach3_ml", parametric.generic(runs, values, a.bootstrap, a.seed, ctx.plan))
+        fits["approach3_ml"] = _law_fit(ctx, ml, "approach3_ml", ints, eq4, (f"sigma={sigma_ml:.4g}",))
+    return fits
+
+
+def _law_fit(ctx, res, key, ints, eq4, notes=()) -> Fit:
+    f = approach3.to_fit(res, key, len(ctx.runs), ints, notes)
+    if eq4:
+        return dataclasses.replace(f, extra={**f.extra, **_boot_extra(ctx, key)})
+    a, b = _convention_ab(ctx, res.params)
+    params = {**f.params, "a": a, "b": b}
+    note = (f"a, b: allocation under C = f(N) D with the table's {ctx.runs.convention} FLOPs per token; "
+            f"eq. 4 (C = 6ND) gives a = {f.params['a']:.4g}; G is eq. 4's")
+    return dataclasses.replace(f, params=params, notes=(*f.notes, note),
+                               extra={**f.extra, "a_eq4": f.params["a"], "b_eq4": f.params["b"],
+                                      **_boot_extra(ctx, key)})
+
+
+def kaplan_fit(ctx: Context) -> dict[str, Fit]:
+    a, runs = ctx.args, ctx.runs
+    k = kaplan.fit_kaplan(runs)
+    ints = {}
+    if a.bootstrap:
+        s = parametric.generic(runs, lambda r: kaplan.kaplan_values(kaplan.fit_kaplan(r)), a.bootstrap, a.seed, ctx.plan)
+        ints = _intervals(ctx, "kaplan", s)
+    f = kaplan.to_fit(k, len(runs), ints)
+    return {"kaplan": dataclasses.replace(f, notes=(*f.notes, f"C counted as {runs.convention}"),
+                                          extra=_boot_extra(ctx, "kaplan"))}
+
+
+FITTERS = (("1", approach1_fit), ("2", approach2_fit), ("3", approach3_fit), ("kaplan", kaplan_fit))
