@@ -58,9 +58,22 @@ class Recipe:
     min_batch: int = 8  # sequences; 8 keeps the batch divisible by 8 data shards
     max_batch: int = 1024
     warmup_cap: float = 0.1  # warmup at most this fraction of a run's steps
+    # Width-only family (`n_layer` > 0): fixed depth and head count, d_model any multiple of
+    # 2 * n_heads (head_dim = d_model / n_heads, even for rotary), so neighbouring rungs differ only
+    # by a few channels of width and the loss is smooth in N (see the module docstring).
+    n_layer: int = 0
+    n_heads: int = 0
+    # lr(N) = lr_at_1e5 * (N / 1e5)^-lr_exponent, N total parameters (a measured rule, see RECIPES);
+    # lr_at_1e5 = 0: Kaplan et al. 2020 eq. D.1.
+    lr_at_1e5: float = 0.0
+    lr_exponent: float = 0.0
+    b2: float = 0.95  # Adam beta2 of every run of this recipe
+    batch: int = 0  # fixed batch of every rung (sequences); 0: DeepSeek's B_opt rule (see `rung`)
 
     def shape(self, target_params: float, base: ModelConfig) -> ModelConfig:
         """The model for `target_params` total parameters; vocab, seq_len, dtype... from `base`."""
+        if self.n_layer:
+            return self._width_only(target_params, base)
         shapes = _candidates(self, base, 4.0 * target_params)
         if not shapes:
             raise ValueError(f"recipe {self.name!r} has no shape below {4 * target_params:.3g} parameters")
@@ -71,12 +84,36 @@ class Recipe:
                                              off(nm[0])))[1]
         return min(shapes, key=lambda nm: off(nm[0]))[1]
 
+    def width_shape(self, d_model: int, base: ModelConfig) -> ModelConfig:
+        d_ff = math.ceil(self.ff_ratio * d_model / self.ff_round) * self.ff_round
+        return dataclasses.replace(base, n_layer=self.n_layer, d_model=d_model, n_heads=self.n_heads,
+                                   head_dim=d_model // self.n_heads, d_ff=d_ff, mlp=self.mlp)
+
+    def _width_only(self, target_params: float, base: ModelConfig) -> ModelConfig:
+        step = 2 * self.n_heads
+        count = lambda d: flops.count_params(self.width_shape(d, base)).total
+        d = step
+        while count(d + step) <= target_params:
+            d += step
+        return min((self.width_shape(w, base) for w in (d, d + step)),
+                   key=lambda m: abs(math.log(flops.count_params(m).total / target_params)))
+
+    def lr(self, params: flops.ParamCounts) -> float:
+        if self.lr_at_1e5:
+            return self.lr_at_1e5 * (params.total / 1e5) ** -self.lr_exponent
+        return kaplan_lr(params.non_embedding)
+
 
 RECIPES: Mapping[str, Recipe] = {
     # max_batch 16 (2048 tokens at seq_len 128): on a 2-core CPU a bigger batch only pushes the
     # small budgets' runs below study.min_steps, it buys no throughput worth having.
     "small": Recipe(name="small", head_dim=16, aspect=32, ff_round=16, max_batch=16),
     "standard": Recipe(name="standard", head_dim=64, aspect=64, ff_round=64),
+    # The CPU presets' ladder (module docstring, "The `cpu` recipe"): 4 layers, 1 head, width in
+    # steps of 2 channels; batch 8 sequences (1024 tokens at seq_len 128), halved per run down to 4
+    # where a run would otherwise have fewer than study.min_steps steps.
+    "cpu": Recipe(name="cpu", head_dim=0, aspect=0, ff_round=8, n_layer=4, n_heads=1,
+                  min_batch=4, max_batch=8, batch=8, lr_at_1e5=0.0, lr_exponent=0.0, b2=0.95),
 }
 
 
@@ -111,6 +148,7 @@ class Rung:
     global_batch: int  # sequences
     lr: float
     warmup_tokens: int
+    b2: float = 0.95
 
     @property
     def shape_overrides(self) -> dict[str, int | str]:
@@ -135,10 +173,10 @@ def rung(recipe: Recipe, model: ModelConfig, convention: str = "chinchilla") -> 
     optimal_budget = flops.training_flops(
         model, round(CHINCHILLA_TOKENS_PER_PARAM * params.total), convention)
     sequences = deepseek_batch_tokens(optimal_budget) / model.seq_len
-    batch = 2 ** round(math.log2(max(sequences, 1.0)))
+    batch = recipe.batch or 2 ** round(math.log2(max(sequences, 1.0)))
     batch = min(max(batch, recipe.min_batch), recipe.max_batch)
-    return Rung(model=model, params=params, global_batch=batch,
-                lr=kaplan_lr(params.non_embedding), warmup_tokens=params.total)
+    return Rung(model=model, params=params, global_batch=batch, lr=recipe.lr(params),
+                warmup_tokens=params.total, b2=recipe.b2)
 
 
 def ladder(recipe: Recipe, base: ModelConfig, min_params: float, max_params: float,

@@ -32,7 +32,8 @@ from experiments.planning.estimate import epoch_tokens, estimate_seconds, probe 
 from experiments.planning.grid import FLOP_TOLERANCE, Dropped, Point, flops_per_step, grid, solve
 from experiments.planning.specs import (check_runs, independent_runs, run_config, run_id,
                                         wsd_cooldown_start, wsd_runs)
-from experiments.planning.study import EXECUTORS, MODES, Study, StudyError, check_study_dir
+from experiments.planning.errors import StudyError
+from experiments.planning.study import EXECUTORS, MODES, Study, check_study_dir
 from experiments.planning.table import format_table
 from models.config import ConfigError
 from scaling import io

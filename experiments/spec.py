@@ -13,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+ROLES = ("isoflop", "trunk", "lr_sweep")
+
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    run_id: str  # carries C and N, e.g. "C3e+11-N1.2e+05"; also the workdir name
+    run_id: str  # carries C and N, e.g. "C3e+11-N1.2e+05" (+ "-s1" for seed 1); also the workdir name
     budget: float  # planned compute C in FLOPs
     flop_convention: str  # the convention C is counted in (see scaling.flops.CONVENTIONS)
     flops: float  # FLOPs this run spends under flop_convention (within 1% of budget)
@@ -34,6 +36,11 @@ class RunSpec:
     # WSD cooldown branch: start from this run's checkpoint at this step (None: from scratch).
     branch_from: str | None = None
     branch_step: int | None = None
+    # "isoflop": an IsoFLOP grid point; "trunk": a WSD constant-lr trunk (never fitted as a point);
+    # "lr_sweep": a calibration run of the optimiser recipe. Defaults keep older plan.json readable.
+    role: str = "isoflop"
+    seed: int = 0  # the run config's `seed` (init and data order); a repeat s > 0 ends its id in -s{s}
+    beta2: float = 0.95  # Adam's beta2 (train.b2)
 
     @property
     def tokens_per_param(self) -> float:

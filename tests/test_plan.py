@@ -11,6 +11,7 @@ import pytest
 from flax import nnx
 
 from experiments import ladder, plan
+from experiments.planning import grid
 from experiments.configs import isoflop_ci, isoflop_cpu, isoflop_gpu
 from experiments.spec import RunSpec
 from models.config import ModelConfig
@@ -23,8 +24,12 @@ CI_FILE = str(REPO / "experiments/configs/isoflop_ci.py")
 BIG_EPOCH = 10**12  # "the corpus never runs out", for tests about everything but the epoch bound
 
 
-def _plan(config=None, epoch=BIG_EPOCH, **study):
+def _plan(config=None, epoch=BIG_EPOCH, prior=True, **study):
+    """The CI preset's plan; prior=False plans every ladder size (no window around a prior N_opt),
+    so a test of one drop reason is not also a test of the window's size count."""
     config = config or isoflop_ci.get_config()
+    if not prior:
+        config.study.prior.kind = "none"
     for key, value in study.items():
         config.study[key] = value
     return plan.make_plan(config, CI_FILE, epoch=epoch)
@@ -115,25 +120,29 @@ def test_every_run_lands_within_one_percent_and_is_trainable():
         assert RunSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
-def test_every_candidate_is_planned_or_dropped_with_a_reason():
+@pytest.mark.parametrize("prior", [True, False])
+def test_every_candidate_is_planned_or_dropped_with_a_reason(prior):
     config = isoflop_ci.get_config()
-    p = _plan(config)
+    p = _plan(config, prior=prior)
     s = config.study
+    study = plan.Study.from_config(s)
     rungs = ladder.ladder(ladder.RECIPES[s.recipe], validate.model_config(config), s.ladder.min_params,
                           s.ladder.max_params, s.ladder.growth)
     planned = {(r.budget, r.params) for r in p.runs}
     dropped = {(d.C, d.N) for d in p.dropped}
     assert planned.isdisjoint(dropped)
-    assert planned | dropped == {(C, r.params.total) for C in s.budgets for r in rungs}
+    # Candidates: every rung without a prior; with one, the rungs of each budget's window.
+    assert planned | dropped == {(C, r.params.total) for C in s.budgets for r in grid.window(C, rungs, study)}
+    assert len(planned | dropped) < len(s.budgets) * len(rungs) if prior else True
     assert all(d.reason for d in p.dropped)
 
 
 @pytest.mark.parametrize("field,value,kind", [
     ("min_steps", 400, "too few steps"),
-    ("tokens_per_param", (20.0, 500.0), "tokens/param"),
+    ("tokens_per_param", (5.0, 500.0), "tokens/param"),
 ])
 def test_drop_reasons(field, value, kind):
-    p = _plan(**{field: value})
+    p = _plan(prior=False, **{field: value})
     assert any(d.reason.startswith(kind) for d in p.dropped)
     for spec in p.runs:
         assert spec.steps >= p.study["min_steps"]
@@ -142,9 +151,9 @@ def test_drop_reasons(field, value, kind):
 
 
 def test_more_tokens_than_one_epoch_is_dropped():
-    full = _plan()
+    full = _plan(prior=False)
     epoch = sorted(r.tokens for r in full.runs)[len(full.runs) // 2]
-    p = _plan(epoch=epoch)
+    p = _plan(epoch=epoch, prior=False)
     assert all(r.tokens <= epoch for r in p.runs)
     assert any(d.reason.startswith("epoch") for d in p.dropped)
 
@@ -232,12 +241,19 @@ def test_cpu_preset_grid():
                       if not stdlib_corpus.is_validation(rel, stdlib_corpus.DEFAULT_VAL_PER_MILLE))
     p = plan.make_plan(config, "isoflop_cpu.py", epoch=train_bytes)
     budgets = config.study.budgets
-    assert math.log10(max(budgets) / min(budgets)) >= 1.5
-    per_budget = {C: sum(r.budget == C for r in p.runs) for C in budgets}
-    assert all(5 <= n <= 7 for n in per_budget.values()), per_budget
+    assert len(budgets) >= 4 and math.log10(max(budgets) / min(budgets)) >= 1.5
     assert config.data.dataset == "stdlib"
+    for C in budgets:
+        mine = [r for r in p.runs if r.budget == C]
+        sizes = sorted({r.params for r in mine})
+        centre = plan.Study.from_config(config.study).prior.n_opt(C)
+        # >= 7 sizes spanning at least +-0.4 decades around the prior optimum: minima interior by design.
+        assert len(sizes) >= 7
+        assert math.log10(sizes[0] / centre) <= -0.4 and math.log10(sizes[-1] / centre) >= 0.4
+        assert all(r.steps >= 500 for r in mine)  # no step-starved point
+        assert sum(r.seed != 0 for r in mine) >= 2  # repeats at the points nearest the optimum
     # Within the hour at the planning throughput (60 GFLOP/s) with room left for overheads.
-    assert p.total_flops / 6e10 < 0.5 * 3600
+    assert p.total_flops / 6e10 < 0.75 * 3600
 
 
 def test_gpu_preset_starts_at_chinchilla_budgets():

@@ -21,16 +21,39 @@ def study_section() -> ml_collections.ConfigDict:
 
     # --- the grid (read by the planner) ---
     s.budgets = (2e11, 6.5e11, 2e12, 6.5e12)  # compute budgets C in FLOPs under flop_convention (1.5 decades)
-    s.recipe = "small"  # experiments.ladder.RECIPES: shape, batch, lr and warmup rules
+    s.recipe = "cpu"  # experiments.ladder.RECIPES: shape, batch, lr and warmup rules
     s.ladder = ml_collections.ConfigDict()
-    s.ladder.min_params = 1.5e4  # ladder targets min_params * growth**i up to max_params (total params)
+    s.ladder.min_params = 6e3  # ladder targets min_params * growth**i up to max_params (total params)
     s.ladder.max_params = 6e5
-    s.ladder.growth = 1.5  # ratio between neighbouring target sizes
-    # (low, high) bounds on D/N (N total); outside: dropped. The high end is wide because the
-    # smallest models, mostly embedding, are compute-optimal far above 20 tokens/param: at 250 the
-    # two smallest budgets had their optimum at the grid's small edge (measured on this grid).
-    s.tokens_per_param = (2.0, 700.0)
-    s.min_steps = 100  # fewer optimiser steps than this: dropped (warmup and schedule need room)
+    s.ladder.growth = 1.26  # ratio between neighbouring target sizes (0.1 decades)
+    # The named prior the grid is centred on (experiments/planning/prior.py documents every field).
+    s.prior = ml_collections.ConfigDict()
+    s.prior.kind = "law"  # law: N_opt = params * (C / budget)^a | tokens_per_param | none
+    s.prior.source = "placeholder until lr_sweep_cpu measures it"
+    s.prior.budget = 6e11
+    s.prior.params = 3.5e4
+    s.prior.a = 0.5  # Hoffmann et al. 2022: a ~ 0.5
+    s.prior.tokens_per_param = 0.0  # kind tokens_per_param: D/N at the optimum (Hoffmann et al.: 20)
+    s.prior.alpha = 0.34  # the forecast law's N exponent (Hoffmann et al. 2022 eq. 10)
+    s.prior.depth = 0.02  # nats the profile rises 0.4 decades either side of its optimum
+    s.prior.E = 0.0
+    # Sizes per budget: every ladder rung within `span` decades of the prior's N_opt(C); fewer than
+    # `count` of them is an error (minima interior by design).
+    s.sizes = ml_collections.ConfigDict()
+    s.sizes.span = 0.4
+    s.sizes.count = 7
+    # Repeated seeds (init and data order): every seed at the `seed_points` points of each budget
+    # nearest its prior N_opt (run ids end in -s<seed>); seeds[0] elsewhere.
+    s.seeds = (0, 1)
+    s.seed_points = 3
+    # Forecast (experiments/planning/forecast.py): Monte Carlo studies of Approach 2 on this grid under
+    # the prior law; per-run noise from noise_from (a previous points.csv/results.csv) else noise.
+    s.simulations = 200
+    s.noise = 0.005  # nats, std of one run's final eval loss across seeds
+    s.noise_from = ""
+    # (low, high) bounds on D/N (N total); outside: dropped (a sanity bound; the window decides).
+    s.tokens_per_param = (1.0, 2000.0)
+    s.min_steps = 500  # fewer optimiser steps than this: the batch is halved (recipe.min_batch), else dropped
     s.flop_convention = "chinchilla"  # scaling.flops.CONVENTIONS; C is counted in it, all are recorded
     s.schedule = "cosine"  # cosine | wsd | constant (the train.schedule of every run)
     s.mode = "independent"  # independent: one run per (C, N) | wsd_branches: trunk + cooldown branches
@@ -61,7 +84,7 @@ def get_config() -> ml_collections.ConfigDict:
     # End-of-run evaluation on a fixed 16k tokens, one mid-run point for the curves; checkpoints
     # sparse enough that saving stays a small part of a minutes-long run.
     c.eval.every_steps = 500
-    c.eval.tokens = 16384
+    c.eval.tokens = 65536
     c.eval.batch = 16
     c.checkpoint.every_steps = 500
     c.log.every_steps = 25

@@ -4,14 +4,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from typing import Any, Sequence
 
 import ml_collections
 
 from experiments import ladder as ladder_lib
-from experiments.planning import estimate, grid as grid_lib, specs
-from experiments.planning.study import Study, StudyError
+from experiments.planning import estimate, forecast as forecast_lib, grid as grid_lib, specs
+from experiments.planning.errors import StudyError
+from experiments.planning.prior import NO_PRIOR
+from experiments.planning.study import Study
 from experiments.spec import RunSpec
 from models.config import ConfigError
 from scaling import validate
@@ -26,6 +29,10 @@ class Plan:
     seconds_source: str  # "probe" or "assumed <x> FLOP/s"
     cosine_equivalent_flops: float  # what one cosine run per grid point would cost
     total_flops: float  # what the planned runs cost (trunks counted once)
+    prior: str = ""  # the prior's description, "" without one
+    windows: tuple[str, ...] = ()  # per budget: the sizes kept around the prior's N_opt
+    forecast: forecast_lib.Forecast | None = None
+    forecast_note: str = ""  # why there is no forecast, when one was asked for
 
     def to_json(self) -> dict[str, Any]:
         return {"study": self.study, "runs": [r.to_dict() for r in self.runs],
@@ -47,14 +54,24 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
         base_model = validate.model_config(config)
     except ConfigError as e:
         raise StudyError(str(e)) from None
-    rungs = ladder_lib.ladder(ladder_lib.RECIPES[study.recipe], base_model, study.min_params,
-                              study.max_params, study.growth, study.flop_convention)
+    recipe = ladder_lib.RECIPES[study.recipe]
+    if study.mode == "lr_sweep":
+        shapes = {recipe.shape(t, base_model) for t in study.sweep.sizes}
+        rungs = tuple(sorted((ladder_lib.rung(recipe, m, study.flop_convention) for m in shapes),
+                             key=lambda r: r.params.total))
+        study = dataclasses.replace(study, budgets=(study.sweep.budget,), prior=NO_PRIOR)
+    else:
+        rungs = ladder_lib.ladder(recipe, base_model, study.min_params, study.max_params, study.growth,
+                                  study.flop_convention)
     if not rungs:
         raise StudyError(f"study.ladder: no {study.recipe!r} shape between {study.min_params:.3g} and "
                          f"{study.max_params:.3g} parameters; widen the range")
+    if study.mode == "wsd_branches" and len(study.seeds) > 1 and study.seed_points:
+        raise StudyError("study.seeds: repeated seeds are planned for mode 'independent' only; set "
+                         "study.seed_points=0 with study.mode='wsd_branches'")
     epoch = estimate.epoch_tokens(config, study) if epoch is None else epoch
     points, dropped = grid_lib.grid(rungs, study, epoch)
-    make = specs.wsd_runs if study.mode == "wsd_branches" else specs.independent_runs
+    make = {"wsd_branches": specs.wsd_runs, "lr_sweep": specs.sweep_runs}.get(study.mode, specs.independent_runs)
     runs, trained = make(points, study, os.path.abspath(config_file), dict(base_overrides or {}))
     specs.check_runs(config, runs)
     seconds, source = estimate.estimate_seconds(runs, trained, config, study, throughput)
@@ -62,4 +79,28 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
     study_dict["hash"] = study_hash(study_dict, runs)
     return Plan(study=study_dict, runs=tuple(runs), dropped=tuple(dropped), seconds=seconds,
                 seconds_source=source, cosine_equivalent_flops=sum(p.flops for p in points),
-                total_flops=sum(trained.values()))
+                total_flops=sum(trained.values()),
+                prior=study.prior.describe() if study.prior.kind != "none" else "",
+                windows=tuple(_window_line(C, points, study) for C in study.budgets
+                              if study.prior.kind != "none"),
+                **_forecast(runs, study))
+
+
+def _window_line(C: float, points, study: Study) -> str:
+    sizes = sorted(p.rung.params.total for p in points if p.C == C)
+    centre = study.prior.n_opt(C)
+    lo, hi = (math.log10(n / centre) for n in (sizes[0], sizes[-1]))
+    return (f"C={C:.3g}: prior N_opt={centre:.3g}; {len(sizes)} sizes {sizes[0]:,}..{sizes[-1]:,} "
+            f"({lo:+.2f}..{hi:+.2f} decades)")
+
+
+def _forecast(runs, study: Study) -> dict:
+    """The forecast, or the note saying why the grid has none (a grid the analysis cannot fit
+    is worth printing, not an error: the table still shows what would train)."""
+    if not study.simulations or study.prior.kind == "none" or study.mode == "lr_sweep":
+        return {}
+    noise, source = forecast_lib.noise_level(study.noise, study.noise_from)
+    try:
+        return {"forecast": forecast_lib.forecast(runs, study.prior, noise, source, study.simulations)}
+    except StudyError as e:
+        return {"forecast_note": f"forecast: none ({e})"}

@@ -6,7 +6,8 @@ from typing import Callable, Sequence
 import ml_collections
 
 from experiments.planning.specs import run_config
-from experiments.planning.study import Study, StudyError
+from experiments.planning.errors import StudyError
+from experiments.planning.study import Study
 from experiments.spec import RunSpec
 
 Throughput = Callable[[ml_collections.ConfigDict], float]  # run config -> training tokens/s

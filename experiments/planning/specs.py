@@ -14,40 +14,80 @@ import ml_collections
 
 from experiments import ladder as ladder_lib
 from experiments.planning.grid import Point
-from experiments.planning.study import Study, StudyError
+from experiments.planning.errors import StudyError
+from experiments.planning.study import Study
 from experiments.spec import RunSpec
 from models.config import ConfigError
 from scaling import validate
 
 
-def warmup_steps(rung: ladder_lib.Rung, min_steps: int, recipe: ladder_lib.Recipe) -> int:
-    tokens_per_step = rung.global_batch * rung.model.seq_len
+def warmup_steps(rung: ladder_lib.Rung, min_steps: int, recipe: ladder_lib.Recipe, batch: int = 0) -> int:
+    tokens_per_step = (batch or rung.global_batch) * rung.model.seq_len
     return min(math.ceil(rung.warmup_tokens / tokens_per_step), int(recipe.warmup_cap * min_steps))
 
 
-def run_id(C: float, n: int) -> str:
-    return f"C{C:.3g}-N{n:.3g}"
+def run_id(C: float, n: int, seed: int = 0) -> str:
+    return f"C{C:.3g}-N{n:.3g}" + (f"-s{seed}" if seed else "")
 
 
-def make_spec(p: Point, study: Study, config_file: str, base: dict, warmup: int, **extra) -> RunSpec:
+def make_spec(p: Point, study: Study, config_file: str, base: dict, warmup: int, *, seed: int = 0,
+              lr: float | None = None, beta2: float | None = None, **extra) -> RunSpec:
     r = p.rung
+    lr = p.peak_lr if lr is None else lr
+    beta2 = r.b2 if beta2 is None else beta2
     overrides = {**base, **r.shape_overrides, "train.steps": p.steps,
-                 "train.global_batch": r.global_batch, "train.lr": r.lr,
+                 "train.global_batch": p.global_batch, "train.lr": lr, "train.b2": beta2,
                  "train.warmup_steps": warmup, "train.schedule": study.schedule}
+    if seed:
+        overrides["seed"] = seed
     overrides.update(extra.pop("overrides", {}))
-    return RunSpec(run_id=extra.pop("run_id", run_id(p.C, r.params.total)), budget=p.C,
+    return RunSpec(run_id=extra.pop("run_id", run_id(p.C, r.params.total, seed)), budget=p.C,
                    flop_convention=study.flop_convention, flops=p.flops, params=r.params.total,
                    non_embedding_params=r.params.non_embedding,
-                   tokens=p.steps * p.tokens_per_step, steps=p.steps, global_batch=r.global_batch,
-                   seq_len=r.model.seq_len, lr=r.lr, warmup_steps=warmup,
+                   tokens=p.steps * p.tokens_per_step, steps=p.steps, global_batch=p.global_batch,
+                   seq_len=r.model.seq_len, lr=lr, warmup_steps=warmup,
                    schedule=overrides["train.schedule"], config_file=config_file,
-                   overrides=overrides, **extra)
+                   overrides=overrides, seed=seed, beta2=beta2, **extra)
+
+
+def seeds_of(points: list[Point], study: Study) -> dict[tuple[float, int], tuple[int, ...]]:
+    """Seeds per (C, N): every study seed at the study.seed_points points of a budget nearest its
+    prior N_opt (where the vertex is decided: repeats there measure the noise the fit sees), the
+    first seed elsewhere."""
+    out = {(p.C, p.rung.params.total): study.seeds[:1] for p in points}
+    if study.prior.kind == "none" or len(study.seeds) < 2:
+        return out
+    for C in {p.C for p in points}:
+        centre = math.log10(study.prior.n_opt(C))
+        mine = sorted((p for p in points if p.C == C),
+                      key=lambda p: abs(math.log10(p.rung.params.total) - centre))
+        for p in mine[:study.seed_points]:
+            out[(C, p.rung.params.total)] = study.seeds
+    return out
 
 
 def independent_runs(points: list[Point], study: Study, config_file: str, base: dict
                      ) -> tuple[list[RunSpec], dict[str, float]]:
     recipe = ladder_lib.RECIPES[study.recipe]
-    runs = [make_spec(p, study, config_file, base, warmup_steps(p.rung, p.steps, recipe)) for p in points]
+    seeds = seeds_of(points, study)
+    runs = [make_spec(p, study, config_file, base, warmup_steps(p.rung, p.steps, recipe, p.global_batch),
+                      seed=s)
+            for p in points for s in seeds[(p.C, p.rung.params.total)]]
+    return runs, {r.run_id: r.flops for r in runs}
+
+
+def sweep_runs(points: list[Point], study: Study, config_file: str, base: dict
+               ) -> tuple[list[RunSpec], dict[str, float]]:
+    """study.mode='lr_sweep': each point (one budget, the sweep's sizes) at every lr x beta2."""
+    recipe = ladder_lib.RECIPES[study.recipe]
+    runs = []
+    for p in points:
+        warmup = warmup_steps(p.rung, p.steps, recipe, p.global_batch)
+        for b2 in study.sweep.beta2s:
+            for lr in study.sweep.lrs:
+                rid = f"{run_id(p.C, p.rung.params.total)}-lr{lr:.3g}-b{b2:g}"
+                runs.append(make_spec(p, study, config_file, base, warmup, lr=lr, beta2=b2, run_id=rid,
+                                      role="lr_sweep"))
     return runs, {r.run_id: r.flops for r in runs}
 
 
@@ -71,7 +111,11 @@ def wsd_runs(points: list[Point], study: Study, config_file: str, base: dict
     trained: dict[str, float] = {}
     for n in sorted({p.rung.params.total for p in points}):
         mine = [p for p in points if p.rung.params.total == n]
-        warmup = warmup_steps(mine[0].rung, min(p.steps for p in mine), recipe)
+        if len({p.global_batch for p in mine}) > 1:
+            raise StudyError(f"study.mode=wsd_branches: size N={n:,} needs different batches across budgets "
+                             "to reach study.min_steps, so one trunk cannot serve them; raise the smallest "
+                             "budget or lower study.min_steps")
+        warmup = warmup_steps(mine[0].rung, min(p.steps for p in mine), recipe, mine[0].global_batch)
         per_step = mine[0].flops / mine[0].steps
         starts = {p.C: wsd_cooldown_start(p.steps, frac) // every * every for p in mine}
         starts = {C: (b if b > warmup else 0) for C, b in starts.items()}
@@ -83,7 +127,8 @@ def wsd_runs(points: list[Point], study: Study, config_file: str, base: dict
             runs.append(make_spec(trunk_point, study, config_file, base, warmup, run_id=trunk_id,
                                   overrides={"train.schedule": "constant",
                                              "checkpoint.every_steps": every,
-                                             "checkpoint.keep": trunk_steps // every + 1}))
+                                             "checkpoint.keep": trunk_steps // every + 1},
+                                  role="trunk"))
             trained[trunk_id] = trunk_point.flops
         for p in mine:
             b = starts[p.C]

@@ -8,14 +8,37 @@ import pathlib
 import ml_collections
 
 from experiments import ladder as ladder_lib
+from experiments.planning.errors import StudyError
+from experiments.planning.prior import NO_PRIOR, Prior
 from scaling import flops
 
-MODES = ("independent", "wsd_branches")
+MODES = ("independent", "wsd_branches", "lr_sweep")
 EXECUTORS = ("local", "slurm")
 
 
-class StudyError(ValueError):
-    """Bad study input; the message is one line naming the field and the fix (the CLI exits 2)."""
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """`study.lr_sweep`: every size target x every lr x every beta2, each run spending `budget`."""
+    budget: float
+    sizes: tuple[float, ...]  # ladder targets (total parameters), mapped through the recipe
+    lrs: tuple[float, ...]  # peak learning rates (absolute: the same grid for every size)
+    beta2s: tuple[float, ...]
+
+    @classmethod
+    def from_config(cls, s) -> "Sweep":
+        if s is None:
+            raise StudyError("study.lr_sweep: mode 'lr_sweep' needs a study.lr_sweep section "
+                             "(budget, sizes, lrs, beta2s); see experiments/configs/lr_sweep_cpu.py")
+        sweep = cls(float(s.budget), tuple(float(x) for x in s.sizes), tuple(float(x) for x in s.lrs),
+                    tuple(float(x) for x in s.beta2s))
+        for name, values in (("sizes", sweep.sizes), ("lrs", sweep.lrs)):
+            if not values or min(values) <= 0:
+                raise StudyError(f"study.lr_sweep.{name}={values} must be a non-empty list of positive numbers")
+        if not sweep.beta2s or not all(0 < b < 1 for b in sweep.beta2s):
+            raise StudyError(f"study.lr_sweep.beta2s={sweep.beta2s} must be a non-empty list in (0, 1)")
+        if sweep.budget <= 0:
+            raise StudyError(f"study.lr_sweep.budget={sweep.budget} must be a positive FLOP count")
+        return sweep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +62,19 @@ class Study:
     assumed_flops_per_second: float
     executor: str
     workers: int
+    # Sizes per budget: the ladder rungs within `span` decades of the prior's N_opt(C), at least
+    # `n_sizes` of them (prior.kind == "none": every rung the tokens_per_param band allows).
+    prior: Prior = NO_PRIOR
+    span: float = 0.4
+    n_sizes: int = 7
+    # Repeated seeds: the `seed_points` points of each budget nearest the prior's N_opt run at every
+    # seed of `seeds`; the others at seeds[0].
+    seeds: tuple[int, ...] = (0,)
+    seed_points: int = 0
+    sweep: Sweep | None = None  # mode == "lr_sweep": sizes x learning rates x beta2 at one budget
+    noise: float = 0.0  # forecast: std of one run's final eval loss (nats), when noise_from is unset
+    noise_from: str = ""  # forecast: a previous study's points.csv (median seed std) or results.csv
+    simulations: int = 0  # forecast: Monte Carlo studies (0: no forecast)
 
     @classmethod
     def from_config(cls, s: ml_collections.ConfigDict) -> "Study":
@@ -52,7 +88,13 @@ class Study:
                     wsd_checkpoint_every=int(s.wsd.checkpoint_every),
                     train_tokens_per_epoch=int(s.train_tokens_per_epoch),
                     assumed_flops_per_second=float(s.assumed_flops_per_second),
-                    executor=str(s.executor), workers=int(s.workers))
+                    executor=str(s.executor), workers=int(s.workers),
+                    prior=Prior.from_config(s.get("prior")), span=float(s.get("sizes", {}).get("span", 0.4)),
+                    n_sizes=int(s.get("sizes", {}).get("count", 3)),
+                    seeds=tuple(int(x) for x in s.get("seeds", (0,))), seed_points=int(s.get("seed_points", 0)),
+                    sweep=Sweep.from_config(s.lr_sweep) if str(s.mode) == "lr_sweep" else None,
+                    noise=float(s.get("noise", 0.0)), noise_from=str(s.get("noise_from", "")),
+                    simulations=int(s.get("simulations", 0)))
         study.validate()
         return study
 
@@ -82,6 +124,13 @@ class Study:
              f"{self.assumed_flops_per_second} must be positive"),
             (self.executor in EXECUTORS, "study.executor", f"{self.executor!r} is not one of {EXECUTORS}"),
             (self.workers >= 1, "study.workers", f"{self.workers} must be >= 1"),
+            (self.span > 0, "study.sizes.span", f"{self.span} must be > 0 decades"),
+            (self.n_sizes >= 3, "study.sizes.count", f"{self.n_sizes} must be >= 3 (a parabola needs 3)"),
+            (bool(self.seeds) and len(set(self.seeds)) == len(self.seeds) and min(self.seeds) >= 0,
+             "study.seeds", f"{self.seeds} must be distinct non-negative integers"),
+            (self.seed_points >= 0, "study.seed_points", f"{self.seed_points} must be >= 0"),
+            (self.noise >= 0, "study.noise", f"{self.noise} must be >= 0 nats"),
+            (self.simulations >= 0, "study.simulations", f"{self.simulations} must be >= 0"),
         ]
         for ok, field, message in checks:
             if not ok:

@@ -33,4 +33,15 @@ def format_table(plan: Plan) -> str:
                      f"for one cosine run per point: {saved:.0%} of the compute saved")
     for d in plan.dropped:
         lines.append(f"dropped C={d.C:.3g} N={d.N:,}: {d.reason}")
+    if plan.prior:
+        lines.append(plan.prior)
+        lines += plan.windows
+    repeats = sum(r.seed != 0 for r in plan.runs)
+    if repeats:
+        lines.append(f"seed repeats: {repeats} runs (run ids ending -s<seed>) at the points nearest each "
+                     "budget's prior N_opt")
+    if plan.forecast:
+        lines.append(plan.forecast.describe())
+    elif plan.forecast_note:
+        lines.append(plan.forecast_note)
     return "\n".join(lines)
