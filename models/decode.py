@@ -59,7 +59,7 @@ def check_fits(cfg: ModelConfig, prompt_len: int, max_new: int) -> None:
     need = slots_needed(prompt_len, max_new)
     if need > cfg.seq_len:
         raise ConfigError(
-            f"the prompt ({prompt_len} tokens) and max_new_tokens={max_new} need {need} positions, more "
+            f"the prompt ({prompt_len} token{'s' * (prompt_len != 1)} with its document start) and max_new_tokens={max_new} need {need} positions, more "
             f"than the model's seq_len={cfg.seq_len}: shorten the prompt or lower max_new_tokens to "
             f"{cfg.seq_len - prompt_len + 1}")
 
