@@ -162,6 +162,15 @@ class MetricsWriter:
         self.close()
 
 
+def mfu(tokens_per_s: float, flops_per_token: float, peak_per_device: float | None,
+        device_count: int) -> float | None:
+    """Model FLOPs utilisation per device: the global rate over the peak of all devices together
+    (PaLM, Chowdhery et al. 2022 App. B); None where the device's peak is unknown."""
+    if not peak_per_device:
+        return None
+    return tokens_per_s * flops_per_token / (peak_per_device * device_count)
+
+
 def _as_number(value: Any) -> float | None:
     """TensorBoard keeps NaN/inf (useful to see a divergence), unlike JSON; strings are skipped."""
     if isinstance(value, bool) or value is None or isinstance(value, str):

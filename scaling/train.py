@@ -2,13 +2,13 @@
 
 Validate everything, build the mesh and the compiled steps, restore the newest checkpoint of the
 workdir if there is one, then loop: the batch for step i is a pure function of (seed, i), so resuming
-needs nothing but the checkpointed state. Metrics are fetched one step late so the host never stalls
-dispatch. Exit codes: 0 completed, 2 invalid config, 3 diverged, 143 interrupted by SIGTERM.
+needs nothing but the checkpointed state. The host reads device results only at log, eval and
+checkpoint steps, and a thread builds and places the next batches, so dispatch runs ahead of the
+device. Exit codes: 0 completed, 2 invalid config, 3 diverged, 143 interrupted by SIGTERM.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import pathlib
 import signal
@@ -19,10 +19,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 from scaling import data as data_lib
 from scaling import flops, metrics, step as step_lib, validate, xla_flags
 from scaling.checkpoint import Checkpointer
+from scaling.data.prefetch import Prefetcher
 from scaling.sharding import make_mesh
 
 EXIT_OK, EXIT_CONFIG, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 2, 3, 143
@@ -36,15 +38,30 @@ class Outcome:
     final_eval_loss: float | None
 
 
-class _Sigterm:
-    """Turns SIGTERM into a flag the loop checks after each step (save, then exit cleanly)."""
+class Preemption:
+    """Whether the run stops (and saves) after a step: the same step on every process.
+
+    One process: a SIGTERM handler sets a flag. Several: jax.distributed's preemption sync manager
+    owns SIGTERM (its handler tells the coordination service, which tells every process); each
+    process reports every step and all of them get True at the same step, max(steps reached) + 1
+    (`multihost_utils.reached_preemption_sync_point`). A per-process flag would have one process
+    save while another ran the next step's collectives, and hang. Asked every step, host-side only:
+    no device round trip.
+    """
 
     def __init__(self):
         self.received = False
-        signal.signal(signal.SIGTERM, self._handle)
+        self._multi = jax.process_count() > 1
+        if not self._multi:  # a Python handler would replace the sync manager's
+            signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, *_):
         self.received = True
+
+    def reached(self, step: int) -> bool:
+        if self._multi:
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self.received
 
 
 def _peak_flops(dtype: str) -> float | None:
@@ -97,6 +114,63 @@ def _arrays(batch: data_lib.Batch) -> dict[str, np.ndarray]:
     return {"inputs": batch.inputs, "targets": batch.targets, "weights": batch.weights}
 
 
+@dataclasses.dataclass
+class _Run:
+    """What one run's loop reads; fixed once the run is built."""
+    config: ml_collections.ConfigDict
+    workdir: pathlib.Path
+    data: data_lib.DataPipeline
+    comp: step_lib.Compiled
+    ckpt: Checkpointer
+    writer: metrics.MetricsWriter
+    steps: int
+    tokens_per_step: int
+    per_token: dict[str, float]
+    peak_flops: float | None  # of one device (`metrics.mfu` divides by all of them)
+    is_writer: bool
+    eval_batches: list
+
+
+@dataclasses.dataclass
+class _Progress:
+    """What the loop changes and `_finish` records."""
+    status: str = "completed"
+    step: int = 0
+    last_train: float | None = None
+    last_eval: float | None = None
+    final_eval: dict | None = None
+    step_time_s: float = 0.0  # pure step time of the whole run, earlier attempts' included
+    compile_s: float = 0.0
+
+
+class _Clock:
+    """Step time between two fetches from the device: wall time over the steps it covered.
+
+    `restart` after evaluations and saves: their time is not step time. The prefetcher's wait
+    over the same span is the share of it the loop stood waiting for data.
+    """
+
+    def __init__(self, step: int, batches: Prefetcher):
+        self._batches = batches
+        self.restart(step)
+
+    def restart(self, step: int) -> None:
+        self._t, self._step, self._wait = time.perf_counter(), step, self._batches.wait_s
+
+    def lap(self, step: int) -> tuple[float, float, float]:
+        """(seconds per step, data wait fraction, seconds) since the last lap or restart."""
+        now = time.perf_counter()
+        elapsed, waited = now - self._t, self._batches.wait_s - self._wait
+        per_step = elapsed / max(step - self._step, 1)
+        self._t, self._step, self._wait = now, step, self._batches.wait_s
+        return per_step, waited / elapsed if elapsed > 0 else 0.0, elapsed
+
+
+@jax.jit
+def _count_nonfinite(count: jax.Array, loss: jax.Array) -> jax.Array:
+    return count + jnp.logical_not(jnp.isfinite(loss)).astype(jnp.int32)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
         init_from: str | None = None, init_step: int | None = None) -> Outcome:
     # Everything that can be wrong with the input is found here, before any compilation.
@@ -125,15 +199,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     started = time.time()
 
     with jax.set_mesh(mesh):
-        restored = ckpt.restore(comp.abstract_state)
-        if restored is None and init_from:
-            # A WSD cooldown branch starts from its trunk's state at the branch step.
-            restored = (init_step, ckpt.restore_step(init_step, comp.abstract_state,
-                                                     directory=init_from))
-        if restored is None:
-            start, state = 0, comp.init()
-        else:
-            start, state = restored
+        start, state, restored = _restore(ckpt, comp, init_from, init_step)
         previous = metrics.read_run_json(workdir) if restored else None
         if previous and previous.get("status") == "completed" and start >= steps:
             print(f"{workdir} already completed {steps} steps; nothing to do", flush=True)
@@ -144,118 +210,129 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                                        process_index=jax.process_index())
         if is_writer:
             metrics.write_run_json(workdir, record)
-        eval_batches = data.eval_batches(jax.process_index(), jax.process_count())
-
-        def local_batch(i):
-            return _arrays(data.train_batch(i, jax.process_index(), jax.process_count()))
-
-        batch = step_lib.global_batch(local_batch(start), comp.batch_sharding,
-                                      config.train.global_batch, config.train.grad_accum)
-        # Compile ahead of time so step times below are pure step times.
-        t0 = time.time()
-        train_step = comp.train_step.lower(state, batch, comp.schedule(start)).compile()
-        compile_s = time.time() - t0
-        sigterm = _Sigterm()
         peak = _peak_flops(model_cfg.dtype)
-        pending = None  # (step, device metrics) of the step whose results are not fetched yet
-        status, last_eval = "completed", None
-        last_train = _last_train_loss(workdir, start) if restored else None
-        # Pure step time of the whole run: earlier attempts' (as far as they recorded it) + this one's.
-        step_time_total = float((previous or {}).get("step_time_s") or 0.0)
-        last_t = time.time()
+        r = _Run(config, workdir, data, comp, ckpt, writer, steps, tokens_per_step, per_token,
+                 peak, is_writer,
+                 data.eval_batches(jax.process_index(), jax.process_count()))
+        progress = _Progress(step=start,
+                             last_train=_last_train_loss(workdir, start) if restored else None,
+                             step_time_s=float((previous or {}).get("step_time_s") or 0.0))
+        state = _loop(r, state, start, progress)
+        ev = _finish(r, state, progress)
 
-        def settle(pending, dt):
-            """Fetch a step's metrics (dt: its wall time); log them; False if the loss is not finite."""
-            nonlocal step_time_total, last_train
-            i, dev, lr = pending
-            m = {k: float(v) for k, v in jax.device_get(dev).items()}
-            m["lr"] = float(lr)
-            if not math.isfinite(m["train_loss"]):
-                return False
-            step_time_total += dt
-            last_train = m["train_loss"]
-            done = i + 1
-            if done % max(config.log.every_steps, 1) == 0 or done == steps:
-                tok_s = tokens_per_step / dt
-                mfu = tok_s * per_token[flops.MFU_CONVENTION] / peak if peak else None
-                writer.write(done, tokens=done * tokens_per_step,
-                             flops=done * tokens_per_step * per_token[config_convention(config)],
-                             step_time=dt, tokens_per_s=tok_s, mfu=mfu, **m)
-                eta = (steps - done) * dt
-                if is_writer:
-                    print(f"step {done}/{steps} | loss {m['train_loss']:.4f} | "
-                          f"{tok_s:,.0f} tok/s | ETA {_fmt_s(eta)}", flush=True)
-            return True
-
-        for i in range(start, steps):
-            lr = comp.schedule(i)
-            state, dev_metrics = train_step(state, batch, lr)
-            if i + 1 < steps:  # prepare the next batch while the device works
-                batch = step_lib.global_batch(local_batch(i + 1), comp.batch_sharding,
-                                              config.train.global_batch, config.train.grad_accum)
-            if pending is not None:
-                now = time.time()
-                ok = settle(pending, now - last_t)
-                last_t = now
-                if not ok:
-                    status = "diverged"
-                    break
-            pending = (i, dev_metrics, lr)
-            done = i + 1
-            boundary = done == steps or sigterm.received or (
-                config.checkpoint.every_steps and done % config.checkpoint.every_steps == 0) or (
-                config.eval.every_steps and done % config.eval.every_steps == 0)
-            if not boundary:
-                continue
-            # Settle this step before saving or evaluating: never checkpoint a diverged state.
-            now = time.time()
-            ok = settle(pending, now - last_t)
-            pending = None
-            if not ok:
-                status = "diverged"
-                break
-            if config.eval.every_steps and done % config.eval.every_steps == 0 and done < steps:
-                ev = evaluate(comp, state, data, eval_batches)
-                last_eval = ev["eval_loss"]
-                writer.write(done, tokens=done * tokens_per_step, **ev)
-            # A finite loss at step s says nothing of the weights its update produced: check those too.
-            saving = done == steps or sigterm.received or (
-                config.checkpoint.every_steps and done % config.checkpoint.every_steps == 0)
-            if saving and not bool(
-                    _all_finite(state["params"])):
-                status = "diverged"
-                break
-            ckpt.maybe_save(done, state, force=done == steps or sigterm.received)
-            if sigterm.received and done < steps:
-                status = "interrupted"
-                break
-            last_t = time.time()  # eval and checkpoint time is not step time
-
-        if pending is not None and status == "completed":
-            if not settle(pending, time.time() - last_t):
-                status = "diverged"
-        final_step = int(jax.device_get(state["step"])) if status != "diverged" else None
-        if status == "completed":
-            ev = evaluate(comp, state, data, eval_batches)
-            last_eval = ev["eval_loss"]
-            writer.write(steps, tokens=steps * tokens_per_step, **ev)
-        ckpt.wait()
-        ckpt.close()
-        writer.close()
-
-    record.update(status=status, final_train_loss=last_train,
-                  final_eval_loss=last_eval if status == "completed" else None,
-                  wall_time_s=time.time() - started, compile_time_s=compile_s,
-                  step_time_s=step_time_total,
-                  tokens_per_s=steps * tokens_per_step / step_time_total
-                  if step_time_total and status == "completed" else None)
-    if status == "completed":
+    record.update(status=progress.status, final_train_loss=progress.last_train,
+                  final_eval_loss=progress.last_eval if progress.status == "completed" else None,
+                  wall_time_s=time.time() - started, compile_time_s=progress.compile_s,
+                  step_time_s=progress.step_time_s,
+                  tokens_per_s=steps * tokens_per_step / progress.step_time_s
+                  if progress.step_time_s and progress.status == "completed" else None)
+    if progress.status == "completed":
         record["final_eval_bits_per_byte"] = ev["eval_bits_per_byte"]
         record["final_eval_loss_se"] = ev["eval_loss_se"]
         record["eval_tokens_used"] = int(ev["eval_tokens"])
     if is_writer:
         metrics.write_run_json(workdir, record)
-    return Outcome(status, final_step if final_step is not None else -1, last_train, last_eval)
+    final_step = progress.step if progress.status != "diverged" else -1
+    return Outcome(progress.status, final_step, progress.last_train, progress.last_eval)
+
+
+def _restore(ckpt: Checkpointer, comp: step_lib.Compiled, init_from: str | None,
+             init_step: int | None) -> tuple[int, step_lib.State, bool]:
+    """(first step, state, whether it came from a checkpoint): the workdir's newest, else the
+    branch point of `init_from` (a WSD cooldown starts from its trunk), else a fresh init."""
+    restored = ckpt.restore(comp.abstract_state)
+    if restored is None and init_from:
+        restored = (init_step, ckpt.restore_step(init_step, comp.abstract_state,
+                                                 directory=init_from))
+    if restored is None:
+        return 0, comp.init(), False
+    return restored[0], restored[1], True
+
+
+def _loop(r: _Run, state: step_lib.State, start: int, progress: _Progress) -> step_lib.State:
+    """Steps start..steps-1. The host touches device results only at log, eval and save steps, so
+    between them dispatch runs ahead of the device; batches are built and placed by a thread."""
+    cfg = r.config
+    log_every, ckpt_every, eval_every = (max(cfg.log.every_steps, 1), cfg.checkpoint.every_steps,
+                                         cfg.eval.every_steps)
+
+    def place(i: int) -> dict:
+        local = _arrays(r.data.train_batch(i, jax.process_index(), jax.process_count()))
+        return step_lib.global_batch(local, r.comp.batch_sharding, cfg.train.global_batch,
+                                     cfg.train.grad_accum)
+
+    with Prefetcher(place, start, r.steps) as batches:
+        # Compile ahead of time so step times below are pure step times.
+        t0 = time.time()
+        train_step = r.comp.train_step.lower(state, batches.peek(), r.comp.schedule(start)).compile()
+        progress.compile_s = time.time() - t0
+        preemption = Preemption()
+        clock = _Clock(start, batches)
+        nonfinite = jnp.zeros((), jnp.int32)  # steps since the last check whose loss was not finite
+        for i in range(start, r.steps):
+            lr = r.comp.schedule(i)
+            state, dev = train_step(state, batches.get(i), lr)
+            nonfinite = _count_nonfinite(nonfinite, dev["train_loss"])
+            done = i + 1
+            stop = preemption.reached(done) and done < r.steps  # asked every step, on every process
+            log = done % log_every == 0 or done == r.steps
+            save = done == r.steps or stop or bool(ckpt_every) and done % ckpt_every == 0
+            evaluate_now = bool(eval_every) and done % eval_every == 0 and done < r.steps
+            if not (log or save or evaluate_now):
+                continue
+            bad, m = jax.device_get((nonfinite, dev))
+            nonfinite = jnp.zeros((), jnp.int32)
+            per_step, wait_frac, elapsed = clock.lap(done)
+            progress.step_time_s += elapsed
+            if bad:
+                progress.status = "diverged"
+                break
+            progress.step, progress.last_train = done, float(m["train_loss"])
+            if log:
+                _log(r, done, {k: float(v) for k, v in m.items()}, lr, per_step, wait_frac)
+            if evaluate_now:
+                ev = evaluate(r.comp, state, r.data, r.eval_batches)
+                progress.last_eval = ev["eval_loss"]
+                r.writer.write(done, tokens=done * r.tokens_per_step, **ev)
+            # A finite loss at step s says nothing of the weights its update produced: check those
+            # too. Never checkpoint a diverged state.
+            if save and not bool(_all_finite(state["params"])):
+                progress.status = "diverged"
+                break
+            if save:
+                r.ckpt.maybe_save(done, state, force=done == r.steps or stop)
+            if stop:
+                progress.status = "interrupted"
+                break
+            clock.restart(done)  # eval and checkpoint time is not step time
+    return state
+
+
+def _log(r: _Run, done: int, m: dict, lr, per_step: float, wait_frac: float) -> None:
+    tok_s = r.tokens_per_step / per_step
+    mfu = metrics.mfu(tok_s, r.per_token[flops.MFU_CONVENTION], r.peak_flops, jax.device_count())
+    r.writer.write(done, tokens=done * r.tokens_per_step,
+                   flops=done * r.tokens_per_step * r.per_token[config_convention(r.config)],
+                   step_time=per_step, tokens_per_s=tok_s, mfu=mfu, data_wait_frac=wait_frac,
+                   lr=float(lr), **m)
+    if r.is_writer:
+        print(f"step {done}/{r.steps} | loss {m['train_loss']:.4f} | {tok_s:,.0f} tok/s | "
+              f"ETA {_fmt_s((r.steps - done) * per_step)}", flush=True)
+
+
+def _finish(r: _Run, state: step_lib.State, progress: _Progress) -> dict | None:
+    """The final evaluation of a completed run; every save committed before the process exits."""
+    ev = None
+    if progress.status == "completed":
+        ev = evaluate(r.comp, state, r.data, r.eval_batches)
+        progress.last_eval = ev["eval_loss"]
+        r.writer.write(r.steps, tokens=r.steps * r.tokens_per_step, **ev)
+    r.ckpt.wait()
+    r.ckpt.close()
+    r.writer.close()
+    if progress.status == "interrupted":
+        print(f"preempted: saved step {progress.step}; exiting {EXIT_INTERRUPTED}", flush=True)
+    return ev
 
 
 def _last_train_loss(workdir: pathlib.Path, step: int) -> float | None:

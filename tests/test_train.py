@@ -58,8 +58,9 @@ def test_run_writes_its_records(reference):
     rows = th.metrics(reference)
     train_rows = [r for r in rows if "train_loss" in r]
     assert [r["step"] for r in train_rows] == list(range(4, 41, 4))
-    for key in ("tokens", "flops", "lr", "grad_norm", "step_time", "tokens_per_s"):
+    for key in ("tokens", "flops", "lr", "grad_norm", "step_time", "tokens_per_s", "mfu", "data_wait_frac"):
         assert key in train_rows[-1]
+    assert all(0 <= r["data_wait_frac"] <= 1 for r in train_rows)
     eval_rows = [r for r in rows if "eval_loss" in r]
     assert [r["step"] for r in eval_rows] == [20, 40]
     assert eval_rows[-1]["eval_loss"] == record["final_eval_loss"]
@@ -212,3 +213,40 @@ def test_one_core_worker_flags_are_flags_xla_knows(tmp_path):
     out = subprocess.run([sys.executable, "-c", "import jax.numpy as jnp; print(float(jnp.ones(3).sum()))"],
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "3.0", out.stderr[-2000:]
+
+
+def test_prefetcher_runs_ahead_in_order_and_reraises():
+    import threading
+
+    from scaling.data.prefetch import Prefetcher
+
+    made = []
+    built_ahead = threading.Event()
+
+    def make(i):
+        made.append(i)
+        if i == 3:
+            built_ahead.set()
+        if i == 6:
+            raise ValueError("bad shard 6")
+        return i * 10
+
+    with Prefetcher(make, 2, 8, depth=2) as p:
+        assert p.peek() == 20 and p.get(2) == 20
+        assert built_ahead.wait(10)  # step 3 was built before anyone asked for it
+        with pytest.raises(IndexError):
+            p.get(5)  # out of order
+        assert [p.get(i) for i in (3, 4, 5)] == [30, 40, 50]
+        with pytest.raises(ValueError, match="bad shard 6"):
+            p.get(6)
+    assert made == [2, 3, 4, 5, 6]
+    with Prefetcher(lambda i: i, 0, 1000, depth=1) as p:  # closing with the producer blocked
+        assert p.get(0) == 0
+
+
+def test_mfu_is_per_device():
+    from scaling import metrics
+
+    # 8 devices of 1 TFLOP/s each, 4e12 model FLOP/s in all: 50% of each device, not 400%.
+    assert metrics.mfu(1e6, 4e6, 1e12, 8) == pytest.approx(0.5)
+    assert metrics.mfu(1e6, 4e6, None, 8) is None
