@@ -4,13 +4,17 @@
     python bench/train_throughput.py --preset=gpu   # >= 350M parameters, bf16 (on a GPU)
 
 Prints tokens/s, model FLOP/s (Chinchilla App. F count, attention counted as non-causal as in PaLM's
-MFU), the matmul FLOP/s this device reaches at the same dtype, their ratio, and MFU against the
-device's peak where it is known. Machines vary hour to hour: only the ratio from one run means much.
+MFU), the matmul FLOP/s this device reaches at the same dtype under the trainer's XLA flags
+(scaling/xla_flags.py) and under XLA's defaults (a second process, timed in the same rounds), the
+step's FLOP/s over the better of the two, the time the loop waited for data over step time (the
+trainer's batches: built and placed by scaling/data/prefetch.py), and MFU against the device's peak
+where it is known. Machines vary hour to hour: only the ratios from one run mean much.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 
@@ -23,9 +27,10 @@ import numpy as np  # noqa: E402
 from models.transformer import attention_kernel  # noqa: E402
 from scaling import flops, step as step_lib, validate, xla_flags  # noqa: E402
 from scaling.config import default_config  # noqa: E402
+from scaling.data.prefetch import Prefetcher  # noqa: E402
 from scaling.sharding import make_mesh  # noqa: E402
 
-xla_flags.apply_defaults()  # measure the step the trainer runs
+_USER_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")  # before the trainer's defaults are added
 
 PRESETS = {
     # n_layer, d_model, n_heads, seq_len, global_batch, dtype, remat
@@ -56,6 +61,53 @@ def matmul_flops_per_s(n: int, dtype, repeats: int) -> float:
     return 4 * 2 * n ** 3 / best
 
 
+class DefaultFlagsMatmul:
+    """The same matmul in a second process under XLA's default flags (XLA reads its flags once per
+    process), asked line by line so that its timings alternate with ours in the same rounds."""
+
+    def __init__(self, n: int, dtype: str):
+        env = {**os.environ, "XLA_FLAGS": _USER_XLA_FLAGS}
+        self._proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--matmul_worker",
+                                       f"--matmul={n}", f"--dtype={dtype}"], env=env,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def measure(self, repeats: int) -> float:
+        self._proc.stdin.write(f"{repeats}\n")
+        self._proc.stdin.flush()
+        line = self._proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the default-flags matmul process died")
+        return float(line)
+
+    def close(self) -> None:
+        self._proc.stdin.close()
+        self._proc.wait(timeout=60)
+
+
+def _matmul_worker(n: int, dtype: str) -> None:
+    for line in sys.stdin:
+        print(matmul_flops_per_s(n, jnp.dtype(dtype), int(line)), flush=True)
+
+
+def _batches(c, model_cfg, batch: int, data: str):
+    """This process's rows of step i, from `data`: the stdlib corpus through scaling.data (what
+    the trainer reads), or random tokens where TFDS is not installed (some GPU images)."""
+    if data == "stdlib":
+        from scaling import data as data_lib
+        pipe = data_lib.load(c.data, seq_len=model_cfg.seq_len, seed=0, global_batch=batch,
+                             eval_tokens=0, eval_batch=batch, vocab_size=model_cfg.vocab_size)
+
+        def local(i):
+            b = pipe.train_batch(i)
+            return {"inputs": b.inputs, "targets": b.targets, "weights": b.weights}
+    else:
+        def local(i):
+            t = np.random.default_rng(i).integers(0, 257, (batch, model_cfg.seq_len + 1), dtype=np.int32)
+            return {"inputs": t[:, :-1], "targets": t[:, 1:],
+                    "weights": np.ones((batch, model_cfg.seq_len), np.float32)}
+    return local
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -66,10 +118,24 @@ def main() -> None:
     parser.add_argument("--scan", action="store_true", help="scan over layers")
     parser.add_argument("--remat", action="store_true", help="rematerialise each block")
     parser.add_argument("--attention", default="auto", help="model.attention: auto, cudnn, dot_product, einsum")
+    parser.add_argument("--data", choices=("auto", "stdlib", "random"), default="auto",
+                        help="batches: the stdlib corpus (needs TFDS) or random tokens; auto: stdlib if TFDS imports")
+    parser.add_argument("--matmul_worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.matmul_worker:
+        return _matmul_worker(args.matmul, args.dtype)
+    xla_flags.apply_defaults()  # measure the step the trainer runs
     on_gpu = jax.default_backend() == "gpu"
     preset = dict(PRESETS[args.preset or ("gpu" if on_gpu else "cpu")])
     batch = preset.pop("global_batch")
+    data = args.data
+    if data == "auto":
+        try:
+            import tensorflow_datasets  # noqa: F401
+            data = "stdlib"
+        except ImportError:
+            data = "random"
 
     c = default_config()
     c.model.update(**preset, vocab_size=264, scan_layers=args.scan, remat=args.remat,
@@ -81,43 +147,58 @@ def main() -> None:
     comp = step_lib.build(c, model_cfg, make_mesh((1, 1, 1), devices))
     counts = flops.count_params(model_cfg)
     per_token = flops.flops_per_token(model_cfg)[flops.MFU_CONVENTION]
-    tokens = np.random.default_rng(0).integers(0, 257, (batch, model_cfg.seq_len + 1)).astype(np.int32)
-    local = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
-             "weights": np.ones((batch, model_cfg.seq_len), np.float32)}
     dtype = jnp.dtype(model_cfg.dtype)
     mm_size = args.matmul or (8192 if on_gpu else 2048)
-    ratios, step_times, mm_rates = [], [], []
-    with jax.set_mesh(comp.mesh):
+    local = _batches(c, model_cfg, batch, data)
+    total_steps = 1 + args.rounds * args.steps
+
+    def place(i):
+        return step_lib.global_batch(local(i), comp.batch_sharding, batch, grad_accum=1)
+
+    rows = {k: [] for k in ("step_s", "mm_ours", "mm_default", "ratio", "wait")}
+    default_mm = DefaultFlagsMatmul(mm_size, dtype.name)
+    with jax.set_mesh(comp.mesh), Prefetcher(place, 0, total_steps) as batches:
         state = comp.init()
-        b = step_lib.global_batch(local, comp.batch_sharding, batch, grad_accum=1)
-        step = comp.train_step.lower(state, b, comp.schedule(0)).compile()
-        state, m = step(state, b, comp.schedule(0))
+        step = comp.train_step.lower(state, batches.peek(), comp.schedule(0)).compile()
+        state, m = step(state, batches.get(0), comp.schedule(0))
         jax.block_until_ready(m)
-        # This machine's speed drifts 2x within seconds: time the step and the matmul in
+        i = 1
+        # This machine's speed drifts 2x within seconds: time the step and both matmuls in
         # alternation and take the median of the per-round ratios.
         for _ in range(args.rounds):
-            mm = matmul_flops_per_s(mm_size, dtype, repeats=3)
-            t0 = time.perf_counter()
+            mm_ours = matmul_flops_per_s(mm_size, dtype, repeats=3)
+            mm_default = default_mm.measure(repeats=3)
+            waited, t0 = batches.wait_s, time.perf_counter()
             for _ in range(args.steps):
-                state, m = step(state, b, comp.schedule(0))
+                state, m = step(state, batches.get(i), comp.schedule(i))
+                i += 1
             jax.block_until_ready(m)
-            step_s = (time.perf_counter() - t0) / args.steps
-            ratios.append(batch * model_cfg.seq_len / step_s * per_token / mm)
-            step_times.append(step_s)
-            mm_rates.append(mm)
-    step_s, mm, ratio = (float(np.median(x)) for x in (step_times, mm_rates, ratios))
+            elapsed = time.perf_counter() - t0
+            step_s = elapsed / args.steps
+            rows["step_s"].append(step_s)
+            rows["mm_ours"].append(mm_ours)
+            rows["mm_default"].append(mm_default)
+            rows["ratio"].append(batch * model_cfg.seq_len / step_s * per_token / max(mm_ours, mm_default))
+            rows["wait"].append((batches.wait_s - waited) / elapsed)
+    default_mm.close()
+    step_s, mm_ours, mm_default, ratio, wait = (float(np.median(rows[k])) for k in rows)
     tok_s = batch * model_cfg.seq_len / step_s
     model_flops = tok_s * per_token
     kind = jax.devices()[0].device_kind
-    print(f"device            {kind} ({jax.default_backend()}), dtype {model_cfg.dtype}")
+    with open("/proc/loadavg") if os.path.exists("/proc/loadavg") else open(os.devnull) as f:
+        load = f.read().strip() or "unknown"
+    print(f"device            {kind} ({jax.default_backend()}), dtype {model_cfg.dtype}, load {load}")
     print(f"model             {counts.total / 1e6:.2f}M params ({counts.non_embedding / 1e6:.2f}M "
           f"non-embedding), L={model_cfg.seq_len}, batch {batch}, scan={args.scan}, remat={args.remat}, attention={args.attention} -> {attention_kernel(model_cfg)}")
     print(f"step time         {step_s * 1e3:.1f} ms")
     print(f"tokens/s          {tok_s:,.0f}")
     print(f"model FLOP/s      {model_flops / 1e9:,.1f} GFLOP/s ({per_token / 1e6:.1f} MFLOP/token)")
-    print(f"matmul FLOP/s     {mm / 1e9:,.1f} GFLOP/s ({dtype.name}, same device, same run)")
-    print(f"ratio             {ratio:.1%} (median of {args.rounds} rounds: "
-          f"{', '.join(f'{r:.0%}' for r in ratios)})")
+    print(f"matmul FLOP/s     {mm_ours / 1e9:,.1f} GFLOP/s trainer's XLA flags, {mm_default / 1e9:,.1f} "
+          f"XLA defaults ({mm_size}^3 {dtype.name}, same device, same rounds)")
+    print(f"ratio             {ratio:.1%} of the better matmul (median of {args.rounds} rounds: "
+          f"{', '.join(f'{r:.0%}' for r in rows['ratio'])}); target >= 60%")
+    print(f"data wait         {wait:.2%} of step time ({data} batches, prefetched; rounds: "
+          f"{', '.join(f'{w:.1%}' for w in rows['wait'])}); target < 2%")
     peak = flops.peak_flops(kind, model_cfg.dtype)
     if peak:
         print(f"MFU               {model_flops / peak:.1%} of {peak / 1e12:.0f} TFLOP/s peak")
