@@ -46,7 +46,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.markov = ml_collections.ConfigDict()
     c.data.markov.order = 4  # k: a symbol depends on the k before it
     c.data.markov.alphabet = 12  # symbols (printable bytes)
-    c.data.markov.concentration = 0.1  # Dirichlet alpha of each transition row: small = few successors
+    c.data.markov.concentration = 6.0  # hierarchical Dirichlet alpha: small = few successors, each order informative
     c.data.markov.mean_doc_len = 512.0  # geometric document lengths (symbols)
     c.data.markov.seed = 0  # the chain and the text; independent of the run's seed
     c.data.markov.train_tokens = 20_000_000

@@ -19,9 +19,9 @@ from scaling.data.tokenizer import EOD
 from scaling.validate import ConfigError, check
 
 # Short documents and a short window so the boundary terms are large against the sampling error.
-SMALL = dict(order=2, alphabet=5, concentration=0.15, mean_doc_len=20.0, seed=3,
+SMALL = dict(order=2, alphabet=5, concentration=3.0, mean_doc_len=100.0, seed=3,
              train_tokens=4000, validation_tokens=60000)
-SEQ = 8
+SEQ = 4
 
 
 def data_config(data_dir, **markov_fields):
@@ -50,7 +50,7 @@ def _clustered_mean(loss_R, n_R):
 
 
 def test_stationary_law_and_entropy_chain_rule():
-    chain = markov.build_chain(markov.ChainSpec(order=3, alphabet=6, concentration=0.2, mean_doc_len=50, seed=1))
+    chain = markov.build_chain(markov.ChainSpec(order=3, alphabet=6, concentration=3.0, mean_doc_len=50, seed=1))
     pi = chain.stationary
     flow = (pi[:, None] * chain.transitions).reshape(6, 36, 6).sum(axis=0).reshape(-1)
     np.testing.assert_allclose(flow, pi, atol=1e-12)
@@ -61,7 +61,7 @@ def test_stationary_law_and_entropy_chain_rule():
 
 
 def test_documents_are_stationary_with_geometric_lengths():
-    chain = markov.build_chain(markov.ChainSpec(order=2, alphabet=4, concentration=0.5, mean_doc_len=8, seed=0))
+    chain = markov.build_chain(markov.ChainSpec(order=2, alphabet=4, concentration=3.0, mean_doc_len=8, seed=0))
     docs = markov.sample_documents(chain, 20000, np.random.default_rng(0))
     lengths = np.array([len(d) for d in docs])
     assert lengths.min() >= 1 and lengths.mean() == pytest.approx(8, rel=0.03)
@@ -73,7 +73,7 @@ def test_documents_are_stationary_with_geometric_lengths():
 def test_stream_loss_matches_monte_carlo():
     chain = markov.build_chain(markov.ChainSpec(**{k: SMALL[k] for k in ("order", "alphabet", "concentration",
                                                                           "mean_doc_len", "seed")}))
-    docs = markov.sample_documents(chain, 3000, np.random.default_rng(1))
+    docs = markov.sample_documents(chain, 600, np.random.default_rng(1))
     # Whole documents in context: one row per document, [EOD] doc -> doc [EOD].
     loss_R, n_R = [], []
     for d in docs:
@@ -115,7 +115,7 @@ def test_dataset_info_carries_parameters_and_entropies(pipe, data_dir):
 
 def test_different_parameters_never_share_a_dataset():
     names = {MarkovConfig.create(MarkovParams(**{**SMALL, k: v})).name
-             for k, v in [("seed", 4), ("concentration", 0.31), ("mean_doc_len", 21.0),
+             for k, v in [("seed", 4), ("concentration", 0.31), ("mean_doc_len", 101.0),
                           ("validation_tokens", 60001)]}
     names.add(MarkovConfig.create(MarkovParams(**SMALL)).name)
     assert len(names) == 5

@@ -1,9 +1,10 @@
 """A random order-k Markov chain over a small byte alphabet, and its exact entropies.
 
 The chain's state is the last k symbols (a context c in [0, A^k)); its transition rows P[c] are drawn
-from a symmetric Dirichlet(alpha) over the A symbols. A small alpha puts almost all of a row's mass on a
-few successors, so a model has to store ~A^k sparse rows to reach the entropy rate, and the
-stationary context frequencies are heavy-tailed, so rare contexts keep being learned as data grows.
+from a hierarchical Dirichlet prior (`build_chain`): a small concentration alpha puts most of a row's
+mass on a few successors and makes each longer context differ from its suffix, so a model has to
+store many sparse rows, of every order up to k, to reach the entropy rate; the stationary context
+frequencies are uneven, so rare contexts keep being learned as data grows.
 
 Documents are independent stretches of the stationary chain: the first k symbols are one draw of the
 stationary k-gram distribution pi_k, the rest follow P; after every symbol the document ends with
@@ -32,7 +33,7 @@ MAX_STATES = 1 << 22  # A^k contexts: 4M rows of float64 is already 32 MB per sy
 class ChainSpec:
     order: int  # k
     alphabet: int  # A
-    concentration: float  # Dirichlet alpha of every transition row
+    concentration: float  # alpha of the hierarchical Dirichlet prior (build_chain)
     mean_doc_len: float  # 1/q: mean document length in symbols
     seed: int
 
@@ -97,15 +98,31 @@ class Chain:
 
 
 def build_chain(spec: ChainSpec) -> Chain:
+    """Rows from a hierarchical Dirichlet prior over context length (MacKay & Peto 1995; Teh 2006):
+
+        G_0 = uniform,   G_j(.|x_1..x_j) ~ Dir(alpha * G_{j-1}(.|x_2..x_j)),   P = G_k.
+
+    Each longer context refines its suffix's distribution, so every order carries information of its
+    own (H_0 > H_1 > ... > H_k): a model improves by degrees as it stores more and longer contexts,
+    instead of having to find the order-k table at once (with independent rows the lower-order
+    marginals are uniform and small models learn nothing beyond unigrams).
+    """
     a, k = spec.alphabet, spec.order
     rng = np.random.Generator(np.random.Philox(key=[spec.seed, 0x6D61726B]))
-    # Gamma(alpha) draws normalised per row = Dirichlet(alpha). In float64 a draw can underflow to 0
-    # for alpha << 1; such a transition simply never happens, consistently in sampling and entropies.
-    g = rng.standard_gamma(spec.concentration, size=(a ** k, a))
-    zero = g.sum(axis=1) == 0
-    g[zero, rng.integers(0, a, size=int(zero.sum()))] = 1.0  # an all-underflow row keeps one successor
-    transitions = g / g.sum(axis=1, keepdims=True)
-    return Chain(spec=spec, transitions=transitions, stationary=stationary_law(transitions, a))
+    rows = np.full((1, a), 1.0 / a)
+    for j in range(1, k + 1):
+        parent = rows[np.arange(a ** j) % a ** (j - 1)]  # the row of each context's (j-1)-suffix
+        rows = _dirichlet_rows(rng, spec.concentration * parent)
+    return Chain(spec=spec, transitions=rows, stationary=stationary_law(rows, a))
+
+
+def _dirichlet_rows(rng: np.random.Generator, alpha: np.ndarray) -> np.ndarray:
+    # Normalised Gamma draws = Dirichlet. A draw can underflow to 0 in float64 for tiny shapes; such
+    # a transition simply never happens, consistently in sampling and in the entropies.
+    g = rng.standard_gamma(np.maximum(alpha, 1e-300))
+    empty = g.sum(axis=1) == 0
+    g[empty, np.argmax(alpha[empty], axis=1)] = 1.0  # a row that underflowed entirely keeps its likeliest
+    return g / g.sum(axis=1, keepdims=True)
 
 
 def stationary_law(transitions: np.ndarray, alphabet: int, tol: float = 1e-14,

@@ -20,7 +20,7 @@ from scaling.data import markov
 from scaling.data.errors import DataError
 
 DATASET = "synthetic:markov"
-GENERATOR_VERSION = 1  # bump when sampling changes: it is part of the hash
+GENERATOR_VERSION = 2  # bump when sampling changes: it is part of the hash (2: hierarchical Dirichlet rows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +29,7 @@ class MarkovParams:
 
     order: int = 4
     alphabet: int = 12
-    concentration: float = 0.1
+    concentration: float = 6.0
     mean_doc_len: float = 512.0
     seed: int = 0
     train_tokens: int = 20_000_000  # symbols in the training split (about; whole documents)
