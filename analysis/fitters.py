@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 
-from analysis import allocation, approach1, approach2, approach3, conventions, kaplan, parametric, tables
+from analysis import allocation, approach1, approach2, approach3, conventions, kaplan, noise, parametric, tables
 from analysis.cli_common import grid_from
 from analysis.records import Fit
 
@@ -78,7 +78,7 @@ def approach2_fit(ctx: Context) -> dict[str, Fit]:
     ctx.r2 = r2 = approach2.fit_approach2(runs, a.interp, a.include_edges)
     ints = {}
     if a.bootstrap:
-        sig = ctx.plan.sigma
+        sig = noise.run_noise(runs).sigma  # as the full-data fit ("auto"); resamples scatter as plan.sigma
 
         def values(r):
             res = approach2.fit_approach2(r, a.interp, a.include_edges, sig)
@@ -126,7 +126,8 @@ def approach3_fit(ctx: Context) -> dict[str, Fit]:
                 p = approach3.fit_ml(r.N, r.D, r.loss, delta=a.delta)[0].params
                 ab = allocation.exponents(p)[:2] if eq4 else _convention_ab(ctx, p)
                 return {"E": p.E, "alpha": p.alpha, "beta": p.beta, "a": ab[0], "b": ab[1]}
-            ints = _intervals(ctx, "approach3_ml", parametric.generic(runs, values, a.bootstrap, a.seed, ctx.plan))
+            p_ml = parametric.around_law(runs, ctx.plan, ml.params)
+            ints = _intervals(ctx, "approach3_ml", parametric.generic(runs, values, a.bootstrap, a.seed, p_ml))
         fits["approach3_ml"] = _law_fit(ctx, ml, "approach3_ml", ints, eq4, (f"sigma={sigma_ml:.4g}",))
     return fits
 

@@ -67,11 +67,15 @@ class RunNoise:
 
 
 def run_noise(runs) -> RunNoise:
-    """The per-run loss std the fits use: pooled seed noise where the table has repeats, else each
-    run's eval standard error (where every run has one), else unknown."""
+    """The per-run loss std the fits use: pooled seed noise where the table has repeats (and a seed
+    column), else each run's eval standard error (where every run has one), else unknown."""
     se = runs.loss_se
     # One row per run: a resample that repeats a row (the nonparametric bootstrap) is no seed repeat.
+    # Without a seed column, runs that share (budget, N) are no known repeats (a digitised figure
+    # has such pairs), so only tables that say each run's seed measure seed noise.
     first = np.unique(runs.run_id, return_index=True)[1]
+    if runs.seed is None:
+        first = first[:0]
     sn = seed_noise(points(runs.budget[first], runs.N[first], runs.D[first], runs.loss[first]),
                     None if se is None else se[first])
     if sn.dof > 0 and sn.std > 0:

@@ -2,11 +2,17 @@
 
 Each resample keeps the design (every budget keeps its runs, sizes and token counts: the bootstrap is
 stratified by budget by construction) and redraws every run's final loss as mu + sigma * z:
-- mu: the budget's own smooth profile, a parabola in log N through its runs (the noise-free curve the
-  IsoFLOP analysis assumes; per-point means where a budget has fewer than 3 sizes);
+- mu: the fitted model of the approach being resampled (the textbook parametric bootstrap, so the
+  resampled estimates centre on the estimate): Approach 3 and its ML variant draw around their
+  fitted L(N, D); the others around each budget's own smooth profile, a parabola in log N through
+  its runs (the noise-free curve the IsoFLOP analysis assumes; per-point means where a budget has
+  fewer than 3 sizes);
 - sigma: the pooled seed noise, or each run's eval standard error where no point has repeats
-  (analysis.noise.run_noise); with seed noise measured on few degrees of freedom, each resample also
-  draws its sigma from sigma * sqrt(chi2_dof / dof), so an uncertain noise level widens the interval.
+  (analysis.noise.run_noise), times max(1, sqrt(reduced chi^2)) of the data around mu: where the
+  model misses the data by more than the measured noise (a profile that is no parabola, eval SE
+  without seed noise), the resamples scatter as much as the data do. With seed noise measured on
+  few degrees of freedom, each resample also draws its sigma from sigma * sqrt(chi2_dof / dof), so
+  an uncertain noise level widens the interval.
 Without any measured noise, the runs are resampled with replacement within each budget instead
 (the nonparametric bootstrap of Hoffmann et al.'s Approach 3 intervals), and the output says so.
 A resample whose fit fails is counted and reported with its reason, never dropped silently.
@@ -75,7 +81,28 @@ def plan(runs: Runs) -> Plan:
     if rn.sigma is None:
         return Plan(NONPARAMETRIC, None, None, 0, "none")
     dof = rn.noise.dof if rn.source == "seed noise" else 0
-    return Plan(PARAMETRIC, smooth_profile(runs), rn.sigma, dof, rn.source)
+    n_fitted = sum(3 if len(np.unique(runs.N[runs.budget == c])) >= 3 else len(np.unique(runs.N[runs.budget == c]))
+                   for c in runs.budgets())
+    return around(Plan(PARAMETRIC, None, rn.sigma, dof, rn.source), runs.loss, smooth_profile(runs), n_fitted)
+
+
+def around(p: Plan, loss, mu, n_params: int) -> Plan:
+    """`p` redrawn around the model values `mu` (fitted with n_params), its sigma inflated by
+    max(1, sqrt(reduced chi^2)) of the data around mu."""
+    if p.kind != PARAMETRIC:
+        return p
+    mu = np.asarray(mu, float)
+    dof = len(mu) - n_params
+    chi2 = float(np.sum(((np.asarray(loss) - mu) / p.sigma) ** 2) / dof) if dof > 0 else 1.0
+    return dataclasses.replace(p, mu=mu, sigma=p.sigma * max(1.0, np.sqrt(chi2)))
+
+
+def around_law(runs: Runs, p: Plan, law) -> Plan:
+    """`p` redrawn around a fitted L(N, D) (5 parameters), from the measured sigma."""
+    if p.kind != PARAMETRIC:
+        return p
+    raw = dataclasses.replace(p, sigma=noise.run_noise(runs).sigma)
+    return around(raw, runs.loss, law.loss(runs.N, runs.D), 5)
 
 
 def loss_draws(p: Plan, n_boot: int, seed: int) -> np.ndarray:
@@ -128,9 +155,11 @@ def generic(runs: Runs, fit: Callable[[Runs], dict], n_boot: int, seed: int, p: 
 
 
 def approach3(runs: Runs, best_x, n_boot: int, seed: int, delta: float = 1e-3, p: Plan | None = None) -> Samples:
-    """Approach 3's Huber fit: all resamples as lanes of one batched L-BFGS from the full-data optimum."""
+    """Approach 3's Huber fit: all resamples as lanes of one batched L-BFGS from the full-data
+    optimum, drawn around the fitted law."""
+    from analysis import allocation
     from analysis import approach3 as a3
-    p = p or plan(runs)
+    p = around_law(runs, p or plan(runs), allocation.LawParams.from_logs(*best_x))
     if p.kind == NONPARAMETRIC:
         s = bootstrap.approach3_samples(runs.N, runs.D, runs.loss, best_x, n_boot, seed, delta)
         bad = int(np.sum(~np.isfinite(s["alpha"])))
