@@ -30,6 +30,8 @@ def resample_counts(n_runs: int, n_boot: int, seed: int, groups=None) -> np.ndar
         for i in range(n_boot):
             counts[i] = np.bincount(rng.integers(0, n_runs, n_runs), minlength=n_runs)
         return counts
+    groups = np.asarray(groups, float)
+    groups = np.where(np.isfinite(groups), groups, -1.0)  # runs of no budget form one group
     for g in np.unique(groups):
         idx = np.flatnonzero(groups == g)
         for i in range(n_boot):
@@ -38,9 +40,10 @@ def resample_counts(n_runs: int, n_boot: int, seed: int, groups=None) -> np.ndar
 
 
 def approach3_samples(n, d, loss, best_x, n_boot: int = 1000, seed: int = 0, delta: float = 1e-3,
-                      extra_starts=None) -> dict[str, np.ndarray]:
-    """Parameter samples of the Huber-sum fit over `n_boot` resamples of the runs."""
-    counts = resample_counts(len(loss), n_boot, seed)
+                      extra_starts=None, groups=None) -> dict[str, np.ndarray]:
+    """Parameter samples of the Huber-sum fit over `n_boot` resamples of the runs (within each of
+    `groups`, e.g. budgets, when given)."""
+    counts = resample_counts(len(loss), n_boot, seed, groups)
     starts = [np.asarray(best_x, float)] + ([] if extra_starts is None else list(np.atleast_2d(extra_starts)))
     k = len(starts)
     x0 = np.repeat(np.asarray(starts)[None], n_boot, 0).reshape(-1, 5)

@@ -78,7 +78,8 @@ def validation(ctx) -> tuple[list[dict], list[dict], list[str]]:
     if ctx.r2 is not None:
         loo.append(validate.loo_approach2(runs, a.interp, a.include_edges, ctx.plan.sigma))
     if ctx.r3 is not None:
-        loo.append(validate.loo_approach3(runs, ctx.r3.x, a.delta))
+        a_of = None if conventions.is_6n_like(runs) else (lambda p: conventions.allocation_exponents(p, runs)[0])
+        loo.append(validate.loo_approach3(runs, ctx.r3.x, a.delta, a_of))
     return rows, [flat(dataclasses.asdict(x)) for x in loo], notes
 
 

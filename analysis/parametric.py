@@ -161,7 +161,7 @@ def approach3(runs: Runs, best_x, n_boot: int, seed: int, delta: float = 1e-3, p
     from analysis import approach3 as a3
     p = around_law(runs, p or plan(runs), allocation.LawParams.from_logs(*best_x))
     if p.kind == NONPARAMETRIC:
-        s = bootstrap.approach3_samples(runs.N, runs.D, runs.loss, best_x, n_boot, seed, delta)
+        s = bootstrap.approach3_samples(runs.N, runs.D, runs.loss, best_x, n_boot, seed, delta, groups=runs.budget)
         bad = int(np.sum(~np.isfinite(s["alpha"])))
         return Samples(s, n_boot, bad, (f"{bad}x non-finite objective",) if bad else (), p.kind, p.source)
     draws = loss_draws(p, n_boot, seed)

@@ -119,8 +119,9 @@ def loo_approach2(runs: Runs, method="parabola", include_edges=False, sigma="aut
                        str(runs.run_id[j]), failed)
 
 
-def loo_approach3(runs: Runs, best_x, delta: float = 1e-3) -> LeaveOneOut:
-    """Every leave-one-out refit at once: lane i weights run i by zero, from the full-data optimum."""
+def loo_approach3(runs: Runs, best_x, delta: float = 1e-3, a_of=None) -> LeaveOneOut:
+    """Every leave-one-out refit at once: lane i weights run i by zero, from the full-data optimum.
+    `a_of(LawParams) -> a` (default eq. 4's beta/(alpha+beta)) is the allocation exponent of a fit."""
     import jax
     import jax.numpy as jnp
     from analysis.lbfgs import minimize_batched
@@ -129,8 +130,10 @@ def loo_approach3(runs: Runs, best_x, delta: float = 1e-3) -> LeaveOneOut:
         shared = (jnp.log(runs.N), jnp.log(runs.D), jnp.log(runs.loss), jnp.float64(delta), jnp.bool_(False))
         x0 = jnp.asarray(np.repeat(np.asarray(best_x, float)[None], len(runs), 0))
         res = minimize_batched(approach3.huber_value_and_grad, x0, shared, jnp.asarray(w), approach3.POLISH_OPTIONS)
-    a = res.x_SxP[:, 4] / (res.x_SxP[:, 3] + res.x_SxP[:, 4])
-    full = best_x[4] / (best_x[3] + best_x[4])
+    from analysis.allocation import LawParams
+    a_of = a_of or (lambda p: p.beta / (p.alpha + p.beta))
+    a = np.array([a_of(LawParams.from_logs(*x)) if np.all(np.isfinite(x)) else np.nan for x in res.x_SxP])
+    full = a_of(LawParams.from_logs(*best_x))
     ok = np.isfinite(res.f_S) & np.isfinite(a)
     shifts = np.where(ok, np.abs(a - full), np.nan)
     j = int(np.nanargmax(shifts)) if ok.any() else 0

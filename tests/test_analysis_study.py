@@ -218,3 +218,37 @@ def test_fit_cli_writes_diagnostics_and_prints_the_checks(seeded, tmp_path, caps
 def test_diagnostic_tables_print_generically():
     text = diagnostics.format_table([{"a": 1.23456, "b": None}, {"a": 2, "c": "x"}])
     assert text.splitlines()[0].split() == ["a", "b", "c"] and "1.235" in text
+
+
+def test_approach1_from_noisy_train_curves_with_an_interval(seeded, tmp_path):
+    from analysis.synthetic import curves_table
+    df = curves_table(tmp_path / "c.csv", LAW, np.logspace(7, 10, 10), max_flops=1e20, points=60)
+    df["train_loss"] *= np.exp(0.02 * np.random.default_rng(0).standard_normal(len(df)))
+    df["eval_loss"] = np.where(df.step % 20 == 0, df.eval_loss, np.nan)  # an eval every 20 logs
+    df.to_csv(tmp_path / "c.csv", index=False)
+    out = tmp_path / "o"
+    assert fit.main(["--results", str(seeded), "--curves", str(tmp_path / "c.csv"), "--approach", "1",
+                     "--out", str(out), "--bootstrap", "8", "--no-validation", "--smooth-dex", "0.3"]) == 0
+    a1 = json.loads((out / "fits.json").read_text())["approach1"]
+    assert a1["intervals"]["a"][0] < a1["a"] < a1["intervals"]["a"][1]
+    assert a1["extra"]["bootstrap"] == {"kind": "parametric", "noise": "seed noise", "resamples": 8, "failed": 0,
+                                        "failure_reasons": ""}
+    assert "60 curve points per run" in a1["notes"][0]  # the train loss, not the 3 evals
+
+
+def test_one_convention_per_fits_json(tmp_path):
+    df = isoflop_table(tmp_path / "r.csv", LAW, budgets=BUDGETS, per_budget=7, span_dex=0.5, noise=0.001, seed=4)
+    df["flops_chinchilla"] = (6 * df.params + 6e7) * df.tokens
+    df["flop_convention"] = "chinchilla"
+    df.to_csv(tmp_path / "c.csv", index=False)
+    out = tmp_path / "o"
+    assert fit.main(["--results", str(tmp_path / "c.csv"), "--out", str(out), "--bootstrap", "0", "--no-ml",
+                     "--no-validation", *SMALL]) == 0
+    fits = json.loads((out / "fits.json").read_text())
+    assert fits["convention"] == "chinchilla"
+    a3 = fits["approach3"]
+    assert a3["a"] != pytest.approx(a3["extra"]["a_eq4"], abs=0.005) and "chinchilla FLOPs per token" in a3["notes"][-1]
+    rows = {(r["convention"], r["N"]): r for r in fits["diagnostics"]["conventions"]}
+    assert rows[("chinchilla", "total")]["a_approach3"] == pytest.approx(a3["a"])
+    assert rows[("6n", "total")]["a_approach3"] == pytest.approx(a3["extra"]["a_eq4"])
+    assert rows[("chinchilla", "total")]["a_approach2"] == pytest.approx(fits["approach2"]["a"], abs=1e-4)
