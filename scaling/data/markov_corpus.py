@@ -58,7 +58,7 @@ class MarkovParams:
             raise bad("order", f"gives alphabet**order = {self.alphabet ** self.order} contexts, above "
                       f"{markov.MAX_STATES}; lower data.markov.order or data.markov.alphabet")
         if not (isinstance(self.concentration, (int, float)) and self.concentration > 0):
-            raise bad("concentration", "must be a positive number (the Dirichlet alpha of each row)")
+            raise bad("concentration", "must be a positive number (the hierarchical Dirichlet alpha of the rows)")
         if not (isinstance(self.mean_doc_len, (int, float)) and self.mean_doc_len > 1):
             raise bad("mean_doc_len", "must be a number > 1 (mean document length in symbols)")
         return self
@@ -89,7 +89,7 @@ class MarkovConfig(tfds.core.BuilderConfig):
         p = params.validated()
         name = f"k{p.order}-a{p.alphabet}-{p.digest[:12]}"
         return cls(name=name, params=p,
-                   description=f"order-{p.order} Markov chain over {p.alphabet} symbols, Dirichlet("
+                   description=f"order-{p.order} Markov chain over {p.alphabet} symbols, hierarchical Dirichlet("
                                f"{p.concentration}) rows, mean document {p.mean_doc_len} symbols, "
                                f"seed {p.seed}; parameters sha256 {p.digest}")
 
