@@ -330,23 +330,28 @@ def build_parser() -> Parser:
     return p
 
 
-def load_table(args) -> tables.Runs:
-    """The runs; without a budget column or --budgets, and with FLOPs that do not fall into groups,
-    the budgets come from the peaks of the FLOP density (said on stderr)."""
-    cols = columns_from(args)
-    runs = tables.drop_highest_loss(tables.load_runs(args.results, cols), args.drop_highest)
+def detected_budgets(args) -> tuple[float, ...]:
+    """Budgets from the FLOP density when the table has no budget column, no --budgets, and FLOPs
+    that do not fall into groups (said on stderr, with the reason when none are found); else ()."""
     if args.budget_col or args.budgets or "budget" in _header(args.results):
-        return runs
+        return ()
+    runs = tables.load_runs(args.results, columns_from(args))
     if not budgets.budgets_too_sparse(runs.C, args.budget_gap_dex):
-        return runs
+        return ()
     found = budgets.detect_budgets(runs.C)
     if len(found) < 2:
         print(f"note: the table has no budget column and its FLOPs form {len(found)} cluster(s) of >= 3 runs: "
               "Approach 2 needs IsoFLOP budgets; pass --budgets C1,C2,... or --budget-col", file=sys.stderr)
-        return runs
+        return ()
     print(f"note: no budget column; {len(found)} IsoFLOP budgets detected from the FLOP density: "
           f"{', '.join(f'{b:.2g}' for b in found)} (--budgets to set them)", file=sys.stderr)
-    cols = dataclasses.replace(cols, budgets=found, snap_dex=args.snap_dex)
+    return found
+
+
+def load_table(args, detected: tuple[float, ...] = ()) -> tables.Runs:
+    cols = columns_from(args)
+    if detected:
+        cols = dataclasses.replace(cols, budgets=detected, snap_dex=args.snap_dex)
     return tables.drop_highest_loss(tables.load_runs(args.results, cols), args.drop_highest)
 
 
@@ -379,7 +384,7 @@ def main_body(argv=None) -> int:
         raise InputError("--which 2 needs --curves FILE (loss curves in long format)")
     if args.targets is not None and any(t <= 0 for t in args.targets):
         raise InputError("--targets: budgets must be positive FLOP counts, e.g. 1e13,5.76e23")
-    runs = load_table(args)
+    runs = load_table(args, detected_budgets(args))
     targets = tuple(args.targets) if args.targets is not None else default_targets(float(runs.C.max()))
 
     def fig3():

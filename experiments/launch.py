@@ -139,23 +139,23 @@ class _Stop:
         self.signum = signum
 
 
-def _report(out, state: st.RunState, max_retries: int) -> None:
+def _report(out, state: st.RunState, max_retries: int, log) -> None:
     if out.outcome in ("busy", "skipped", "waiting"):
         return
     code = f" (exit {out.exit_code})" if out.exit_code is not None else ""
     extra = f", retry {state.failures}/{max_retries}" if state.state == st.RETRY else ""
     note = f": {state.reason}" if state.reason and state.state in st.TERMINAL - {st.COMPLETED} else ""
-    print(f"run {out.run_id}: {out.outcome}{code} -> {state.state}{extra}{note}", flush=True)
+    print(f"run {out.run_id}: {out.outcome}{code} -> {state.state}{extra}{note}", file=log or sys.stdout, flush=True)
 
 
 def loop(study: Path, plan: st.Plan, ex, max_retries: int, poll_s: float, stop: _Stop,
-         label: str = "") -> list[status.Row]:
+         label: str = "", log=None) -> list[status.Row]:
     tty, last_line, last_print, rate = sys.stdout.isatty(), "", 0.0, 0.0
     while True:
         finished = ex.poll()
         states = {s.spec.run_id: s for s in (st.run_state(study, r, plan, max_retries, ex.queued()) for r in plan.runs)}
         for out in finished:
-            _report(out, states[out.run_id], max_retries)
+            _report(out, states[out.run_id], max_retries, log)
         rows = [status.row(study, s) for s in states.values()]
         rate = status.grid_rate(rows) or rate
         line = label + status.grid_line(rows, rate)
@@ -174,8 +174,10 @@ def loop(study: Path, plan: st.Plan, ex, max_retries: int, poll_s: float, stop: 
         ex.wait(poll_s)
 
 
-def main(argv: list[str] | None = None, *, label: str = "") -> int:
-    """`label` prefixes the progress line (experiments.study puts its phase there)."""
+def main(argv: list[str] | None = None, *, label: str = "", log=None) -> int:
+    """`label` prefixes the progress line and `log` (a text file) takes every other line, so a caller
+    (experiments.study) shows one progress line for the whole study."""
+    out = log or sys.stdout
     args = parse(argv)
     study = args.study.resolve()
     try:
@@ -188,21 +190,21 @@ def main(argv: list[str] | None = None, *, label: str = "") -> int:
         print(f"launch: {e}", file=sys.stderr)
         return 2
     if changed:
-        print(f"launch: --fresh: {len(changed)} changed run(s) moved to {archive(study, changed)}", flush=True)
+        print(f"launch: --fresh: {len(changed)} changed run(s) moved to {archive(study, changed)}", file=out, flush=True)
     record_launch(study, plan, executor, workers, retries)
-    print(f"launch: {len(plan.runs)} runs in {study} on {executor} with {workers} worker(s)", flush=True)
+    print(f"launch: {len(plan.runs)} runs in {study} on {executor} with {workers} worker(s)", file=out, flush=True)
     stop = _Stop()
     try:
-        rows = loop(study, plan, ex, retries, args.poll_s, stop, label)
+        rows = loop(study, plan, ex, retries, args.poll_s, stop, label, log)
     finally:
         ex.stop()
     if stop.signum:
-        print(f"\nlaunch: stopped by {signal.Signals(stop.signum).name}; relaunch to resume", flush=True)
+        print(f"\nlaunch: stopped by {signal.Signals(stop.signum).name}; relaunch to resume", file=out, flush=True)
         return 128 + stop.signum
-    print(("\n" if sys.stdout.isatty() else "") + "launch: " + status.grid_line(rows), flush=True)
+    print(("\n" if sys.stdout.isatty() and log is None else "") + "launch: " + status.grid_line(rows), file=out, flush=True)
     for r in rows:
         if r.state != st.COMPLETED:
-            print(f"launch: {r.run_id} {r.state}: {r.reason}", flush=True)
+            print(f"launch: {r.run_id} {r.state}: {r.reason}", file=out, flush=True)
     return 1 if any(r.state in (st.FAILED, st.INVALID, st.BLOCKED) for r in rows) else 0
 
 

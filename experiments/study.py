@@ -1,0 +1,304 @@
+"""`python -m experiments.study --config=experiments/configs/<study>.py [--study=DIR]`: one command from a
+study config to a report: plan -> train -> collect -> fit -> figures -> report.
+
+    python -m experiments.study --config=experiments/configs/isoflop_ci.py --study=/tmp/ci_study
+        [--config.<field>=<value> ...] [--workers N] [--executor local|slurm] [--max-retries K] [--fresh]
+        [--targets 1e13,5.76e23] [--bootstrap 200]
+
+Each phase is the existing command's own entry point (experiments.plan, experiments.launch,
+experiments.collect, analysis.fit, analysis.figures, analysis.report); their output goes to
+DIR/logs/<phase>.log and the terminal shows one progress line for the whole study (phase, runs
+done/running/failed, ETA). Idempotent and safe to kill at any moment: the plan is rewritten only
+when the config or its overrides changed (a grown plan keeps its completed runs, see
+experiments.launch), completed runs are never retrained, interrupted ones resume from their
+checkpoints, and the analysis reruns only when results.csv, curves.csv or its flags changed
+(DIR/study.json keeps the hashes). Every file is written atomically. Exit: 0 done, 1 some runs
+failed or the analysis could not run (the report says why), 2 bad input, 130/143 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from experiments import collect, launch, plan
+from scaling import io
+
+PHASES = ("plan", "train", "collect", "fit", "figures", "report")
+
+
+class StudyInputError(Exception):
+    """Bad input found before anything runs: one line naming the flag and the fix."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        print(f"study: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    ap = _Parser(prog="experiments.study", description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True, help="study config file (get_config() with a `study` section)")
+    ap.add_argument("--study", "--study_dir", dest="study", help="study directory (default: the config's study.dir)")
+    ap.add_argument("--executor", choices=("local", "slurm"), help="default: the plan's study.executor")
+    ap.add_argument("--workers", type=int, help="runs at once (default: the plan's study.workers)")
+    ap.add_argument("--max-retries", type=int, help="retries of a failed run")
+    ap.add_argument("--fresh", action="store_true", help="archive and retrain runs whose spec changed")
+    ap.add_argument("--targets", help="target budgets for the report, comma-separated FLOPs "
+                                      "(default: 10x the largest budget and 5.76e23)")
+    ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the fits (default 200)")
+    ap.add_argument("--probe", choices=("auto", "on", "off"), default="auto",
+                    help="the planner's measured throughput probe for wall-time estimates (off: assumed FLOP/s)")
+    ap.add_argument("--trainer", default=None, help=argparse.SUPPRESS)  # tests: a small stand-in trainer
+    ap.add_argument("--poll-s", type=float, default=2.0, help="seconds between progress checks")
+    args, rest = ap.parse_known_args(argv)
+    unknown = [a for a in rest if not a.startswith("--config.")]
+    if unknown:
+        ap.error(f"unrecognized arguments: {' '.join(unknown)} (config fields go as --config.<field>=<value>)")
+    return args, rest
+
+
+# --- the study's own record: which inputs each phase last ran on --------------------------------------
+
+def read_state(study: Path) -> dict:
+    try:
+        return json.loads((study / "study.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_state(study: Path, state: dict) -> None:
+    io.atomic_write_json(study / "study.json", state)
+
+
+def _sha(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(hashlib.sha256(p).digest())
+    return h.hexdigest()[:16]
+
+
+def load_config(config_file: str):
+    spec = importlib.util.spec_from_file_location("_study_config", config_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def config_hash(config, overrides: list[str]) -> str:
+    """The resolved config (imports of other configs included) and the command-line overrides."""
+    return _sha(config.to_json(sort_keys=True).encode(), json.dumps(sorted(overrides)).encode())
+
+
+def study_dir(args, config, overrides: list[str]) -> Path:
+    given = args.study or next((o.split("=", 1)[1] for o in overrides if o.startswith("--config.study.dir=")), None)
+    return Path(given or config.study.dir).expanduser().resolve()
+
+
+# --- one progress line ----------------------------------------------------------------------------------
+
+class Progress:
+    """The study's one line: rewritten in place on a terminal, a new line per change elsewhere."""
+
+    def __init__(self, name: str):
+        self.name, self.tty, self.last = name, sys.stdout.isatty(), ""
+
+    def label(self, phase: str) -> str:
+        return f"study {self.name} | {phase} {PHASES.index(phase) + 1}/{len(PHASES)} | "
+
+    def show(self, phase: str, text: str) -> None:
+        line = self.label(phase) + text
+        if line != self.last:
+            print(("\r\033[K" if self.tty else "") + line, end="" if self.tty else "\n", flush=True)
+            self.last = line
+
+    def end(self, text: str) -> None:
+        print(("\r\033[K" if self.tty else "") + text, flush=True)
+
+
+class _Notes:
+    """A phase's stderr: into its log, and its "note: ..." lines kept for the report."""
+
+    def __init__(self, log):
+        self.log, self.lines, self._part = log, [], ""
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self._part += text
+        *done, self._part = self._part.split("\n")
+        self.lines += [x[len("note: "):] for x in done if x.startswith("note: ")]
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+
+@contextlib.contextmanager
+def logged(study: Path, phase: str):
+    """The phase's stdout and stderr appended to DIR/logs/<phase>.log (the terminal keeps one line)."""
+    (study / "logs").mkdir(parents=True, exist_ok=True)
+    with open(study / "logs" / f"{phase}.log", "a") as log:
+        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
+        log.flush()
+        notes = _Notes(log)
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(notes):
+            yield notes
+
+
+def _last_error(study: Path, phase: str) -> str:
+    try:
+        lines = (study / "logs" / f"{phase}.log").read_text().strip().splitlines()
+    except OSError:
+        return ""
+    return next((x for x in reversed(lines) if "error" in x.lower()), lines[-1] if lines else "")
+
+
+# --- phases ---------------------------------------------------------------------------------------------
+
+def plan_phase(args, study: Path, overrides: list[str], chash: str, state: dict, progress: Progress) -> None:
+    if state.get("config_hash") == chash and (study / "plan.json").exists():
+        return
+    progress.show("plan", "planning the grid")
+    with logged(study, "plan"):
+        code = plan.main(["experiments.plan", f"--config={args.config}", f"--study={study}", f"--probe={args.probe}",
+                          *overrides])
+    if code != 0:
+        raise StudyInputError(f"plan: {_last_error(study, 'plan')} (DIR/logs/plan.log)")
+    state.update(config=os.path.abspath(args.config), overrides=overrides, config_hash=chash)
+    write_state(study, state)
+
+
+def train_phase(args, study: Path, progress: Progress) -> int:
+    flags = [f"--study={study}", f"--poll-s={args.poll_s}"]
+    flags += [f"--executor={args.executor}"] if args.executor else []
+    flags += [f"--workers={args.workers}"] if args.workers else []
+    flags += [f"--max-retries={args.max_retries}"] if args.max_retries is not None else []
+    flags += ["--fresh"] if args.fresh else []
+    flags += [f"--trainer={args.trainer}"] if args.trainer else []
+    (study / "logs").mkdir(parents=True, exist_ok=True)
+    # The launcher turns SIGINT/SIGTERM into "stop and let the trainers checkpoint"; afterwards
+    # they must stop the analysis again.
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with open(study / "logs" / "train.log", "a") as log, contextlib.redirect_stderr(log):
+            return launch.main(flags, label=progress.label("train"), log=log)
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+        progress.last = ""
+
+
+def inputs_hash(study: Path, args) -> str:
+    files = [(study / name).read_bytes() if (study / name).exists() else b"" for name in ("results.csv", "curves.csv")]
+    return _sha(*files, json.dumps([args.targets, args.bootstrap]).encode())
+
+
+def analysis_phases(args, study: Path, state: dict, progress: Progress) -> str | None:
+    """fit -> figures -> report, unless their inputs are those of the last report. Returns the reason
+    the analysis stopped, or None."""
+    from analysis import figures, fit, report
+
+    h = inputs_hash(study, args)
+    if state.get("report_inputs") == h and (study / "report.html").exists():
+        return None
+    results, curves = str(study / "results.csv"), str(study / "curves.csv")
+    fits = str(study / "fits" / "fits.json")
+    targets = [f"--targets={args.targets}"] if args.targets else []
+    steps = (("fit", fit.main, ["--results", results, "--curves", curves, "--approach", "all",
+                                "--out", str(study / "fits"), "--bootstrap", str(args.bootstrap)]),
+             ("figures", figures.main, ["--results", results, "--curves", curves, "--out", str(study / "figures"),
+                                        "--fits", fits, *targets]),
+             ("report", report.main, ["--results", results, "--curves", curves, "--out", str(study), "--study",
+                                      str(study), "--fits", fits, "--figures", str(study / "figures"),
+                                      "--bootstrap", str(args.bootstrap), *targets]))
+    notes: list[str] = []
+    for phase, main, argv in steps:
+        progress.show(phase, {"fit": "fitting Approaches 1-3 and Kaplan, with bootstrap intervals",
+                              "figures": "drawing Chinchilla Figs. 2-4 and Kaplan Fig. 1",
+                              "report": "writing report.md and report.html"}[phase])
+        if phase == "report":  # what fit and figures noted (skipped approaches, figures) goes in the report
+            io.atomic_write_text(study / "logs" / "analysis_notes.txt", "".join(f"{n}\n" for n in notes))
+            argv = [*argv, "--notes", str(study / "logs" / "analysis_notes.txt")]
+        with logged(study, phase) as log:
+            try:
+                code = main(argv)
+            except Exception as e:  # a bug in an analysis step: its traceback goes to the log, not the terminal
+                traceback.print_exc()
+                return f"{phase}: {type(e).__name__}: {e} (traceback in DIR/logs/{phase}.log)"
+        notes += log.lines
+        if code != 0:
+            return f"{phase}: {_last_error(study, phase)} (DIR/logs/{phase}.log)"
+    state["report_inputs"] = h
+    write_state(study, state)
+    return None
+
+
+def _check(args) -> None:
+    if not os.path.isfile(args.config):
+        raise StudyInputError(f"--config={args.config}: no such file; e.g. experiments/configs/isoflop_ci.py")
+    if args.workers is not None and args.workers < 1:
+        raise StudyInputError(f"--workers={args.workers}: need at least 1")
+    if args.bootstrap < 0:
+        raise StudyInputError(f"--bootstrap={args.bootstrap}: need 0 or more")
+    if args.targets:
+        try:
+            if any(float(t) <= 0 for t in args.targets.split(",") if t.strip()):
+                raise ValueError
+        except ValueError:
+            raise StudyInputError(f"--targets={args.targets}: comma-separated positive FLOPs, e.g. 1e13,5.76e23") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(*parse(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:  # outside training (the launcher handles its own): every write was atomic
+        print("\nstudy: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def run(args, overrides: list[str]) -> int:
+    try:
+        _check(args)
+        config = load_config(args.config)
+        if "study" not in config:
+            raise StudyInputError(f"--config={args.config} has no `study` section: it is not a study config")
+        study = study_dir(args, config, overrides)
+        study.mkdir(parents=True, exist_ok=True)
+        state = read_state(study)
+        progress = Progress(str(config.study.name))
+        plan_phase(args, study, overrides, config_hash(config, overrides), state, progress)
+    except (StudyInputError, OSError, AttributeError, SyntaxError) as e:
+        print(f"study: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    code = train_phase(args, study, progress)
+    if code == 2:
+        progress.end(f"study {progress.name}: launch refused: {_last_error(study, 'train')}")
+        return 2
+    if code >= 128:
+        progress.end(f"study {progress.name}: stopped while training; rerun the same command to resume")
+        return code
+    progress.show("collect", "results.csv, curves.csv")
+    with logged(study, "collect"):
+        if collect.main(["--study", str(study)]) != 0:
+            progress.end(f"study {progress.name}: collect failed: {_last_error(study, 'collect')}")
+            return 1
+    stopped = analysis_phases(args, study, state, progress)
+    if stopped:
+        progress.end(f"study {progress.name}: analysis stopped at {stopped}")
+        return 1
+    failed = "" if code == 0 else " (some runs failed: see the report's last section)"
+    progress.end(f"study {progress.name}: done{failed} | report: {study / 'report.html'}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
