@@ -30,6 +30,23 @@ Hyperparameter rules (`rung`)
             models and biases the fitted exponent; they warm up for as many tokens as parameters),
             capped by the planner at `warmup_cap` of a run so short runs spend most steps at peak.
 
+The `cpu` recipe (isoflop_cpu, isoflop_ci, lr_sweep_cpu): loss smooth in N
+  Below ~1e6 parameters the `small` rules above cannot be smooth: integer depth and 16-wide heads
+  made the old CPU ladder go depth 1 -> 2 -> 3 between 52k and 108k parameters over widths
+  16, 32, 48, 48, 48, 64, exactly where the optima were. `cpu` is a width-only family instead:
+  depth    fixed, 4 layers (d_model/n_layer from 2.5 at 1e4 to 34 at 1e6 parameters).
+  heads    one head of width d_model (head_dim = d_model, even for rotary), so d_model moves in
+           steps of 2 channels: neighbouring rungs differ by <= 0.132 decades from 7.5e3 (d_model 8)
+           up, and only in width (tests/test_ladder.py checks every preset's ladder).
+  d_ff     8/3 * d_model rounded up to 4 (to 8 the d_model 8 -> 10 step would be 0.15 decades).
+  ladder   from the shape nearest min_params, each rung the widest shape at most `growth` times the
+           previous count (one width step where a step is larger): no width is skipped by rounding.
+  batch    8 sequences (1,024 tokens at seq_len 128) for every rung; the planner halves it for one
+           run (down to min_batch 4) where that run would otherwise have fewer than study.min_steps
+           steps, and scales its lr by sqrt(B / 8) (Adam's square-root rule, Malladi et al. 2022).
+  lr, b2   measured, not borrowed: lr*(N) = lr_at_1e5 * (N / 1e5)^-lr_exponent, N total, and b2, from
+           the lr_sweep_cpu calibration (sizes x peak lr x beta2 at one budget, batch 8); see RECIPES.
+
 Parameter counts always come from `scaling.flops.count_params` on the exact shape, never 6N-style
 formulas.
 """
@@ -112,8 +129,11 @@ RECIPES: Mapping[str, Recipe] = {
     # The CPU presets' ladder (module docstring, "The `cpu` recipe"): 4 layers, 1 head, width in
     # steps of 2 channels; batch 8 sequences (1024 tokens at seq_len 128), halved per run down to 4
     # where a run would otherwise have fewer than study.min_steps steps.
-    "cpu": Recipe(name="cpu", head_dim=0, aspect=0, ff_round=8, n_layer=4, n_heads=1,
-                  min_batch=4, max_batch=8, batch=8, lr_at_1e5=0.0, lr_exponent=0.0, b2=0.95),
+    # lr and b2 measured on this 2-core CPU (module docstring, "Calibration"):
+    #   python -m experiments.plan --config=experiments/configs/lr_sweep_cpu.py   (then launch, collect)
+    #   python -m experiments.planning.lr_fit --study=studies/lr_sweep_cpu
+    "cpu": Recipe(name="cpu", head_dim=0, aspect=0, ff_round=4, n_layer=4, n_heads=1,
+                  min_batch=4, max_batch=8, batch=8, lr_at_1e5=0.00578, lr_exponent=0.420, b2=0.95),
 }
 
 
@@ -187,9 +207,29 @@ def ladder(recipe: Recipe, base: ModelConfig, min_params: float, max_params: flo
     if not 0 < min_params <= max_params:
         raise ValueError(f"study.ladder.min_params={min_params:.3g} must be positive and <= "
                          f"study.ladder.max_params={max_params:.3g}")
+    if recipe.n_layer:
+        return tuple(rung(recipe, m, convention) for m in _width_ladder(recipe, base, min_params, max_params, growth))
     rungs: list[Rung] = []
     for i in range(int(math.log(max_params / min_params) / math.log(growth) + 1e-9) + 1):
         model = recipe.shape(min_params * growth**i, base)
         if all(r.model != model for r in rungs):
             rungs.append(rung(recipe, model, convention))
     return tuple(sorted(rungs, key=lambda r: r.params.total))
+
+
+def _width_ladder(recipe: Recipe, base: ModelConfig, min_params: float, max_params: float,
+                  growth: float) -> list[ModelConfig]:
+    """Width-only recipes: from the shape nearest min_params, each next rung the widest shape at most
+    `growth` times the previous count (one width step where a step is larger), up to max_params, so
+    neighbouring rungs are never further apart than growth or one width step."""
+    step = 2 * recipe.n_heads
+    count = lambda m: flops.count_params(m).total
+    first, last = recipe.shape(min_params, base), recipe.shape(max_params, base)
+    shapes = [recipe.width_shape(d, base) for d in range(first.d_model, last.d_model + 1, step)]
+    kept = [shapes[0]]
+    for i, m in enumerate(shapes[1:], 1):
+        nxt = shapes[i + 1] if i + 1 < len(shapes) else None
+        if nxt is None or count(nxt) > growth * count(kept[-1]) * (1 + 1e-12):
+            if m != kept[-1] and (nxt is None or count(m) > count(kept[-1])):
+                kept.append(m)
+    return kept

@@ -1,7 +1,7 @@
 """A tiny IsoFLOP grid for CI: plan -> launch -> collect end to end in under 3 minutes on a 2-core CPU.
 
 Same recipe, prior window and forecast as isoflop_cpu, made small: 3 sizes per budget (the fewest a
-parabola fits; the real preset keeps >= 7 over +-0.4 decades) within +-0.15 decades of its prior, one
+parabola fits; the real preset keeps >= 7 over +-0.4 decades) reaching +-0.1 decades of its prior, one
 seed, 40-step minimum, and a 20-study forecast so the planner's Monte Carlo runs in CI too.
 
     python -m experiments.plan --config=experiments/configs/isoflop_ci.py --study=/tmp/ci_study
@@ -26,11 +26,11 @@ def get_config():
     s.budgets = (2e10, 6e10)
     s.ladder.min_params = 1e4
     s.ladder.max_params = 1e5
-    s.ladder.growth = 1.6
+    s.ladder.growth = 1.3  # rungs <= 0.15 decades apart, as in every preset
     s.prior.source = "isoflop_ci: centred on its ladder (a CI grid, not a measurement)"
     s.prior.budget = 2e10
     s.prior.params = 1.72e4
-    s.sizes.span = 0.15  # 3-4 sizes per budget (3: the fewest a parabola fit needs)
+    s.sizes.span = 0.1  # 3 sizes per budget: the fewest a parabola fit needs
     s.sizes.count = 3
     s.seeds = (0,)
     s.seed_points = 0

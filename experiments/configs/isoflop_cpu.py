@@ -20,22 +20,25 @@ def study_section() -> ml_collections.ConfigDict:
     s.dir = "studies/isoflop_cpu"  # study directory: plan.json, runs/<run_id>/, results (--study overrides)
 
     # --- the grid (read by the planner) ---
-    s.budgets = (2e11, 6.5e11, 2e12, 6.5e12)  # compute budgets C in FLOPs under flop_convention (1.5 decades)
+    s.budgets = (1.5e11, 4.8e11, 1.5e12, 4.8e12)  # compute budgets C in FLOPs under flop_convention (1.5 decades)
     s.recipe = "cpu"  # experiments.ladder.RECIPES: shape, batch, lr and warmup rules
     s.ladder = ml_collections.ConfigDict()
-    s.ladder.min_params = 6e3  # ladder targets min_params * growth**i up to max_params (total params)
+    s.ladder.min_params = 7e3  # ladder targets min_params * growth**i up to max_params (total params)
     s.ladder.max_params = 6e5
-    s.ladder.growth = 1.26  # ratio between neighbouring target sizes (0.1 decades)
+    s.ladder.growth = 1.41  # at most this ratio between neighbouring rungs (0.15 decades; below ~3e4
+    # one width step of the `cpu` recipe is less than that, so every width is a rung there)
     # The named prior the grid is centred on (experiments/planning/prior.py documents every field).
     s.prior = ml_collections.ConfigDict()
     s.prior.kind = "law"  # law: N_opt = params * (C / budget)^a | tokens_per_param | none
-    s.prior.source = "placeholder until lr_sweep_cpu measures it"
+    # Measured: lr_sweep_cpu's best loss per size at C = 6e11 (sizes 1.3e4, 3.6e4, 9.0e4) has its
+    # IsoFLOP vertex at N = 3.97e4, 0.088 nats deep 0.4 decades out; a = 0.5 assumed (Hoffmann et al.).
+    s.prior.source = "lr_sweep_cpu: N_opt(6e11) = 3.97e4 measured, a = 0.5 (Hoffmann et al. 2022)"
     s.prior.budget = 6e11
-    s.prior.params = 3.5e4
+    s.prior.params = 3.97e4
     s.prior.a = 0.5  # Hoffmann et al. 2022: a ~ 0.5
     s.prior.tokens_per_param = 0.0  # kind tokens_per_param: D/N at the optimum (Hoffmann et al.: 20)
     s.prior.alpha = 0.34  # the forecast law's N exponent (Hoffmann et al. 2022 eq. 10)
-    s.prior.depth = 0.02  # nats the profile rises 0.4 decades either side of its optimum
+    s.prior.depth = 0.088  # nats the profile rises 0.4 decades either side of its optimum (measured)
     s.prior.E = 0.0
     # Sizes per budget: every ladder rung within `span` decades of the prior's N_opt(C); fewer than
     # `count` of them is an error (minima interior by design).
@@ -45,11 +48,13 @@ def study_section() -> ml_collections.ConfigDict:
     # Repeated seeds (init and data order): every seed at the `seed_points` points of each budget
     # nearest its prior N_opt (run ids end in -s<seed>); seeds[0] elsewhere.
     s.seeds = (0, 1)
-    s.seed_points = 3
+    s.seed_points = 2
     # Forecast (experiments/planning/forecast.py): Monte Carlo studies of Approach 2 on this grid under
     # the prior law; per-run noise from noise_from (a previous points.csv/results.csv) else noise.
     s.simulations = 200
-    s.noise = 0.005  # nats, std of one run's final eval loss across seeds
+    # nats, std of one run's final eval loss across seeds: assumed until a study measures it (then
+    # noise_from=<study>/points.csv); lr_sweep_cpu's neighbouring-lr scatter suggests 0.01-0.02.
+    s.noise = 0.01
     s.noise_from = ""
     # (low, high) bounds on D/N (N total); outside: dropped (a sanity bound; the window decides).
     s.tokens_per_param = (1.0, 2000.0)

@@ -31,9 +31,14 @@ def get_config():
     s.budgets = (6e18, 1e19, 3e19, 6e19, 1e20, 3e20)
     s.recipe = "standard"
     s.ladder.min_params = 3e7
-    s.ladder.max_params = 4e9
-    s.ladder.growth = 1.3
-    s.tokens_per_param = (2.0, 250.0)
+    s.ladder.max_params = 8e9
+    s.ladder.growth = 1.2  # every aspect-64 shape of the range: neighbouring rungs <= 0.15 decades apart
+    s.prior.kind = "tokens_per_param"
+    s.prior.source = "Hoffmann et al. 2022: ~20 tokens per parameter at the optimum (a = 0.5)"
+    s.prior.tokens_per_param = 20.0
+    s.prior.depth = 0.03  # their Figure 3 profiles rise ~0.03-0.05 nats 0.4 decades out
+    s.noise = 0.002  # nats per run with 1M eval tokens; replace by noise_from a first study
+    s.tokens_per_param = (1.5, 250.0)
     s.min_steps = 500
     s.wsd.checkpoint_every = 500
     s.train_tokens_per_epoch = 0  # from the prepared corpus (scaling.data)

@@ -107,7 +107,8 @@ def forecast(runs: Sequence[RunSpec], prior: Prior, noise: float, noise_source: 
     points = [r for r in runs if r.role == "isoflop"]
     if not points:
         raise StudyError("study.simulations: the plan has no IsoFLOP runs to forecast")
-    law = prior.law(fpt_curve(points))
+    budgets = np.unique([r.budget for r in points])
+    law = prior.law(fpt_curve(points), float(np.exp(np.mean(np.log(budgets)))))
     clean = law.loss([r.params for r in points], [r.tokens for r in points])
     convention = points[0].flop_convention
     try:

@@ -3,7 +3,8 @@
 Reads DIR/results.csv (experiments.collect) and keeps the completed role="lr_sweep" rows. Per size and
 beta2, the final eval loss is fitted by a parabola in log10 lr; its vertex is lr* and the vertex value
 the loss at lr* (a vertex outside the swept lrs, or a parabola opening downward, is flagged "edge"
-and lr* is then the best swept lr). For the beta2 whose lr* losses are lower on average, lr*(N) is
+and lr* is then the best swept lr). For the beta2 whose lr* losses are lower on average (over the
+sizes every beta2 has), lr*(N) is
 fitted as a power law across sizes, lr*(N) = lr_at_1e5 * (N / 1e5)^-exponent (N total parameters:
 what the ladder's rule takes). The best loss per size also gives the budget's IsoFLOP profile, whose
 parabola in log N places N_opt at the sweep's budget and its depth 0.4 decades out: the numbers a
@@ -73,7 +74,8 @@ def fit(rows: list[dict]) -> LrFit:
     by_b2: dict[float, list[SizeFit]] = {}
     for s in sizes:
         by_b2.setdefault(s.beta2, []).append(s)
-    beta2 = min(by_b2, key=lambda b: np.mean([s.loss_star for s in by_b2[b]]))
+    common = set.intersection(*({s.params for s in group} for group in by_b2.values()))
+    beta2 = min(by_b2, key=lambda b: np.mean([s.loss_star for s in by_b2[b] if s.params in common]))
     chosen = sorted(by_b2[beta2], key=lambda s: s.params)
     n = np.array([s.params for s in chosen], float)
     lr_star = np.array([s.lr_star for s in chosen])
@@ -129,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(report(f))
-    io.atomic_write_json(args.study / "lr_fit.json", dataclasses.asdict(f))
+    clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v
+    record = dataclasses.asdict(f)
+    record["sizes"] = [{k: clean(v) for k, v in s.items()} for s in record["sizes"]]
+    io.atomic_write_json(args.study / "lr_fit.json", {k: clean(v) for k, v in record.items()})
     print(f"wrote {args.study / 'lr_fit.json'}")
     return 0
 

@@ -94,13 +94,13 @@ class Prior:
             rule = f"N_opt = {self.params:.3g} * (C / {self.budget:.3g})^{self.a:g}"
         return f"prior: {rule}" + (f" [{self.source}]" if self.source else "")
 
-    def law(self, flops_per_token: Callable[[float], float]) -> Law:
-        """The loss law whose IsoFLOP optimum at the reference budget is the prior's N_opt there.
+    def law(self, flops_per_token: Callable[[float], float], C0: float) -> Law:
+        """The loss law whose IsoFLOP optimum at budget C0 (the grid's geometric middle) is the
+        prior's N_opt there.
 
         D = C / f(N) with f the grid's own FLOPs per token, so the optimum condition
         dL/dlnN = 0 reads alpha A N^-alpha = beta gamma B D^-beta, gamma = dln f/dln N (6ND: gamma 1).
         """
-        C0 = self.budget if self.kind == "law" else 1e12
         N0 = self.n_opt(C0)
         beta = self.alpha * self.exponent / (1 - self.exponent)
         f0 = flops_per_token(N0)
