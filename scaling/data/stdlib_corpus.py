@@ -18,7 +18,12 @@ import sysconfig
 import tensorflow_datasets as tfds
 
 EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "__pycache__"})
-DEFAULT_VAL_PER_MILLE = 10  # ~1% of documents go to validation
+# ~20% of documents (368 of 1,790 files, 7.2M bytes of Python 3.11.7's) go to validation. Files differ
+# by ~0.4 nats in mean loss, so the eval's precision is set by how many files it sees, not how many
+# tokens: with the former 1% (21 files) the document-clustered standard error of a 9e4-parameter
+# model's eval loss was 0.041 nats whatever the eval size, and the paired difference of two models
+# 0.012; with 20% and 262,144 eval tokens they are 0.022 and 0.0032 (helper B's measurement, issue 8).
+DEFAULT_VAL_PER_MILLE = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +94,7 @@ class PythonStdlib(tfds.core.GeneratorBasedBuilder):
     """TFDS builder; without a config it describes the running interpreter's full stdlib."""
 
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "stdlib .py files, tests included, ~1% validation by path hash."}
+    RELEASE_NOTES = {"1.0.0": "stdlib .py files, tests included, validation by path hash (val_per_mille)."}
 
     def __init__(self, *, config: StdlibConfig | None = None, **kwargs):
         super().__init__(config=config or StdlibConfig.create(), **kwargs)
