@@ -50,7 +50,7 @@ def get_config():
     s = c.study
     s.name = "isoflop_markov"
     s.dir = "studies/isoflop_markov"
-    s.budgets = (1e11, 3e11, 1e12, 3e12)  # 1.5 decades
+    s.budgets = (1e11, 3e11, 1e12, 3e12)  # 1.48 decades
     s.prior.source = "pilot on this source: at C=6.5e11 N=1.2e4 and 5.2e4 tie (1.130, 1.127 nats), 1.1e5 worse"
     s.prior.budget = 6.5e11
     s.prior.params = 2.5e4
