@@ -1,0 +1,140 @@
+"""Bytes one training step holds on each device, from the model's shape and the run's mesh.
+
+The peak of a step is at the start of its backward pass: the state (parameters and Adam's two
+moments, float32, sharded by the rules table like the weights), the gradients, every activation the
+backward reads (per layer: the residual stream, norms, projections, the MLP's hidden tensors and,
+unless a fused kernel keeps them on chip, the attention scores), the logits and their gradient.
+
+What a layer keeps is counted in tensors per token (`ACTIVATIONS`), fitted to XLA's own buffer
+assignment (`compiled.memory_analysis()`) of this codebase's step on CPU under the trainer's XLA
+flags (14 shapes, each within 5%): ~12 D-wide tensors (the minimal set is ~8: XLA:CPU keeps float32
+copies of the norms and rotary inputs and the heads-major layouts besides), 4 F-wide, 2 scores per
+head and key. GPUs fuse more, so there the model errs toward fitting. tests/test_memory.py holds it
+within 20% of XLA on CPU.
+
+Rematerialisation (model.remat) keeps only each block's input and recomputes one block at a time
+during the backward (Chen et al. 2016, "Training deep nets with sublinear memory cost"). XLA:CPU
+does not realise that saving (a 4-layer step: 201 MB with remat, 213 MB without), so the remat
+figures are checked against XLA on GPU only (pending: no GPU lent when this was written).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+from typing import Sequence
+
+import jax.numpy as jnp
+from flax import nnx
+
+from models.config import ModelConfig
+from models.transformer import Transformer, attention_kernel
+from scaling.sharding import MESH_AXES, logical_axes_tree, logical_to_spec, rules_dict
+
+ADAM_MOMENTS = 2  # optax.adamw: mu and nu, float32, sharded like their parameter
+
+
+@dataclasses.dataclass(frozen=True)
+class ActivationCounts:
+    """Tensors one layer keeps per token for its backward (see the module docstring)."""
+    d_model: float = 12.0  # residual stream, norms, q/k/v before and after rotary, attention output
+    d_ff: float = 4.0  # MLP up, gate, silu(gate) and the product (compute dtype)
+    scores: float = 2.0  # per head and key: scores and probabilities (float32)
+    logits: float = 2.0  # per vocab entry: logits and their gradient (float32)
+
+
+ACTIVATIONS = ActivationCounts()
+
+
+@dataclasses.dataclass(frozen=True)
+class StepMemory:
+    """Bytes per device of one train step, by what holds them."""
+    params: int
+    opt_state: int
+    grads: int
+    activations: int
+    logits: int
+    gathered: int  # one layer's weights and gradients all-gathered under FSDP
+    batch: int
+
+    @property
+    def total(self) -> int:
+        return (self.params + self.opt_state + self.grads + self.activations + self.logits
+                + self.gathered + self.batch)
+
+    def fits(self, device_bytes: float, headroom: float = 0.9) -> bool:
+        """Within `headroom` of the device (XLA's own buffers, fragmentation, the runtime)."""
+        return self.total <= headroom * device_bytes
+
+
+def mesh_sizes(shape: Sequence[int]) -> dict[str, int]:
+    """{axis: size} of a resolved (data, fsdp, tensor) mesh shape (no devices needed)."""
+    return dict(zip(MESH_AXES, (int(s) for s in shape)))
+
+
+def _param_bytes_per_device(cfg: ModelConfig, sizes: dict[str, int], rules) -> tuple[int, int]:
+    """(bytes of all parameters on one device, bytes of the largest layer gathered in full)."""
+    abstract = nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0)))
+    _, variables = nnx.split(abstract)
+    axes = logical_axes_tree(variables)
+    mesh = types.SimpleNamespace(shape=sizes)  # logical_to_spec reads only the axis sizes
+    rules = rules_dict(rules)
+    local = 0
+    for path, v in nnx.to_flat_state(variables):
+        node = axes
+        for key in path:
+            node = node[key]
+        shape = v.get_value().shape
+        spec = logical_to_spec(node, shape, mesh, rules)
+        shards = math.prod(math.prod(sizes[a] for a in ((s,) if isinstance(s, str) else s))
+                           for s in spec if s is not None)
+        local += math.prod(shape) * 4 // shards
+    layer = 4 * (2 * cfg.d_model * cfg.attn_dim + (3 if cfg.mlp == "swiglu" else 2)
+                 * cfg.d_model * cfg.d_ff)
+    return local, layer
+
+
+def _split(n: int, axes: tuple[str, ...], sizes: dict[str, int]) -> int:
+    """Per-device size of a dimension of n over `axes` (replicated where they do not divide it)."""
+    used = 1
+    for a in axes:
+        if n % (used * sizes[a]) == 0:
+            used *= sizes[a]
+    return n // used
+
+
+def step_memory(cfg: ModelConfig, *, global_batch: int, grad_accum: int, mesh_shape: Sequence[int],
+                rules, counts: ActivationCounts = ACTIVATIONS) -> StepMemory:
+    """Bytes per device of one train step of `cfg` (cfg.remat and cfg.dtype as configured)."""
+    sizes = mesh_sizes(mesh_shape)
+    r = rules_dict(rules)
+    params, layer_bytes = _param_bytes_per_device(cfg, sizes, rules)
+    rows = _split(global_batch // grad_accum, r["batch"], sizes)  # micro-batch rows on a device
+    tokens = rows * cfg.seq_len
+    act = jnp.dtype(cfg.dtype).itemsize
+    heads = _split(cfg.n_heads, r["heads"], sizes)
+    d_ff = _split(cfg.d_ff, r["mlp"], sizes)
+    vocab = _split(cfg.vocab_size, r["vocab"], sizes)
+    # A fused attention kernel keeps only per-row softmax statistics, not the L x L scores.
+    scores = 0 if attention_kernel(cfg) == "cudnn" else counts.scores * heads * cfg.seq_len * 4
+    per_layer = tokens * (act * (counts.d_model * cfg.d_model + counts.d_ff * d_ff) + scores)
+    if cfg.remat:
+        activations = cfg.n_layer * tokens * cfg.d_model * act + per_layer
+    else:
+        activations = cfg.n_layer * per_layer
+    if cfg.scan_layers:  # the scanned backward slices each layer's residuals into one more buffer
+        activations += per_layer
+    fsdp = sizes["fsdp"] > 1
+    return StepMemory(
+        params=params, opt_state=ADAM_MOMENTS * params, grads=params,
+        activations=int(activations), logits=int(counts.logits * tokens * vocab * 4),
+        gathered=2 * layer_bytes if fsdp else 0,
+        batch=grad_accum * rows * cfg.seq_len * 12,  # inputs, targets int32 and weights float32
+    )
+
+
+def xla_peak_bytes(compiled) -> int:
+    """XLA's own figure for a compiled step: arguments + outputs not aliased to them + temporaries."""
+    ma = compiled.memory_analysis()
+    return (ma.argument_size_in_bytes + ma.output_size_in_bytes - ma.alias_size_in_bytes
+            + ma.temp_size_in_bytes)

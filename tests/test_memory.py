@@ -1,0 +1,70 @@
+"""scaling.memory against XLA's own buffer assignment of the real train step (CPU, small shapes)."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from scaling import memory, step as step_lib, validate
+from scaling.config import DEFAULT_RULES, default_config
+from scaling.sharding import make_mesh
+
+
+def _config(n_layer, d_model, n_heads, seq_len, batch, *, accum=1, scan=False, remat=False,
+            mesh=(1, 1, 1), vocab=257):
+    c = default_config()
+    c.model.update(n_layer=n_layer, d_model=d_model, n_heads=n_heads, seq_len=seq_len,
+                   vocab_size=vocab, scan_layers=scan, remat=remat)
+    c.train.update(global_batch=batch, grad_accum=accum)
+    c.mesh.shape = mesh
+    return c
+
+
+def xla_bytes(c) -> int:
+    devices = jax.devices()[: int(jnp.prod(jnp.array(c.mesh.shape)))]
+    cfg = validate.check(c, len(devices))
+    comp = step_lib.build(c, cfg, make_mesh(c.mesh.shape, devices))
+    shape = (c.train.grad_accum, c.train.global_batch // c.train.grad_accum, cfg.seq_len)
+    batch = {k: jax.ShapeDtypeStruct(shape, dt, sharding=comp.batch_sharding)
+             for k, dt in (("inputs", jnp.int32), ("targets", jnp.int32), ("weights", jnp.float32))}
+    with jax.set_mesh(comp.mesh):
+        compiled = comp.train_step.lower(comp.abstract_state, batch,
+                                         jax.ShapeDtypeStruct((), jnp.float32)).compile()
+    return memory.xla_peak_bytes(compiled)
+
+
+def model_bytes(c) -> memory.StepMemory:
+    cfg = validate.check(c, int(jnp.prod(jnp.array(c.mesh.shape))))
+    return memory.step_memory(cfg, global_batch=c.train.global_batch, grad_accum=c.train.grad_accum,
+                              mesh_shape=c.mesh.shape, rules=DEFAULT_RULES)
+
+
+# Shapes where different terms dominate: attention scores (L=128), weights (d=256, L=32),
+# accumulation, scanned layers, a data-parallel mesh. Small: each case compiles a whole step.
+CASES = {
+    "scores": _config(2, 64, 4, 128, 8),
+    "weights": _config(2, 256, 4, 32, 4, vocab=300),
+    "accum": _config(3, 96, 2, 96, 16, accum=4),
+    "scan": _config(2, 64, 4, 128, 8, scan=True),
+    "data8": _config(2, 64, 4, 64, 32, mesh=(8, 1, 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_model_within_20_percent_of_xla(name):
+    c = CASES[name]
+    want, got = xla_bytes(c), model_bytes(c)
+    assert 0.8 <= got.total / want <= 1.2, (name, got, want, got.total / want)
+
+
+def test_terms_scale_as_their_causes():
+    base = model_bytes(_config(2, 64, 4, 128, 32))
+    accum = model_bytes(_config(2, 64, 4, 128, 32, accum=4))
+    remat = model_bytes(_config(2, 64, 4, 128, 32, remat=True))
+    data8 = model_bytes(_config(2, 64, 4, 64, 32, mesh=(1, 8, 1)))
+    assert accum.params == base.params and accum.activations * 4 == base.activations
+    assert remat.activations < base.activations / 1.5 and remat.params == base.params
+    # FSDP: parameters and moments split 8 ways (the 257-row embedding only over its other axis).
+    assert data8.params < base.params / 4 and data8.gathered > 0
+    assert memory.StepMemory(1, 2, 1, 3, 1, 0, 1).fits(10) and not model_bytes(
+        _config(2, 64, 4, 128, 32)).fits(50e6)
