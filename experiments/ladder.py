@@ -47,6 +47,25 @@ The `cpu` recipe (isoflop_cpu, isoflop_ci, lr_sweep_cpu): loss smooth in N
   lr, b2   measured, not borrowed: lr*(N) = lr_at_1e5 * (N / 1e5)^-lr_exponent, N total, and b2, from
            the lr_sweep_cpu calibration (sizes x peak lr x beta2 at one budget, batch 8); see RECIPES.
 
+Calibration of the `cpu` lr and b2 (measured 2026-12-01 on this 2-core CPU, load 10-17 from other work)
+    python -m experiments.plan --config=experiments/configs/lr_sweep_cpu.py
+    python -m experiments.launch --study=studies/lr_sweep_cpu        # 30 runs, 25.3 min, 2 workers
+    python -m experiments.collect --study=studies/lr_sweep_cpu
+    python -m experiments.planning.lr_fit --study=studies/lr_sweep_cpu
+  3 sizes x 5 peak lrs (1.5e-3 ... 2.4e-2, factor 2) x b2 in {0.95, 0.99}, each run 6e11 FLOPs at
+  batch 8 x 128 tokens, cosine to 10%, final eval on 65,536 validation tokens. Vertex of a parabola
+  in log10 lr per size (final eval loss, nats/token):
+        N      b2     lr*     loss@lr*        N      b2     lr*     loss@lr*
+    13,188   0.95   0.0117    1.996       13,188   0.99   0.0095    1.978
+    36,146   0.95   0.0120    1.872       36,146   0.99   0.0092    1.893
+    90,402   0.95   0.0052    1.941       90,402   0.99   0.0044    1.950
+  b2: 0.95 (mean loss at lr* 1.936 vs 1.940 for 0.99: no gain from 0.99 at this batch, within the
+  runs' scatter); lr*(N) = 0.00578 * (N / 1e5)^-0.420 (fitted over the three sizes at b2 = 0.95;
+  Kaplan's eq. D.1 gives 1.7e-3 at 9e4, 3.5x too low here). The same sweep's best loss per size
+  has its IsoFLOP vertex at N = 3.97e4 (0.088 nats deep 0.4 decades out): isoflop_cpu's prior.
+  The d_ff rounding moved from 8 to 4 after the sweep (36,146 had d_ff 64, now 60); lr* is a
+  smooth function of N, so the rule carries over.
+
 Parameter counts always come from `scaling.flops.count_params` on the exact shape, never 6N-style
 formulas.
 """

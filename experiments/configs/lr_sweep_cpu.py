@@ -12,6 +12,10 @@ beta2, a parabola in log lr to the final eval loss (its vertex is lr*), then lr*
 the figures this command printed. The sizes straddle the compute-optimal size at this budget, so the
 best loss per size also places the isoflop_cpu prior's N_opt (study.prior there).
 
+Measured (2026-12-01, 2 workers, load 10-17 from other work on the machine): 30 runs in 25.3 minutes
+(over the 20-minute target because of that load: the runs' own time sums to 46 minutes); lr_fit gives
+b2 = 0.95 and lr*(N) = 0.00578 * (N / 1e5)^-0.42, figures in experiments/ladder.py's docstring.
+
 The `study` fields are documented in isoflop_cpu.py; `lr_sweep` is the one section only this mode reads.
 """
 import ml_collections
