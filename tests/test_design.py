@@ -136,3 +136,17 @@ def test_lr_fit_flags_an_optimum_outside_the_swept_lrs():
     assert lr_fit.fit_size(lrs, [3.0, 2.5, 2.2])[2]  # still falling at the largest lr: edge
     lr, _, edge, _ = lr_fit.fit_size(lrs, [2.5, 2.2, 2.4])
     assert not edge and 1e-3 < lr < 4e-3
+
+
+def test_wsd_seed_repeats_branch_from_a_trunk_of_their_own_seed():
+    p = _plan(mode="wsd_branches", schedule="wsd", seeds=(0, 2), seed_points=1)
+    by_id = {r.run_id: r for r in p.runs}
+    repeats = [r for r in p.runs if r.seed == 2 and r.role == "isoflop"]
+    assert len(repeats) == len(isoflop_ci.get_config().study.budgets)
+    for r in repeats:
+        assert r.run_id.endswith("-s2")
+        if r.branch_from:
+            trunk = by_id[r.branch_from]
+            assert trunk.role == "trunk" and trunk.seed == 2 and trunk.run_id.endswith("-s2")
+            assert trunk.overrides["seed"] == 2 and trunk.params == r.params
+    assert {by_id[r.branch_from].seed for r in p.runs if r.branch_from and r.seed == 0} <= {0}

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import ml_collections
 
 from experiments import ladder as ladder_lib
-from experiments.planning import estimate, forecast as forecast_lib, grid as grid_lib, specs
+from experiments.planning import estimate, forecast as forecast_lib, grid as grid_lib, memory_fit, specs
 from experiments.planning.errors import StudyError
 from experiments.planning.prior import NO_PRIOR
 from experiments.planning.study import Study
@@ -33,6 +33,8 @@ class Plan:
     windows: tuple[str, ...] = ()  # per budget: the sizes kept around the prior's N_opt
     forecast: forecast_lib.Forecast | None = None
     forecast_note: str = ""  # why there is no forecast, when one was asked for
+    memory_gb: dict[str, float] = dataclasses.field(default_factory=dict)  # per run, per device
+    memory_note: str = ""  # the memory limit the runs were fitted to ("" without one)
 
     def to_json(self) -> dict[str, Any]:
         return {"study": self.study, "runs": [r.to_dict() for r in self.runs],
@@ -66,14 +68,17 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
     if not rungs:
         raise StudyError(f"study.ladder: no {study.recipe!r} shape between {study.min_params:.3g} and "
                          f"{study.max_params:.3g} parameters; widen the range")
-    if study.mode == "wsd_branches" and len(study.seeds) > 1 and study.seed_points:
-        raise StudyError("study.seeds: repeated seeds are planned for mode 'independent' only; set "
-                         "study.seed_points=0 with study.mode='wsd_branches'")
     epoch = estimate.epoch_tokens(config, study) if epoch is None else epoch
     points, dropped = grid_lib.grid(rungs, study, epoch)
     make = {"wsd_branches": specs.wsd_runs, "lr_sweep": specs.sweep_runs}.get(study.mode, specs.independent_runs)
     runs, trained = make(points, study, os.path.abspath(config_file), dict(base_overrides or {}))
+    # Micro-batches and remat so each run fits its device (scaling.memory), or the run is dropped.
+    runs, too_big, memory_gb, memory_note = memory_fit.fit_runs(config, runs)
+    trained = {r.run_id: trained[r.run_id] for r in runs}
+    dropped = [*dropped, *too_big]
     specs.check_runs(config, runs)
+    if throughput is not None and not estimate.plans_for_this_device(config):
+        throughput = None  # a probe on another kind of device measures the wrong machine
     seconds, source = estimate.estimate_seconds(runs, trained, config, study, throughput)
     study_dict = config.study.to_dict()
     study_dict["hash"] = study_hash(study_dict, runs)
@@ -83,7 +88,7 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
                 prior=study.prior.describe() if study.prior.kind != "none" else "",
                 windows=tuple(_window_line(C, points, study) for C in study.budgets
                               if study.prior.kind != "none"),
-                **_forecast(runs, study))
+                memory_gb=memory_gb, memory_note=memory_note, **_forecast(runs, study))
 
 
 def _window_line(C: float, points, study: Study) -> str:

@@ -98,15 +98,15 @@ def wsd_cooldown_start(steps: int, cooldown_frac: float) -> int:
 
 def wsd_runs(points: list[Point], study: Study, config_file: str, base: dict
              ) -> tuple[list[RunSpec], dict[str, float]]:
-    """Per size: one constant-LR trunk; every grid point a cooldown branching off it.
+    """Per size and seed: one constant-LR trunk; every grid point a cooldown branching off it.
 
     A branch resumes the trunk's checkpoint at `branch_step` (a multiple of study.wsd.checkpoint_every,
     at or before its cooldown start): until then the trunk's constant schedule and the branch's WSD
     schedule give the same learning rate at every step (same warmup, same peak), and the batch at step i
-    is a pure function of (seed, i), so the branch equals a from-scratch WSD run of its length.
+    is a pure function of (seed, i), so the branch equals a from-scratch WSD run of its length. A seed
+    repeat (study.seeds) needs its own trunk of that seed: init and data order differ from step 0.
     """
-    recipe = ladder_lib.RECIPES[study.recipe]
-    every, frac = study.wsd_checkpoint_every, study.wsd_cooldown_frac
+    seeds = seeds_of(points, study)
     runs: list[RunSpec] = []
     trained: dict[str, float] = {}
     for n in sorted({p.rung.params.total for p in points}):
@@ -115,29 +115,39 @@ def wsd_runs(points: list[Point], study: Study, config_file: str, base: dict
             raise StudyError(f"study.mode=wsd_branches: size N={n:,} needs different batches across budgets "
                              "to reach study.min_steps, so one trunk cannot serve them; raise the smallest "
                              "budget or lower study.min_steps")
-        warmup = warmup_steps(mine[0].rung, min(p.steps for p in mine), recipe, mine[0].global_batch)
-        per_step = mine[0].flops / mine[0].steps
-        starts = {p.C: wsd_cooldown_start(p.steps, frac) // every * every for p in mine}
-        starts = {C: (b if b > warmup else 0) for C, b in starts.items()}
-        trunk_steps = max(starts.values())
-        trunk_id = f"trunk-N{n:.3g}"
-        if trunk_steps:
-            trunk_point = dataclasses.replace(mine[0], C=trunk_steps * per_step, steps=trunk_steps,
-                                              flops=trunk_steps * per_step)
-            runs.append(make_spec(trunk_point, study, config_file, base, warmup, run_id=trunk_id,
-                                  overrides={"train.schedule": "constant",
-                                             "checkpoint.every_steps": every,
-                                             "checkpoint.keep": trunk_steps // every + 1},
-                                  role="trunk"))
-            trained[trunk_id] = trunk_point.flops
-        for p in mine:
-            b = starts[p.C]
-            spec = make_spec(p, study, config_file, base, warmup, overrides={"train.cooldown_frac": frac},
-                             branch_from=trunk_id if b else None, branch_step=b or None)
-            runs.append(spec)
-            trained[spec.run_id] = (p.steps - b) * per_step
-    trunks_first = sorted(runs, key=lambda r: (r.branch_from is not None, r.budget, r.params))
+        for seed in sorted({s for p in mine for s in seeds[(p.C, n)]}):
+            _trunk_and_branches([p for p in mine if seed in seeds[(p.C, n)]], seed, study, config_file, base,
+                                runs, trained)
+    trunks_first = sorted(runs, key=lambda r: (r.branch_from is not None, r.budget, r.params, r.seed))
     return trunks_first, trained
+
+
+def _trunk_and_branches(mine: list[Point], seed: int, study: Study, config_file: str, base: dict,
+                        runs: list[RunSpec], trained: dict[str, float]) -> None:
+    recipe = ladder_lib.RECIPES[study.recipe]
+    every, frac = study.wsd_checkpoint_every, study.wsd_cooldown_frac
+    n = mine[0].rung.params.total
+    warmup = warmup_steps(mine[0].rung, min(p.steps for p in mine), recipe, mine[0].global_batch)
+    per_step = mine[0].flops / mine[0].steps
+    starts = {p.C: wsd_cooldown_start(p.steps, frac) // every * every for p in mine}
+    starts = {C: (b if b > warmup else 0) for C, b in starts.items()}
+    trunk_steps = max(starts.values())
+    trunk_id = f"trunk-N{n:.3g}" + (f"-s{seed}" if seed else "")
+    if trunk_steps:
+        trunk_point = dataclasses.replace(mine[0], C=trunk_steps * per_step, steps=trunk_steps,
+                                          flops=trunk_steps * per_step)
+        runs.append(make_spec(trunk_point, study, config_file, base, warmup, run_id=trunk_id, seed=seed,
+                              overrides={"train.schedule": "constant", "checkpoint.every_steps": every,
+                                         "checkpoint.keep": trunk_steps // every + 1},
+                              role="trunk"))
+        trained[trunk_id] = trunk_point.flops
+    for p in mine:
+        b = starts[p.C]
+        spec = make_spec(p, study, config_file, base, warmup, seed=seed,
+                         overrides={"train.cooldown_frac": frac},
+                         branch_from=trunk_id if b else None, branch_step=b or None)
+        runs.append(spec)
+        trained[spec.run_id] = (p.steps - b) * per_step
 
 
 def run_config(config: ml_collections.ConfigDict, spec: RunSpec) -> ml_collections.ConfigDict:
