@@ -56,6 +56,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--targets", help="target budgets for the report, comma-separated FLOPs "
                                       "(default: 10x the largest budget and 5.76e23)")
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the fits (default 200)")
+    ap.add_argument("--reanalyse", action="store_true",
+                    help="rerun fit, figures and report even if their inputs did not change (e.g. after an update)")
     ap.add_argument("--probe", choices=("auto", "on", "off"), default="auto",
                     help="the planner's measured throughput probe for wall-time estimates (off: assumed FLOP/s)")
     ap.add_argument("--trainer", default=None, help=argparse.SUPPRESS)  # tests: a small stand-in trainer
@@ -208,7 +210,7 @@ def analysis_phases(args, study: Path, state: dict, progress: Progress) -> str |
     from analysis import figures, fit, report
 
     h = inputs_hash(study, args)
-    if state.get("report_inputs") == h and (study / "report.html").exists():
+    if state.get("report_inputs") == h and (study / "report.html").exists() and not args.reanalyse:
         return None
     results, curves = str(study / "results.csv"), str(study / "curves.csv")
     fits = str(study / "fits" / "fits.json")

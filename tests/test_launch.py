@@ -5,7 +5,7 @@ Most tests drive the launcher with a small real trainer (`python -m test_launch`
 below) that follows scaling.train's contract: same flags, exit codes, run.json / metrics.jsonl /
 checkpoints/<step> layout, SIGTERM -> checkpoint + exit 143. It sleeps instead of computing, and it
 logs every invocation, so tests can count trainings exactly. The end-to-end test with the real trainer
-is at the bottom.
+is in tests/test_study.py.
 """
 from __future__ import annotations
 
@@ -461,53 +461,4 @@ def test_bad_input_is_one_line_exit_2_before_anything_runs(tmp_path, case, reque
     assert "runs" not in out.stdout and not (study / "runs" / "a").exists()
 
 
-# ------------------------------------------------------------------------------------------------------
-# End to end with the real planner and trainer
-# ------------------------------------------------------------------------------------------------------
-
-@pytest.mark.slow
-def test_isoflop_ci_plan_launch_sigkill_relaunch_collect_with_real_trainer(tmp_path):
-    import csv
-    study = tmp_path / "ci"
-    run_env = {**os.environ, "PYTHONPATH": str(REPO)}
-    plan = subprocess.run([sys.executable, "-m", "experiments.plan", "--config=experiments/configs/isoflop_ci.py",
-                           f"--study_dir={study}"], cwd=REPO, env=run_env,
-                          capture_output=True, text=True, timeout=300)
-    assert plan.returncode == 0, plan.stderr
-    specs = json.loads((study / "plan.json").read_text())["runs"]
-    ids = [s["run_id"] for s in specs]
-    cmd = [sys.executable, "-m", "experiments.launch", f"--study={study}", "--workers=2", "--poll-s=0.5"]
-    first = subprocess.Popen(cmd, cwd=REPO, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: any(sum("train_loss" in m for m in log(study, r, "metrics.jsonl")) >= 2 for r in ids),
-             timeout=240, what="a real run to train")
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    final = subprocess.run(cmd, cwd=REPO, env=run_env, capture_output=True, text=True, timeout=400)
-    assert final.returncode == 0, final.stdout + final.stderr
-    interrupted = 0
-    for s in specs:
-        r = s["run_id"]
-        outcomes = [a["outcome"] for a in json.loads((study / "runs" / r / "attempts.json").read_text())]
-        assert outcomes.count("completed") == 1 and outcomes[-1] == "completed", (r, outcomes)
-        interrupted += outcomes[0] == "interrupted"
-        steps = [m["step"] for m in log(study, r, "metrics.jsonl") if "train_loss" in m]
-        assert steps == sorted(set(steps)) and steps[-1] == s["steps"], r  # resumed, never retrained twice
-        assert run_json(study, r)["status"] == "completed"
-    assert interrupted >= 1  # the SIGKILLed launcher's trainers were stopped and later resumed
-    collect = subprocess.run([sys.executable, "-m", "experiments.collect", f"--study={study}"], cwd=REPO, env=run_env,
-                             capture_output=True, text=True)
-    assert collect.returncode == 0, collect.stderr
-    rows = list(csv.DictReader(open(study / "results.csv")))
-    assert [r["run_id"] for r in rows] == ids and {r["status"] for r in rows} == {"completed"}
-    for r in rows:
-        assert abs(float(r["flops_chinchilla"]) / float(r["budget"]) - 1) <= 0.01
-    assert len(list(csv.DictReader(open(study / "curves.csv")))) >= sum(s["steps"] // 10 for s in specs)
-    # The flow ends in analysis: the study's own tables fit without naming a column.
-    fit = subprocess.run([sys.executable, "-m", "analysis.fit", f"--results={study / 'results.csv'}",
-                          f"--curves={study / 'curves.csv'}", "--approach=all", f"--out={study / 'fits'}"],
-                         cwd=REPO, env=run_env, capture_output=True, text=True, timeout=300)
-    assert fit.returncode == 0, fit.stderr
-    fits = json.loads((study / "fits" / "fits.json").read_text())
-    text = json.dumps(fits)
-    for key in ('"alpha"', '"beta"', '"a"', '"b"', '"E"'):
-        assert key in text
+# The end-to-end test with the real planner and trainer goes through experiments.study: tests/test_study.py.

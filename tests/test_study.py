@@ -1,0 +1,100 @@
+"""experiments.study: one command from a study config to a report, killed and resumed.
+
+The end-to-end test runs the real planner and trainer on the isoflop_ci preset; the others drive the
+study with test_launch's small trainer (it sleeps instead of computing) or check input errors.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_launch import REPO, log, run_json, wait_for
+
+RUN_ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def study_cmd(study: Path, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "experiments.study", "--config=experiments/configs/isoflop_ci.py",
+            f"--study={study}", "--workers=2", "--poll-s=0.5", "--probe=off", "--bootstrap=0", *flags]
+
+
+def _attempts(study: Path, run_id: str) -> list[str]:
+    return [a["outcome"] for a in json.loads((study / "runs" / run_id / "attempts.json").read_text())]
+
+
+def test_isoflop_ci_study_killed_and_rerun_trains_each_run_once_and_reports(tmp_path):
+    study = tmp_path / "ci"
+    first = subprocess.Popen(study_cmd(study), cwd=REPO, env=RUN_ENV, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: (study / "plan.json").exists(), timeout=300, what="the plan")
+    specs = json.loads((study / "plan.json").read_text())["runs"]
+    ids = [s["run_id"] for s in specs]
+    wait_for(lambda: any(sum("train_loss" in m for m in log(study, r, "metrics.jsonl")) >= 2 for r in ids),
+             timeout=300, what="a real run to train")
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    final = subprocess.run(study_cmd(study), cwd=REPO, env=RUN_ENV, capture_output=True, text=True, timeout=900)
+    assert final.returncode == 0, final.stdout + final.stderr
+    # One progress line per change, each naming the study and its phase; the last one names the report.
+    lines = final.stdout.strip().splitlines()
+    assert all(line.startswith("study isoflop_ci") for line in lines), lines
+    assert any("| train 2/6 | grid:" in x and "ETA" in x for x in lines)
+    assert lines[-1].endswith(str(study / "report.html"))
+    interrupted = 0
+    for s in specs:
+        outcomes = _attempts(study, s["run_id"])
+        assert outcomes.count("completed") == 1 and outcomes[-1] == "completed", (s["run_id"], outcomes)
+        interrupted += outcomes[0] == "interrupted"
+        steps = [m["step"] for m in log(study, s["run_id"], "metrics.jsonl") if "train_loss" in m]
+        assert steps == sorted(set(steps)) and steps[-1] == s["steps"]  # resumed, never retrained
+        assert run_json(study, s["run_id"])["status"] == "completed"
+    assert interrupted >= 1  # the killed study's trainers were stopped and later resumed
+    rows = list(csv.DictReader(open(study / "results.csv")))
+    assert [r["run_id"] for r in rows] == ids and {r["status"] for r in rows} == {"completed"}
+    for r in rows:
+        assert abs(float(r["flops_chinchilla"]) / float(r["budget"]) - 1) <= 0.01
+    fits = json.loads((study / "fits" / "fits.json").read_text())
+    assert "approach3" in fits and "diagnostics" in fits
+    md, html = (study / "report.md").read_text(), (study / "report.html").read_text()
+    for heading in ("What was run", "Beside Hoffmann et al. 2022, Table 2", "Diagnostics", "Figures",
+                    "Compute-optimal allocation", "Runs left out"):
+        assert heading in md and heading in html
+    for rid in ids:
+        assert rid in md
+    pngs = sorted((study / "figures").glob("*.png"))
+    assert len(pngs) >= 2 and html.count("data:image/png;base64,") == len(pngs)
+    assert "http://" not in html and "https://" not in html  # opens offline
+    # A finished study run again: nothing is retrained and the report is not rebuilt.
+    before = {p: p.stat().st_mtime_ns for p in (study / "report.html", study / "fits" / "fits.json")}
+    attempts = {r: _attempts(study, r) for r in ids}
+    again = subprocess.run(study_cmd(study), cwd=REPO, env=RUN_ENV, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "plan 1/6" not in again.stdout and "fit 4/6" not in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert {r: _attempts(study, r) for r in ids} == attempts
+
+
+@pytest.mark.parametrize("command, flag", [("experiments.study", "--study"), ("scaling.train", "--workdir")])
+def test_missing_config_is_one_line_exit_2(tmp_path, command, flag):
+    out = subprocess.run([sys.executable, "-m", command, "--config=no_such.py", f"{flag}={tmp_path / 'x'}",
+                          "--config.seed=1"], cwd=REPO, env=RUN_ENV, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "no_such.py" in out.stderr, out.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_bad_flags_are_one_line_exit_2(tmp_path):
+    for flags, needle in ((["--workers=0"], "--workers"), (["--targets=1e13,-5"], "--targets"),
+                          (["--bogus"], "--bogus"), (["--config.study.budgets=()"], "study.budgets")):
+        out = subprocess.run([sys.executable, "-m", "experiments.study", "--config=experiments/configs/isoflop_ci.py",
+                              f"--study={tmp_path / 's'}", "--probe=off", *flags], cwd=REPO, env=RUN_ENV,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 2, (flags, out.stdout, out.stderr)
+        err = out.stderr.strip()
+        assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, (flags, err)
