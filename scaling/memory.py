@@ -20,6 +20,7 @@ figures are checked against XLA on GPU only (pending: no GPU lent when this was 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 from typing import Sequence
@@ -32,6 +33,7 @@ from models.transformer import Transformer, attention_kernel
 from scaling.sharding import MESH_AXES, logical_axes_tree, logical_to_spec, rules_dict
 
 ADAM_MOMENTS = 2  # optax.adamw: mu and nu, float32, sharded like their parameter
+HEADROOM = 0.9  # of a device's memory a step may plan for: XLA's own buffers, fragmentation, runtime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +64,7 @@ class StepMemory:
         return (self.params + self.opt_state + self.grads + self.activations + self.logits
                 + self.gathered + self.batch)
 
-    def fits(self, device_bytes: float, headroom: float = 0.9) -> bool:
+    def fits(self, device_bytes: float, headroom: float = HEADROOM) -> bool:
         """Within `headroom` of the device (XLA's own buffers, fragmentation, the runtime)."""
         return self.total <= headroom * device_bytes
 
@@ -72,8 +74,10 @@ def mesh_sizes(shape: Sequence[int]) -> dict[str, int]:
     return dict(zip(MESH_AXES, (int(s) for s in shape)))
 
 
-def _param_bytes_per_device(cfg: ModelConfig, sizes: dict[str, int], rules) -> tuple[int, int]:
+@functools.lru_cache(maxsize=256)
+def _param_bytes_per_device(cfg: ModelConfig, sizes_items: tuple, rules: tuple) -> tuple[int, int]:
     """(bytes of all parameters on one device, bytes of the largest layer gathered in full)."""
+    sizes = dict(sizes_items)
     abstract = nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0)))
     _, variables = nnx.split(abstract)
     axes = logical_axes_tree(variables)
@@ -108,7 +112,9 @@ def step_memory(cfg: ModelConfig, *, global_batch: int, grad_accum: int, mesh_sh
     """Bytes per device of one train step of `cfg` (cfg.remat and cfg.dtype as configured)."""
     sizes = mesh_sizes(mesh_shape)
     r = rules_dict(rules)
-    params, layer_bytes = _param_bytes_per_device(cfg, sizes, rules)
+    rules_key = tuple((n, tuple(a) if isinstance(a, (list, tuple)) else a) for n, a in rules)
+    params, layer_bytes = _param_bytes_per_device(dataclasses.replace(cfg, remat=False),
+                                                  tuple(sizes.items()), rules_key)
     rows = _split(global_batch // grad_accum, r["batch"], sizes)  # micro-batch rows on a device
     tokens = rows * cfg.seq_len
     act = jnp.dtype(cfg.dtype).itemsize

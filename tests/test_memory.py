@@ -68,3 +68,53 @@ def test_terms_scale_as_their_causes():
     assert data8.params < base.params / 4 and data8.gathered > 0
     assert memory.StepMemory(1, 2, 1, 3, 1, 0, 1).fits(10) and not model_bytes(
         _config(2, 64, 4, 128, 32)).fits(50e6)
+
+
+# ------------------------------------------------------------------ the planner's memory fit
+def _gpu_study(**study):
+    from experiments.configs import isoflop_gpu
+    c = isoflop_gpu.get_config()
+    c.study.update(train_tokens_per_epoch=int(1.5e11), simulations=0, **study)
+    return c
+
+
+def _plan(c, throughput=None):
+    from experiments.planning import build
+    return build.make_plan(c, "experiments/configs/isoflop_gpu.py", throughput=throughput)
+
+
+def test_gpu_plan_on_cpu_fits_every_run_without_probing():
+    from experiments.planning import table
+
+    probed = []
+    plan = _plan(_gpu_study(), throughput=lambda cfg: probed.append(cfg) or 1.0)
+    assert not probed, "a probe on this CPU would have compiled H100-sized steps"
+    assert "40% MFU" in plan.seconds_source
+    limit = 0.9 * 80
+    for r in plan.runs:
+        assert isinstance(r.overrides["model.remat"], bool)
+        assert r.global_batch % r.overrides["train.grad_accum"] == 0
+        assert 0 < plan.memory_gb[r.run_id] <= limit
+    # The ladder's batch of 1,024 sequences of 2,048 tokens cannot be one micro-batch on 80 GB.
+    assert max(r.overrides["train.grad_accum"] for r in plan.runs) > 1
+    assert any(r.overrides["model.remat"] for r in plan.runs)
+    text = table.format_table(plan)
+    assert "accum" in text and "GB/dev" in text and "fits 80 GB per device" in text
+
+
+def test_runs_that_cannot_fit_are_dropped_with_their_need():
+    plan = _plan(_gpu_study(device_memory_gb=16.0))
+    too_big = [d for d in plan.dropped if "GB per device" in d.reason]
+    # Parameters, two Adam moments and gradients: 16 bytes per parameter before any activation.
+    assert too_big and all(d.N > 5e8 for d in too_big)
+    assert all(r.params < 1.1e9 for r in plan.runs)
+    assert all(plan.memory_gb[r.run_id] <= 0.9 * 16 for r in plan.runs)
+
+
+def test_cpu_plan_has_no_memory_limit_and_probes_here():
+    c = _gpu_study(device_kind="", device_memory_gb=0.0)
+    c.study.budgets = (6e18,)
+    probed = []
+    plan = _plan(c, throughput=lambda cfg: probed.append(cfg) or 1e6)
+    assert probed and plan.seconds_source == "probe"
+    assert plan.memory_gb == {} and "train.grad_accum" not in plan.runs[0].overrides

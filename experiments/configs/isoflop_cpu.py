@@ -67,6 +67,14 @@ def study_section() -> ml_collections.ConfigDict:
     s.wsd.checkpoint_every = 50  # wsd_branches: trunk checkpoint interval; branches start on its multiples
     s.train_tokens_per_epoch = 0  # 0: ask scaling.data for one epoch of the training split
     s.assumed_flops_per_second = 6e10  # wall-time estimate when no throughput probe is available
+    # Where the runs train (experiments/planning/memory_fit.py, estimate.py). device_kind "": this
+    # machine's kind; a different kind skips the throughput probe and assumes assumed_mfu of that
+    # kind's peak (scaling.flops.PEAK_FLOPS). device_memory_gb 0: the planning device's memory on
+    # an accelerator, no limit on CPU; each run gets train.grad_accum and model.remat to fit it.
+    s.device_kind = ""
+    s.device_memory_gb = 0.0
+    s.devices_per_run = 1  # devices of one run (its mesh's -1 axis)
+    s.assumed_mfu = 0.0
 
     # --- execution (read by the launcher, experiments.launch) ---
     s.executor = "local"  # local | slurm

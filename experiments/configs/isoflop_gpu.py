@@ -43,6 +43,9 @@ def get_config():
     s.wsd.checkpoint_every = 500
     s.train_tokens_per_epoch = 0  # from the prepared corpus (scaling.data)
     s.assumed_flops_per_second = 4e14  # ~40% of an H100's dense bf16 peak, until a probe measures it
+    s.device_kind = "NVIDIA H100 80GB HBM3"  # planned elsewhere (a CPU login node): no probe here
+    s.device_memory_gb = 80.0
+    s.assumed_mfu = 0.4
     s.executor = "slurm"
     s.workers = 8  # local executor on a multi-GPU host: one run per GPU
     s.slurm.time_minutes = 24 * 60

@@ -30,8 +30,8 @@ def estimate_seconds(runs: Sequence[RunSpec], trained_flops: dict[str, float], c
                      throughput: Throughput | None) -> tuple[dict[str, float], str]:
     """Wall time per run: measured tokens/s of its shape when a probe is given, else assumed FLOP/s."""
     if throughput is None:
-        return ({r.run_id: trained_flops[r.run_id] / study.assumed_flops_per_second for r in runs},
-                f"assumed {study.assumed_flops_per_second:.3g} FLOP/s")
+        rate, label = assumed_rate(config, study)
+        return {r.run_id: trained_flops[r.run_id] / rate for r in runs}, label
     by_shape: dict[int, float] = {}
     seconds = {}
     for r in runs:
@@ -40,6 +40,28 @@ def estimate_seconds(runs: Sequence[RunSpec], trained_flops: dict[str, float], c
         tokens = trained_flops[r.run_id] / r.flops * r.tokens  # a branch trains only its cooldown
         seconds[r.run_id] = tokens / by_shape[r.params]
     return seconds, "probe"
+
+
+def plans_for_this_device(config) -> bool:
+    """Whether the runs will train on this machine's kind of device (study.device_kind, "" = yes):
+    only then does a throughput probe here measure them."""
+    import jax
+    kind = str(config.study.get("device_kind", "") or "")
+    return not kind or kind == jax.devices()[0].device_kind
+
+
+def assumed_rate(config, study: Study) -> tuple[float, str]:
+    """FLOP/s of one run without a probe: study.assumed_mfu of the peak of study.device_kind's
+    devices (scaling.flops.PEAK_FLOPS) when both are known, else study.assumed_flops_per_second."""
+    from scaling import flops
+    kind = str(config.study.get("device_kind", "") or "")
+    mfu = float(config.study.get("assumed_mfu", 0) or 0)
+    peak = flops.peak_flops(kind, str(config.model.dtype)) if kind else None
+    if peak and mfu > 0:
+        devices = int(config.study.get("devices_per_run", 1) or 1)
+        return (mfu * peak * devices,
+                f"assumed {mfu:.0%} MFU of {devices} x {kind} ({peak:.3g} FLOP/s {config.model.dtype})")
+    return study.assumed_flops_per_second, f"assumed {study.assumed_flops_per_second:.3g} FLOP/s"
 
 
 def probe(mode: str) -> Throughput | None:

@@ -14,6 +14,8 @@ def format_table(plan: Plan) -> str:
     wsd = any(r.branch_from or r.run_id.startswith("trunk-") for r in plan.runs)
     head = ["run", "C", "N", "N_nonemb", "D", "D/N", "steps", "batch", "lr", "warmup", "wall"]
     head += ["branch@"] if wsd else []
+    fitted = bool(plan.memory_gb)  # train.grad_accum / model.remat chosen to fit device memory
+    head += ["accum", "remat", "GB/dev"] if fitted else []
     rows = [head]
     for r in plan.runs:
         row = [r.run_id, f"{r.budget:.3g}", f"{r.params:,}", f"{r.non_embedding_params:,}",
@@ -21,6 +23,9 @@ def format_table(plan: Plan) -> str:
                f"{r.lr:.2e}", str(r.warmup_steps), duration(plan.seconds[r.run_id])]
         if wsd:
             row.append(f"{r.branch_step}" if r.branch_from else ("trunk" if r.run_id.startswith("trunk-") else "-"))
+        if fitted:
+            row += [str(r.overrides["train.grad_accum"]), "yes" if r.overrides["model.remat"] else "no",
+                    f"{plan.memory_gb[r.run_id]:.1f}"]
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
@@ -31,6 +36,8 @@ def format_table(plan: Plan) -> str:
         saved = 1 - plan.total_flops / plan.cosine_equivalent_flops
         lines.append(f"WSD branches: {plan.total_flops:.3g} FLOPs against {plan.cosine_equivalent_flops:.3g} "
                      f"for one cosine run per point: {saved:.0%} of the compute saved")
+    if plan.memory_note:
+        lines.append(plan.memory_note)
     for d in plan.dropped:
         lines.append(f"dropped C={d.C:.3g} N={d.N:,}: {d.reason}")
     if plan.prior:
