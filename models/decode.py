@@ -97,7 +97,15 @@ def generate(graphdef: nnx.GraphDef, params, tokens_BxP: jax.Array, start_B: jax
     return Generated(final.out_BxN, final.n_new_B)
 
 
-def compiled_generate(*, max_new: int, sampling: Sampling, eod_id: int, **jit_kwargs):
+# The decode loop reads each layer's cache and then updates it in place. XLA:CPU's default copy
+# insertion cannot prove the read comes first inside a while loop and copies every cache array
+# twice per step; its region analysis can, and removes all of those copies (10M-parameter model,
+# 256 slots: 14.8 -> 9.1 ms per decode step on the 2-core CPU). Per program, so training is untouched.
+CPU_COMPILER_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True}
+
+
+def compiled_generate(*, max_new: int, sampling: Sampling, eod_id: int):
     """`generate` jitted for one (max_new, sampling) setting; graphdef is static."""
     fn = functools.partial(generate, max_new=max_new, sampling=sampling, eod_id=eod_id)
-    return jax.jit(fn, static_argnums=0, **jit_kwargs)
+    options = CPU_COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+    return jax.jit(fn, static_argnums=0, compiler_options=options)

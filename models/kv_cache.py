@@ -47,10 +47,16 @@ class KVCache(NamedTuple):
 
 
 class Where(NamedTuple):
-    """Where L new tokens go; computed once per forward pass and shared by every layer."""
+    """Where L new tokens go and what they see; computed once per forward pass, shared by every layer.
+
+    New tokens attend over the cache as it was before them (slots [start, index)) and over each
+    other (causally), and are written to slots [index, index + L) only afterwards (see
+    `Attention.extend`).
+    """
     index: jax.Array  # int32[]: the slot of the first new token
     positions_BxL: jax.Array  # int32: rotary positions, counted from each row's first real slot
-    mask_Bx1xLxS: jax.Array  # bool: slot s is visible to new token l (written, not padding, not future)
+    cached_Bx1x1xS: jax.Array  # bool: cache slot s holds a real token written before these
+    new_Bx1xLxL: jax.Array  # bool: new token m is visible to new token l (m <= l, m not padding)
 
 
 def init(cfg: ModelConfig, batch: int, length: int, start_B: jax.Array | None = None) -> KVCache:
@@ -72,11 +78,11 @@ def init(cfg: ModelConfig, batch: int, length: int, start_B: jax.Array | None = 
 def where(cache: KVCache, L: int) -> Where:
     slots_L = cache.index + jnp.arange(L, dtype=jnp.int32)
     positions_BxL = slots_L[None, :] - cache.start_B[:, None]
-    key_S = jnp.arange(cache.length, dtype=jnp.int32)
-    causal_LxS = key_S[None, :] <= slots_L[:, None]
-    real_BxS = key_S[None, :] >= cache.start_B[:, None]
-    mask_BxLxS = causal_LxS[None, :, :] & real_BxS[:, None, :]
-    return Where(cache.index, positions_BxL, mask_BxLxS[:, None])
+    slot_S = jnp.arange(cache.length, dtype=jnp.int32)
+    cached_BxS = (slot_S[None, :] < cache.index) & (slot_S[None, :] >= cache.start_B[:, None])
+    # A new token is padding exactly when its position is negative (it precedes its row's start).
+    new_BxLxL = jnp.tril(jnp.ones((L, L), dtype=bool))[None] & (positions_BxL >= 0)[:, None, :]
+    return Where(cache.index, positions_BxL, cached_BxS[:, None, None, :], new_BxLxL[:, None])
 
 
 def write(layer: LayerCache, k_BxHxLxK: jax.Array, v_BxHxLxK: jax.Array, index: jax.Array) -> LayerCache:

@@ -10,6 +10,8 @@ through the same weights, projections and attention as the training forward pass
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -96,47 +98,75 @@ class Attention(nnx.Module):
                                                      implementation="cudnn" if kernel == "cudnn" else None)
             return project("blhk,hkd->bld", o_BxLxHxK, self.wo[...].astype(dtype))
         q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = self._qkv_heads_major(x_BxLxD)
-        o_BxHxLxK = softmax_attention(q_BxHxLxK, k_BxHxLxK, v_BxHxLxK)
+        o_BxHxLxK = softmax_attention(q_BxHxLxK, [(k_BxHxLxK, v_BxHxLxK, None)])
         return project("bhlk,hkd->bld", o_BxHxLxK, self.wo[...].astype(dtype))
 
-    def _qkv_heads_major(self, x_BxLxD: jax.Array, positions_BxL: jax.Array | None = None):
+    def _qkv_heads_major(self, x_BxLxD: jax.Array):
         # Heads-major layout straight out of the projections: on CPU the batched matmuls run ~1.3x
         # faster than through dot_product_attention's [B, L, H, K] layout (bench/train_throughput.py).
         dtype = x_BxLxD.dtype
         q_BxHxLxK = project("bld,dhk->bhlk", x_BxLxD, self.wq[...].astype(dtype))
         k_BxHxLxK = project("bld,dhk->bhlk", x_BxLxD, self.wk[...].astype(dtype))
         v_BxHxLxK = project("bld,dhk->bhlk", x_BxLxD, self.wv[...].astype(dtype))
+        q_BxHxLxK = rotary(q_BxHxLxK, self.cfg.rope_theta, seq_axis=2)
+        k_BxHxLxK = rotary(k_BxHxLxK, self.cfg.rope_theta, seq_axis=2)
+        return q_BxHxLxK, k_BxHxLxK, v_BxHxLxK
+
+    def _qkv_token_major(self, x_BxLxD: jax.Array, positions_BxL: jax.Array):
+        # Projected token-major, then the (few) new tokens moved heads-major: projecting straight to
+        # [B, H, L, K] makes XLA:CPU transpose-copy every q/k/v weight on each call, which for one
+        # token costs more than the matmul itself (bench/decode_throughput.py).
+        dtype = x_BxLxD.dtype
+        qkv = []
+        for w in (self.wq, self.wk, self.wv):
+            qkv.append(project("bld,dhk->blhk", x_BxLxD, w[...].astype(dtype)).swapaxes(1, 2))
+        q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = qkv
         q_BxHxLxK = rotary(q_BxHxLxK, self.cfg.rope_theta, seq_axis=2, positions_BxL=positions_BxL)
         k_BxHxLxK = rotary(k_BxHxLxK, self.cfg.rope_theta, seq_axis=2, positions_BxL=positions_BxL)
         return q_BxHxLxK, k_BxHxLxK, v_BxHxLxK
 
     def extend(self, x_BxLxD: jax.Array, layer: kv_cache.LayerCache,
                at: kv_cache.Where) -> tuple[jax.Array, kv_cache.LayerCache]:
-        """Attention of L new tokens over this layer's cache, after writing their keys and values.
+        """Attention of L new tokens over this layer's cache and each other; the cache gets their
+        keys and values.
 
         The einsum path on every backend: the cache needs a mask of written, non-padding slots that
         the causal flag of dot_product_attention cannot express, and a decode step (L = 1) is bound
         by reading the weights and the cache, not by its 1 x S scores.
         """
-        q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = self._qkv_heads_major(x_BxLxD, at.positions_BxL)
+        q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = self._qkv_token_major(x_BxLxD, at.positions_BxL)
+        # Attend over the cache as it was, and over the new tokens, then write: the write is then
+        # the cache's last use and XLA does it in place. (Written first, XLA:CPU fused the write
+        # into each reader and copied the whole cache three times a step: ~10x the step time.)
+        o_BxHxLxK = softmax_attention(q_BxHxLxK, [(layer.k_BxHxSxK, layer.v_BxHxSxK, at.cached_Bx1x1xS),
+                                                  (k_BxHxLxK, v_BxHxLxK, at.new_Bx1xLxL)])
         layer = kv_cache.write(layer, k_BxHxLxK, v_BxHxLxK, at.index)
-        o_BxHxLxK = softmax_attention(q_BxHxLxK, layer.k_BxHxSxK, layer.v_BxHxSxK, at.mask_Bx1xLxS)
         return project("bhlk,hkd->bld", o_BxHxLxK, self.wo[...].astype(x_BxLxD.dtype)), layer
 
 
-def softmax_attention(q_BxHxLxK: jax.Array, k_BxHxMxK: jax.Array, v_BxHxMxK: jax.Array,
-                      mask: jax.Array | None = None) -> jax.Array:
-    """softmax(q k^T / sqrt(K)) v (Vaswani et al. 2017, eq. 1) over the keys `mask` allows
-    (broadcast to [B, H, L, M]; None: causal, M = L); scores and softmax in float32."""
-    dtype = v_BxHxMxK.dtype
+def softmax_attention(q_BxHxLxK: jax.Array, blocks) -> jax.Array:
+    """softmax(q k^T / sqrt(K)) v (Vaswani et al. 2017, eq. 1), scores and softmax in float32.
+
+    `blocks`: (k_BxHxMxK, v_BxHxMxK, mask) key/value blocks that one softmax spans; each mask
+    broadcasts to [B, H, L, M] (True: visible), None is causal (M = L). Training passes one block,
+    decoding two: the cache and the new tokens.
+    """
     L, K = q_BxHxLxK.shape[2], q_BxHxLxK.shape[3]
-    s_BxHxLxM = jnp.einsum("bhlk,bhmk->bhlm", q_BxHxLxK * K ** -0.5, k_BxHxMxK,
-                           preferred_element_type=jnp.float32)
-    if mask is None:
-        mask = jnp.tril(jnp.ones((L, L), dtype=bool))
-    s_BxHxLxM = jnp.where(mask, s_BxHxLxM, jnp.finfo(jnp.float32).min)
-    p_BxHxLxM = jax.nn.softmax(s_BxHxLxM, axis=-1).astype(dtype)
-    return jnp.einsum("bhlm,bhmk->bhlk", p_BxHxLxM, v_BxHxMxK)
+    scores = []
+    for k_BxHxMxK, _, mask in blocks:
+        s_BxHxLxM = jnp.einsum("bhlk,bhmk->bhlm", q_BxHxLxK * K ** -0.5, k_BxHxMxK,
+                               preferred_element_type=jnp.float32)
+        if mask is None:
+            mask = jnp.tril(jnp.ones((L, L), dtype=bool))
+        scores.append(jnp.where(mask, s_BxHxLxM, jnp.finfo(jnp.float32).min))
+    p_BxHxLxM = jax.nn.softmax(jnp.concatenate(scores, axis=-1) if len(scores) > 1 else scores[0], axis=-1)
+    outs, start = [], 0
+    for k_BxHxMxK, v_BxHxMxK, _ in blocks:
+        M = k_BxHxMxK.shape[2]
+        p_block = p_BxHxLxM[..., start:start + M] if len(blocks) > 1 else p_BxHxLxM
+        outs.append(jnp.einsum("bhlm,bhmk->bhlk", p_block.astype(v_BxHxMxK.dtype), v_BxHxMxK))
+        start += M
+    return functools.reduce(jnp.add, outs)
 
 
 class Mlp(nnx.Module):
