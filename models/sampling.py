@@ -56,7 +56,7 @@ def top_k_logits(logits_BxV: jax.Array, k: int) -> jax.Array:
 def top_p_logits(logits_BxV: jax.Array, p: float) -> jax.Array:
     """-inf outside each row's nucleus: the smallest set of most likely tokens whose probability
     reaches p. A token is in it exactly when the tokens ranked above it hold less than p."""
-    if p >= 1:
+    if isinstance(p, (int, float)) and p >= 1:  # a traced p (tests jit it) always filters
         return logits_BxV
     order_BxV = jnp.argsort(-logits_BxV, axis=-1, stable=True)
     probs_BxV = jax.nn.softmax(jnp.take_along_axis(logits_BxV, order_BxV, axis=-1), axis=-1)

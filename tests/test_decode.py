@@ -70,14 +70,21 @@ def test_cache_longer_than_the_model_is_refused():
 
 
 # ------------------------------------------------------------------ filters
+# Jitted once per shape: eager dispatch of each filter's dozen ops costs seconds per call here.
+_top_k = jax.jit(sampling.top_k_logits, static_argnums=1)
+_top_p = jax.jit(sampling.top_p_logits)
+_filtered = jax.jit(sampling.filtered_logits, static_argnums=1)
+_next_token = jax.jit(sampling.next_token, static_argnums=2)
+
+
 def test_top_k_keeps_exactly_k_even_with_ties():
     logits = jnp.asarray([[3.0, 1.0, 3.0, 3.0, 0.5, 2.0], [0.0] * 6])
     for k in (1, 2, 3, 5):
-        kept = np.isfinite(np.asarray(sampling.top_k_logits(logits, k)))
+        kept = np.isfinite(np.asarray(_top_k(logits, k)))
         assert kept.sum(axis=1).tolist() == [k, k]
-    kept = np.isfinite(np.asarray(sampling.top_k_logits(logits, 2)))[0]
+    kept = np.isfinite(np.asarray(_top_k(logits, 2)))[0]
     assert kept.tolist() == [True, False, True, False, False, False]  # ties: the lower ids
-    top4 = np.isfinite(np.asarray(sampling.top_k_logits(logits, 4)))[0]
+    top4 = np.isfinite(np.asarray(_top_k(logits, 4)))[0]
     assert top4.tolist() == [True, False, True, True, False, True]
 
 
@@ -85,13 +92,13 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     probs = np.asarray([0.05, 0.5, 0.15, 0.3])
     logits = jnp.asarray(np.log(probs))[None]
     for p, expected in [(0.3, {1}), (0.7, {1, 3}), (0.9, {1, 3, 2}), (0.99, {0, 1, 2, 3})]:
-        kept = set(np.flatnonzero(np.isfinite(np.asarray(sampling.top_p_logits(logits, p))[0])))
+        kept = set(np.flatnonzero(np.isfinite(np.asarray(_top_p(logits, p))[0])))
         assert kept == expected, p
     # Random rows: the kept set is a prefix of the ranking, reaches p, and is minimal.
     rng = np.random.default_rng(0)
     logits = jnp.asarray(rng.normal(size=(64, 50)) * 2, jnp.float32)
     for p in (0.1, 0.5, 0.9):
-        kept = np.isfinite(np.asarray(sampling.top_p_logits(logits, p)))
+        kept = np.isfinite(np.asarray(_top_p(logits, p)))
         probs = np.asarray(jax.nn.softmax(logits, axis=-1))
         for row in range(64):
             order = np.argsort(-probs[row], kind="stable")
@@ -104,20 +111,20 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
 def test_temperature_zero_is_argmax_and_filters_apply_after_temperature():
     logits = jnp.asarray(np.random.default_rng(0).normal(size=(8, 257)), jnp.float32)
     keys = jax.random.split(jax.random.key(0), 8)
-    greedy = sampling.next_token(logits, keys, Sampling(temperature=0.0, top_k=5, top_p=0.5))
+    greedy = _next_token(logits, keys, Sampling(temperature=0.0, top_k=5, top_p=0.5))
     np.testing.assert_array_equal(greedy, jnp.argmax(logits, axis=-1))
     # top-k=1 at any temperature is greedy too.
-    np.testing.assert_array_equal(sampling.next_token(logits, keys, Sampling(2.0, top_k=1)), greedy)
+    np.testing.assert_array_equal(_next_token(logits, keys, Sampling(2.0, top_k=1)), greedy)
     # A high temperature flattens the distribution: top-p then keeps more tokens.
-    hot = np.isfinite(np.asarray(sampling.filtered_logits(logits, Sampling(3.0, top_p=0.5)))).sum()
-    cold = np.isfinite(np.asarray(sampling.filtered_logits(logits, Sampling(0.3, top_p=0.5)))).sum()
+    hot = np.isfinite(np.asarray(_filtered(logits, Sampling(3.0, top_p=0.5)))).sum()
+    cold = np.isfinite(np.asarray(_filtered(logits, Sampling(0.3, top_p=0.5)))).sum()
     assert hot > cold
 
 
 def test_sampled_tokens_come_only_from_the_filtered_set():
     logits = jnp.asarray(np.random.default_rng(1).normal(size=(1, 257)), jnp.float32).repeat(256, 0)
     keys = jax.random.split(jax.random.key(3), 256)
-    tokens = np.asarray(sampling.next_token(logits, keys, Sampling(1.0, top_k=7)))
+    tokens = np.asarray(_next_token(logits, keys, Sampling(1.0, top_k=7)))
     allowed = set(np.argsort(-np.asarray(logits[0]))[:7])
     assert set(tokens) <= allowed and len(set(tokens)) > 1
 
