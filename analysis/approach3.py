@@ -200,7 +200,8 @@ _ML_F = jax.jit(_ml_nll)
 _ML_FG = jax.jit(jax.value_and_grad(_ml_nll))
 
 
-def fit_ml(n, d, loss, *, delta: float = 1e-3, start: allocation.LawParams = allocation.HOFFMANN_UNROUNDED):
+def fit_ml(n, d, loss, *, delta: float = 1e-3, start: allocation.LawParams = allocation.HOFFMANN_UNROUNDED,
+           maxiter: int = 10000):
     """Epoch's estimator: maximum likelihood of a Huber density on log-loss residuals with a free
     scale sigma, BFGS with exact (autodiff) gradients from Hoffmann's unrounded values."""
     n, d, loss = (np.asarray(v, float) for v in (n, d, loss))
@@ -213,10 +214,10 @@ def fit_ml(n, d, loss, *, delta: float = 1e-3, start: allocation.LawParams = all
                                             bounds=(-20.0, 5.0), method="bounded").x
         wrap = lambda t: tuple(np.asarray(v, float) for v in _ML_FG(jnp.asarray(t), *args))
         res = scipy.optimize.minimize(wrap, np.append(x_start, s0), jac=True, method="BFGS",
-                                      options={"gtol": 1e-10, "maxiter": 10000})
+                                      options={"gtol": 1e-10, "maxiter": maxiter})
     x = res.x[:5]
     return Approach3Result(allocation.LawParams.from_logs(*x), x, float(res.fun), np.append(x_start, s0),
-                           int(res.success), 1), float(np.exp(res.x[5]))
+                           int(res.success), 1, int(res.nit)), float(np.exp(res.x[5]))
 
 
 def to_fit(res: Approach3Result, approach: str, n_runs: int, intervals=None, notes=()) -> Fit:

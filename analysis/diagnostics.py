@@ -70,16 +70,20 @@ def validation(ctx) -> tuple[list[dict], list[dict], list[str]]:
     from analysis.cli_common import grid_from
     a, runs, notes = ctx.args, ctx.runs, []
     rows, loo = [], []
+    sigma = noise.run_noise(runs).sigma  # the measured noise, as the fits themselves use it
     try:
         rows = [flat(dataclasses.asdict(r)) for r in
-                validate.rolling_origin(runs, a.interp, a.delta, grid_from(a), ctx.plan.sigma)]
+                validate.rolling_origin(runs, a.interp, a.delta, grid_from(a), sigma)]
     except InputError as e:
         notes.append(f"rolling origin: {e}")
-    if ctx.r2 is not None:
-        loo.append(validate.loo_approach2(runs, a.interp, a.include_edges, ctx.plan.sigma))
-    if ctx.r3 is not None:
-        a_of = None if conventions.is_6n_like(runs) else (lambda p: conventions.allocation_exponents(p, runs)[0])
-        loo.append(validate.loo_approach3(runs, ctx.r3.x, a.delta, a_of))
+    try:
+        if ctx.r2 is not None:
+            loo.append(validate.loo_approach2(runs, a.interp, a.include_edges, sigma))
+        if ctx.r3 is not None:
+            a_of = None if conventions.is_6n_like(runs) else (lambda p: conventions.allocation_exponents(p, runs)[0])
+            loo.append(validate.loo_approach3(runs, ctx.r3.x, a.delta, a_of))
+    except InputError as e:
+        notes.append(f"leave-one-out: {e}")
     return rows, [flat(dataclasses.asdict(x)) for x in loo], notes
 
 

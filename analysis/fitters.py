@@ -13,6 +13,13 @@ from analysis.cli_common import grid_from
 from analysis.records import Fit
 
 
+# The ML variant has 6 free parameters (5 + the Huber scale): on a handful of runs its scale
+# collapses and BFGS crawls for its whole iteration budget, so resamples get a budget of their own
+# (a resample that exhausts it is counted as failed) and tiny tables get no ML interval.
+ML_MIN_RUNS_FOR_INTERVAL = 12
+ML_RESAMPLE_MAXITER = 2000
+
+
 @dataclasses.dataclass
 class Context:
     args: object
@@ -120,15 +127,21 @@ def approach3_fit(ctx: Context) -> dict[str, Fit]:
     if not a.no_ml:
         ml, sigma_ml = approach3.fit_ml(runs.N, runs.D, runs.loss, delta=a.delta)
         ctx.ml = ml
-        ints = {}
-        if a.bootstrap:
+        ints, ml_notes = {}, [f"sigma={sigma_ml:.4g}"]
+        if a.bootstrap and len(runs) < ML_MIN_RUNS_FOR_INTERVAL:
+            ml_notes.append(f"no interval: {len(runs)} runs for 6 free parameters (needs {ML_MIN_RUNS_FOR_INTERVAL}); "
+                            f"the likelihood's scale collapses toward 0 on so few runs")
+        elif a.bootstrap:
             def values(r):
-                p = approach3.fit_ml(r.N, r.D, r.loss, delta=a.delta)[0].params
+                res = approach3.fit_ml(r.N, r.D, r.loss, delta=a.delta, maxiter=ML_RESAMPLE_MAXITER)[0]
+                if res.iterations >= ML_RESAMPLE_MAXITER:  # BFGS' own `success` is False at the optimum too
+                    raise RuntimeError(f"BFGS did not converge in {ML_RESAMPLE_MAXITER} iterations")
+                p = res.params
                 ab = allocation.exponents(p)[:2] if eq4 else _convention_ab(ctx, p)
                 return {"E": p.E, "alpha": p.alpha, "beta": p.beta, "a": ab[0], "b": ab[1]}
             p_ml = parametric.around_law(runs, ctx.plan, ml.params)
             ints = _intervals(ctx, "approach3_ml", parametric.generic(runs, values, a.bootstrap, a.seed, p_ml))
-        fits["approach3_ml"] = _law_fit(ctx, ml, "approach3_ml", ints, eq4, (f"sigma={sigma_ml:.4g}",))
+        fits["approach3_ml"] = _law_fit(ctx, ml, "approach3_ml", ints, eq4, tuple(ml_notes))
     return fits
 
 
