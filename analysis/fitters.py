@@ -53,23 +53,16 @@ def approach1_fit(ctx: Context) -> dict[str, Fit]:
     ctx.r1 = r1 = fit1(curves, a.smooth)
     ints, notes = {}, [f"{approach1.points_per_run(curves)} curve points per run (median), smoothed over "
                        f"{a.smooth_dex:g} decades of tokens (local linear)"]
-    if a.bootstrap and ctx.plan.kind == parametric.PARAMETRIC:
-        # Seed noise moves a whole run's curve: each resample shifts every run by sigma_run * z.
-        sig = dict(zip(ctx.runs.run_id, ctx.plan.sigma))
-        s_run = np.array([sig.get(r, np.median(ctx.plan.sigma)) for r in curves.run_id])
-        ids, inv = np.unique(curves.run_id, return_inverse=True)
-        rng = np.random.default_rng(a.seed + 1)
+    sigma = noise.run_noise(ctx.runs).sigma
+    if a.bootstrap and sigma is not None:
+        by_run = dict(zip(ctx.runs.run_id, sigma))
+        s_run = np.array([by_run.get(r, np.median(sigma)) for r in curves.run_id])
 
-        def _exponents(cv):
+        def exponents(cv):
             r = fit1(cv, 1)
             return {"a": r.n_law.exponent, "b": r.d_law.exponent}
-
-        def draws():
-            for _ in range(a.bootstrap):
-                z = rng.standard_normal(len(ids))[inv]
-                cv = tables.Curves(curves.run_id, curves.N, curves.tokens, curves.flops, curves.loss + s_run * z)
-                yield parametric.attempt(_exponents, cv)
-        ints = _intervals(ctx, "approach1", parametric.collect(draws(), a.bootstrap, ctx.plan.kind, ctx.plan.source))
+        s = parametric.curves(curves, s_run, exponents, a.bootstrap, a.seed + 1, ctx.plan.source)
+        ints = _intervals(ctx, "approach1", s)
     elif a.bootstrap:
         notes.append("no interval: the table has no measured noise (seed repeats or eval SE)")
     return {"approach1": Fit("approach1", {"a": r1.n_law.exponent, "b": r1.d_law.exponent}, None, ints,

@@ -172,3 +172,17 @@ def approach3(runs: Runs, best_x, n_boot: int, seed: int, delta: float = 1e-3, p
     n_bad = int((~ok).sum())
     return Samples(vals, n_boot, n_bad, (f"{n_bad}x not converged or non-positive loss draw",) if n_bad else (),
                    p.kind, p.source)
+
+
+def curves(cv, sigma_per_row, fit: Callable, n_boot: int, seed: int, source: str) -> Samples:
+    """Approach 1's resamples: seed noise moves a whole run's curve (init and data order persist
+    through training), so each resample shifts every run's (smoothed) curve by sigma_run * z_run."""
+    from analysis.tables import Curves
+    ids, inv = np.unique(cv.run_id, return_inverse=True)
+    rng = np.random.default_rng(seed)
+
+    def draws():
+        for _ in range(n_boot):
+            z = rng.standard_normal(len(ids))[inv]
+            yield attempt(fit, Curves(cv.run_id, cv.N, cv.tokens, cv.flops, cv.loss + sigma_per_row * z))
+    return collect(draws(), n_boot, PARAMETRIC, source)
