@@ -18,6 +18,7 @@ from flax import nnx
 
 from models import kv_cache
 from models.config import ModelConfig
+from models.constraints import constrain
 from models.dense import project
 
 LAYERS = "layers"  # logical name of the stacked-layer axis when layers are scanned
@@ -94,11 +95,15 @@ class Attention(nnx.Module):
             v_BxLxHxK = project("bld,dhk->blhk", x_BxLxD, self.wv[...].astype(dtype))
             q_BxLxHxK = rotary(q_BxLxHxK, self.cfg.rope_theta, seq_axis=1)
             k_BxLxHxK = rotary(k_BxLxHxK, self.cfg.rope_theta, seq_axis=1)
+            q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (constrain(t, "batch", "length", "heads", "head_dim")
+                                               for t in (q_BxLxHxK, k_BxLxHxK, v_BxLxHxK))
             o_BxLxHxK = jax.nn.dot_product_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True,
                                                      implementation="cudnn" if kernel == "cudnn" else None)
             return project("blhk,hkd->bld", o_BxLxHxK, self.wo[...].astype(dtype))
-        q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = self._qkv_heads_major(x_BxLxD)
+        q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = (constrain(t, "batch", "heads", "length", "head_dim")
+                                           for t in self._qkv_heads_major(x_BxLxD))
         o_BxHxLxK = softmax_attention(q_BxHxLxK, [(k_BxHxLxK, v_BxHxLxK, None)])
+        o_BxHxLxK = constrain(o_BxHxLxK, "batch", "heads", "length", "head_dim")
         return project("bhlk,hkd->bld", o_BxHxLxK, self.wo[...].astype(dtype))
 
     def _qkv_heads_major(self, x_BxLxD: jax.Array):
@@ -186,6 +191,7 @@ class Mlp(nnx.Module):
             h_BxLxF = jax.nn.silu(gate_BxLxF) * up_BxLxF
         else:
             h_BxLxF = jax.nn.gelu(up_BxLxF)
+        h_BxLxF = constrain(h_BxLxF, "batch", "length", "mlp")
         return project("blf,fd->bld", h_BxLxF, self.w_down[...].astype(dtype))
 
 
@@ -197,8 +203,8 @@ class Block(nnx.Module):
         self.mlp = Mlp(cfg, rngs)
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        x_BxLxD = x_BxLxD + self.attn(self.attn_norm(x_BxLxD))
-        return x_BxLxD + self.mlp(self.mlp_norm(x_BxLxD))
+        x_BxLxD = constrain(x_BxLxD + self.attn(self.attn_norm(x_BxLxD)), "batch", "length", "embed")
+        return constrain(x_BxLxD + self.mlp(self.mlp_norm(x_BxLxD)), "batch", "length", "embed")
 
     def extend(self, x_BxLxD: jax.Array, layer: kv_cache.LayerCache,
                at: kv_cache.Where) -> tuple[jax.Array, kv_cache.LayerCache]:
@@ -237,7 +243,12 @@ class Transformer(nnx.Module):
     def __call__(self, tokens_BxL: jax.Array) -> jax.Array:
         cfg = self.cfg
         dtype = jnp.dtype(cfg.dtype)
-        x_BxLxD = jnp.take(self.embed[...], tokens_BxL, axis=0).astype(dtype)
+        # The table whole along embed (FSDP gathers it, as it does every weight before use): a
+        # gather from an embed-sharded table yields rows split along D, which XLA cannot turn into
+        # batch-split rows without replicating them.
+        embed_VxD = constrain(self.embed[...], "vocab", None)
+        x_BxLxD = jnp.take(embed_VxD, tokens_BxL, axis=0).astype(dtype)
+        x_BxLxD = constrain(x_BxLxD, "batch", "length", "embed")
         forward = nnx.remat(_block_forward) if cfg.remat else _block_forward
         if cfg.scan_layers:
             @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry,
@@ -252,7 +263,8 @@ class Transformer(nnx.Module):
         x_BxLxD = self.final_norm(x_BxLxD)
         unembed_DxV = self.embed[...].T if cfg.tie_embeddings else self.unembed[...]
         # Logits in float32: the softmax over V loses too much in bf16.
-        return project("bld,dv->blv", x_BxLxD, unembed_DxV.astype(dtype), jnp.float32)
+        logits_BxLxV = project("bld,dv->blv", x_BxLxD, unembed_DxV.astype(dtype), jnp.float32)
+        return constrain(logits_BxLxV, "batch", "length", "vocab")
 
     def extend(self, tokens_BxL: jax.Array,
                cache: kv_cache.KVCache) -> tuple[jax.Array, kv_cache.KVCache]:

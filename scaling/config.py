@@ -16,9 +16,13 @@ SCHEDULES = ("cosine", "wsd", "constant")
 COOLDOWN_SHAPES = ("linear", "1-sqrt")
 
 # Logical axis -> mesh axes. One table: switching FSDP to tensor parallelism is an edit here.
-# 'batch' is the activations' leading axis; the others name weight dimensions (see models/).
+# 'batch' and 'length' name activation axes only; the others name weight dimensions and the same
+# axes of activations (models/constraints.py). Each mesh axis shards at most one dimension of an
+# array, first come first served: under FSDP an activation's batch takes 'fsdp', so its embed
+# axis stays whole while the weights' embed axis is split.
 DEFAULT_RULES = (
     ("batch", ("data", "fsdp")),
+    ("length", None),
     ("vocab", "tensor"),
     ("embed", "fsdp"),
     ("mlp", "tensor"),

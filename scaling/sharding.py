@@ -91,6 +91,19 @@ def param_specs(abstract_params: dict, axes: dict, mesh: Mesh, rules) -> dict:
                         abstract_params, axes, is_leaf=lambda x: isinstance(x, tuple))
 
 
+def activation_constrainer(mesh: Mesh, rules):
+    """For models.constraints: pin an activation to the spec its logical names give under `rules`
+    (the weights' table; a name the table lacks, e.g. in an older config, stays unconstrained)."""
+    table = rules_dict(rules)
+
+    def constrain(x: jax.Array, names: tuple) -> jax.Array:
+        names = tuple(n if n in table else None for n in names)
+        spec = logical_to_spec(names, x.shape, mesh, table)
+        return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+
+    return constrain
+
+
 def batch_sharding(mesh: Mesh, rules, leading: int = 0) -> NamedSharding:
     """Sharding of a [*leading, B, L] batch: B over the mesh axes the 'batch' rule names."""
     axes = rules_dict(rules)[BATCH]

@@ -19,9 +19,10 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from models.config import ModelConfig
+from models import constraints
 from models.transformer import Transformer
 from scaling import optim
-from scaling.sharding import batch_sharding, logical_axes_tree, param_specs
+from scaling.sharding import activation_constrainer, batch_sharding, logical_axes_tree, param_specs
 
 State = dict  # {"step": int32[], "params": pure dict, "opt_state": optax state}
 
@@ -120,6 +121,16 @@ def build(config: ml_collections.ConfigDict, model_cfg: ModelConfig, mesh: Mesh)
         nll_BxL, _ = _weighted_nll(params, graphdef, batch_BxL)
         return jnp.sum(nll_BxL, axis=1), jnp.sum(batch_BxL["weights"], axis=1)
 
+    # Activations pinned through the weights' rules table while the steps are traced.
+    constrainer = activation_constrainer(mesh, rules)
+
+    def pinned(f):
+        @functools.wraps(f)
+        def traced(*args):
+            with constraints.using(constrainer):
+                return f(*args)
+        return traced
+
     replicated = NamedSharding(mesh, P())
     b_sharding = batch_sharding(mesh, rules, leading=1)
     e_sharding = batch_sharding(mesh, rules)
@@ -130,9 +141,9 @@ def build(config: ml_collections.ConfigDict, model_cfg: ModelConfig, mesh: Mesh)
         state_shardings=state_shardings, batch_sharding=b_sharding, eval_batch_sharding=e_sharding,
         init=functools.partial(jax.jit(init_from_seed, out_shardings=state_shardings),
                                jnp.asarray(config.seed, jnp.int32)),
-        train_step=jax.jit(train_step, in_shardings=(state_shardings, batch_tree, replicated),
+        train_step=jax.jit(pinned(train_step), in_shardings=(state_shardings, batch_tree, replicated),
                            out_shardings=(state_shardings, replicated), donate_argnums=0),
-        eval_step=jax.jit(eval_step, in_shardings=(state_shardings["params"], eval_tree),
+        eval_step=jax.jit(pinned(eval_step), in_shardings=(state_shardings["params"], eval_tree),
                           out_shardings=replicated),
         schedule=schedule,
     )
