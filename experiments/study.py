@@ -30,6 +30,7 @@ import traceback
 from pathlib import Path
 
 from experiments import collect, launch, plan
+from experiments.executors import study as st
 from scaling import io
 
 PHASES = ("plan", "train", "collect", "fit", "figures", "report")
@@ -167,14 +168,23 @@ def _last_error(study: Path, phase: str) -> str:
 # --- phases ---------------------------------------------------------------------------------------------
 
 def plan_phase(args, study: Path, overrides: list[str], chash: str, state: dict, progress: Progress) -> None:
+    """Plan into DIR/.plan-new, and put it in place only if no started run's spec changed (or --fresh):
+    a refused plan leaves the study's plan.json, and so its status and report, as they were."""
     if state.get("config_hash") == chash and (study / "plan.json").exists():
         return
     progress.show("plan", "planning the grid")
+    staging = study / ".plan-new"
     with logged(study, "plan"):
-        code = plan.main(["experiments.plan", f"--config={args.config}", f"--study={study}", f"--probe={args.probe}",
-                          *overrides])
+        code = plan.main(["experiments.plan", f"--config={args.config}", f"--study={staging}",
+                          f"--probe={args.probe}", *overrides])
     if code != 0:
         raise StudyInputError(f"plan: {_last_error(study, 'plan')} (DIR/logs/plan.log)")
+    changed = launch.changed_runs(study, st.load_plan(staging))
+    if changed and not args.fresh:
+        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+        raise StudyInputError(f"the config changed the spec of started run {changed[0]}{more} (see "
+                              f"{staging}/plan.json); pass --fresh to archive and retrain them, or undo the change")
+    os.replace(staging / "plan.json", study / "plan.json")
     state.update(config=os.path.abspath(args.config), overrides=overrides, config_hash=chash)
     write_state(study, state)
 

@@ -25,6 +25,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600: others on a cluster could not read results
         os.replace(tmp, path)
     except BaseException:
         # Never leave a stray temp file next to the target, whatever went wrong.
@@ -60,3 +61,13 @@ def fsync_dir(directory: str | os.PathLike) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once, at import: os.umask can only be read by setting it, which would race other threads.
+_UMASK = _read_umask()

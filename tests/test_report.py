@@ -2,6 +2,7 @@
 diagnostics rendered generically, figures embedded in one offline HTML file, targets with their cost,
 and a study directory's runs left out with their reasons."""
 import json
+import os
 import re
 
 import numpy as np
@@ -78,6 +79,9 @@ def test_html_is_self_contained_with_every_figure(built):
     assert html.count('src="data:image/png;base64,') == len(pngs)
     assert not re.search(r'(src|href)="(?!data:|#)', html)  # nothing to fetch: opens offline
     assert "<table>" in html and "Table 2" in html
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "report.html").stat().st_mode & 0o777 == 0o666 & ~umask  # shareable, not mkstemp's 0600
 
 
 def _write(path, obj):
