@@ -98,62 +98,76 @@ def _check(name, holds, detail) -> dict:
     return {"name": name, "holds": None if holds is None else bool(holds), "detail": detail}
 
 
-def checks(ctx, fits, sec) -> list[dict]:
+def _minima_checks(mins) -> list[dict]:
+    if not mins:
+        return [_check("every IsoFLOP minimum interior and convex", None, "Approach 2 not fitted")]
+    bad = [f"{m['C']:.3g}" for m in mins if not (m["interior"] and m["convex"])]
+    diff = [f"{m['C']:.3g}" for m in mins if m["vertices_differ"]]
+    gap = max(abs(np.log10(m["N_parabola"] / m["N_akima"])) for m in mins)
+    return [_check("every IsoFLOP minimum interior and convex", not bad,
+                   f"{len(mins) - len(bad)}/{len(mins)} budgets" + (f"; not: {', '.join(bad)}" if bad else "")),
+            _check("parabola and Akima vertices agree", not diff,
+                   f"largest gap {gap:.3f} decades" + (f"; differ at {', '.join(diff)}" if diff else ""))]
+
+
+def _a_checks(fits, level: float) -> list[dict]:
     out = []
-    mins = sec["minima"]
-    if mins:
-        bad = [f"{m['C']:.3g}" for m in mins if not (m["interior"] and m["convex"])]
-        out.append(_check("every IsoFLOP minimum interior and convex", not bad,
-                          f"{len(mins) - len(bad)}/{len(mins)} budgets" + (f"; not: {', '.join(bad)}" if bad else "")))
-        diff = [f"{m['C']:.3g}" for m in mins if m["vertices_differ"]]
-        out.append(_check("parabola and Akima vertices agree", not diff,
-                          f"largest gap {max(abs(np.log10(m['N_parabola'] / m['N_akima'])) for m in mins):.3f} decades"
-                          + (f"; differ at {', '.join(diff)}" if diff else "")))
-    else:
-        out.append(_check("every IsoFLOP minimum interior and convex", None, "Approach 2 not fitted"))
-    level = int(round(100 * ctx.args.level))
-    a2 = fits.get("approach2")
+    a2, a3, ml = fits.get("approach2"), fits.get("approach3"), fits.get("approach3_ml")
+    name = f"Approach 2 {round(100 * level)}% interval on a within +-{A_HALF_WIDTH}"
     if a2 is not None and "a" in a2.intervals:
         lo, hi = a2.intervals["a"]
-        out.append(_check(f"Approach 2 {level}% interval on a within +-{A_HALF_WIDTH}", (hi - lo) / 2 <= A_HALF_WIDTH,
+        out.append(_check(name, (hi - lo) / 2 <= A_HALF_WIDTH,
                           f"a = {a2.params['a']:.3f} [{lo:.3f}, {hi:.3f}], half-width {(hi - lo) / 2:.3f}"))
     else:
-        out.append(_check(f"Approach 2 {level}% interval on a within +-{A_HALF_WIDTH}", None, "no interval"))
-    a3 = fits.get("approach3")
+        out.append(_check(name, None, "no interval"))
     if a2 is not None and a3 is not None:
         d = abs(a2.params["a"] - a3.params["a"])
         out.append(_check(f"Approaches 2 and 3 agree on a within {A_AGREE}", d <= A_AGREE,
                           f"{a2.params['a']:.3f} vs {a3.params['a']:.3f} (difference {d:.3f})"))
-    if "approach3_ml" in fits and a3 is not None:
-        d = abs(fits["approach3_ml"].params["a"] - a3.params["a"])
+    if ml is not None and a3 is not None:
+        d = abs(ml.params["a"] - a3.params["a"])
         out.append(_check(f"Huber and ML fits agree on a within {A_AGREE}", d <= A_AGREE, f"difference {d:.3f}"))
-    ro = sec["rolling_origin"]
-    last = ro[-1] if ro else None
-    e = None if last is None else last["nopt_error_dex"]
-    out.append(_check(f"held-out largest budget: N_opt within {HOLDOUT_NOPT_DEX} decades", None if e is None else abs(e) <= HOLDOUT_NOPT_DEX,
-                      "not computed" if e is None else f"error {e:+.3f} decades ({_z(last['nopt_z'])} vertex SE)"))
-    r = None if last is None else last["loss_median_abs_rel"]
-    out.append(_check(f"held-out largest budget: losses within {HOLDOUT_LOSS_REL:.0%} (median)", None if r is None else r <= HOLDOUT_LOSS_REL,
-                      "not computed" if r is None else f"median |error| {r:.3%} ({_z(last['loss_median_abs_z'])} sigma), "
-                                                       f"bias {last['loss_bias_rel']:+.3%}"))
+    return out
+
+
+def _holdout_checks(rolling) -> list[dict]:
+    last = rolling[-1] if rolling else {}
+    e, r = last.get("nopt_error_dex"), last.get("loss_median_abs_rel")
+    return [_check(f"held-out largest budget: N_opt within {HOLDOUT_NOPT_DEX} decades",
+                   None if e is None else abs(e) <= HOLDOUT_NOPT_DEX,
+                   "not computed" if e is None else f"error {e:+.3f} decades ({_z(last['nopt_z'])} vertex SE)"),
+            _check(f"held-out largest budget: losses within {HOLDOUT_LOSS_REL:.0%} (median)",
+                   None if r is None else r <= HOLDOUT_LOSS_REL,
+                   "not computed" if r is None else f"median |error| {r:.3%} ({_z(last['loss_median_abs_z'])} "
+                                                    f"sigma), bias {last['loss_bias_rel']:+.3%}")]
+
+
+def _noise_checks(sec, fits) -> list[dict]:
     sn = sec["seed_noise"][0]
-    out.append(_check("seed noise measured", sn["dof"] > 0,
-                      f"pooled std {sn['pooled_std']:.4g} nats, {sn['dof']} dof" if sn["dof"] else
-                      f"no repeated seeds; intervals use {sn['interval_noise']} ({sn['interval_kind']})"))
-    boots = [row for row in sec["a_by_approach"] if row["resamples"]]
+    out = [_check("seed noise measured", sn["dof"] > 0,
+                  f"pooled std {sn['pooled_std']:.4g} nats, {sn['dof']} dof" if sn["dof"] else
+                  f"no repeated seeds; intervals use {sn['interval_noise']} ({sn['interval_kind']})")]
+    boots = [row for row in sec["bootstrap"] if row["resamples"]]
     worst = max((row["failed"] / row["resamples"] for row in boots), default=None)
-    out.append(_check(f"bootstrap resamples that failed <= {MAX_FAILED_FRACTION:.0%}", None if worst is None else worst <= MAX_FAILED_FRACTION,
+    out.append(_check(f"bootstrap resamples that failed <= {MAX_FAILED_FRACTION:.0%}",
+                      None if worst is None else worst <= MAX_FAILED_FRACTION,
                       "no bootstrap" if worst is None else
                       ", ".join(f"{row['approach']} {row['failed']}/{row['resamples']}" for row in boots)))
     loo = {row["approach"]: row for row in sec["leave_one_out"]}
+    a2 = fits.get("approach2")
     if "approach2" in loo and a2 is not None and "a" in a2.intervals:
         half = (a2.intervals["a"][1] - a2.intervals["a"][0]) / 2
         m = loo["approach2"]["max_shift"]
         out.append(_check("no single run moves Approach 2's a by more than its interval's half-width",
                           None if m is None else m <= half,
-                          f"largest shift {m:.3f} (run {loo['approach2']['run_id']}); interval half-width {half:.3f}"
-                          if m is not None else "not computed"))
+                          "not computed" if m is None else
+                          f"largest shift {m:.3f} (run {loo['approach2']['run_id']}); interval half-width {half:.3f}"))
     return out
+
+
+def checks(ctx, fits, sec) -> list[dict]:
+    return [*_minima_checks(sec["minima"]), *_a_checks(fits, ctx.args.level),
+            *_holdout_checks(sec["rolling_origin"]), *_noise_checks(sec, fits)]
 
 
 def _z(v) -> str:
