@@ -154,6 +154,6 @@ def test_markov_preset_plans_a_grid_on_its_own_source():
         mine = [r for r in p.runs if r.budget == C]
         assert len({r.params for r in mine}) >= 5 and all(r.steps >= 500 for r in mine)
         assert max(r.tokens for r in mine) <= config.data.markov.train_tokens  # one epoch: fresh text
-    # Eval precision: 327,680 tokens at a per-token std of ~1.15 nats over independent documents.
-    assert 1.15 / math.sqrt(config.eval.tokens) <= 0.0021
+    # Eval precision: the measured study's worst run had SE 0.00232 at 327,680 eval tokens.
+    assert 0.00232 * math.sqrt(327_680 / config.eval.tokens) <= 0.002
     assert config.eval.tokens <= config.data.markov.validation_tokens
