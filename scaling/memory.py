@@ -7,9 +7,9 @@ unless a fused kernel keeps them on chip, the attention scores), the logits and 
 
 What a layer keeps is counted in tensors per token (`ACTIVATIONS`), fitted to XLA's own buffer
 assignment (`compiled.memory_analysis()`) of this codebase's step on CPU under the trainer's XLA
-flags (14 shapes, each within 5%): ~12 D-wide tensors (the minimal set is ~8: XLA:CPU keeps float32
-copies of the norms and rotary inputs and the heads-major layouts besides), 4 F-wide, 2 scores per
-head and key. GPUs fuse more, so there the model errs toward fitting. tests/test_memory.py holds it
+flags (14 shapes, each within 5%): ~12 D-wide tensors (6 of the residual stream and norms, 6 of
+attention, H*K wide; the minimal set is ~8: XLA:CPU keeps float32 copies of the norms and rotary
+inputs besides), 4 F-wide, 2 scores per head and key. GPUs fuse more, so there the model errs toward fitting. tests/test_memory.py holds it
 within 20% of XLA on CPU.
 
 Rematerialisation (model.remat) keeps only each block's input and recomputes one block at a time
@@ -39,7 +39,8 @@ HEADROOM = 0.9  # of a device's memory a step may plan for: XLA's own buffers, f
 @dataclasses.dataclass(frozen=True)
 class ActivationCounts:
     """Tensors one layer keeps per token for its backward (see the module docstring)."""
-    d_model: float = 12.0  # residual stream, norms, q/k/v before and after rotary, attention output
+    d_model: float = 6.0  # residual stream and norms (with XLA:CPU's float32 copies), replicated
+    attn: float = 6.0  # q, k, v before and after rotary, attention output: H*K wide, split by heads
     d_ff: float = 4.0  # MLP up, gate, silu(gate) and the product (compute dtype)
     scores: float = 2.0  # per head and key: scores and probabilities (float32)
     logits: float = 2.0  # per vocab entry: logits and their gradient (float32)
@@ -123,7 +124,9 @@ def step_memory(cfg: ModelConfig, *, global_batch: int, grad_accum: int, mesh_sh
     vocab = _split(cfg.vocab_size, r["vocab"], sizes)
     # A fused attention kernel keeps only per-row softmax statistics, not the L x L scores.
     scores = 0 if attention_kernel(cfg) == "cudnn" else counts.scores * heads * cfg.seq_len * 4
-    per_layer = tokens * (act * (counts.d_model * cfg.d_model + counts.d_ff * d_ff) + scores)
+    attn = heads * cfg.head_dim
+    per_layer = tokens * (act * (counts.d_model * cfg.d_model + counts.attn * attn
+                                 + counts.d_ff * d_ff) + scores)
     if cfg.remat:
         activations = cfg.n_layer * tokens * cfg.d_model * act + per_layer
     else:

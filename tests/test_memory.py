@@ -40,13 +40,17 @@ def model_bytes(c) -> memory.StepMemory:
 
 
 # Shapes where different terms dominate: attention scores (L=128), weights (d=256, L=32),
-# accumulation, scanned layers, a data-parallel mesh. Small: each case compiles a whole step.
+# accumulation, scanned layers; data-parallel, FSDP and tensor-parallel meshes of 8 devices.
+# Small: each case compiles a whole step.
 CASES = {
     "scores": _config(2, 64, 4, 128, 8),
     "weights": _config(2, 256, 4, 32, 4, vocab=300),
     "accum": _config(3, 96, 2, 96, 16, accum=4),
     "scan": _config(2, 64, 4, 128, 8, scan=True),
     "data8": _config(2, 64, 4, 64, 32, mesh=(8, 1, 1)),
+    "fsdp8": _config(2, 64, 4, 64, 32, mesh=(1, 8, 1)),
+    "mesh222": _config(2, 64, 4, 64, 32, mesh=(2, 2, 2)),
+    "tensor4": _config(2, 64, 4, 64, 32, mesh=(1, 2, 4)),
 }
 
 
