@@ -40,7 +40,8 @@ def exponents(p: LawParams) -> tuple[float, float, float]:
     """(a, b, G) of eq. 4."""
     a = p.beta / (p.alpha + p.beta)
     b = p.alpha / (p.alpha + p.beta)
-    g = (p.alpha * p.A / (p.beta * p.B)) ** (1.0 / (p.alpha + p.beta))
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN (not complex) off the domain
+        g = float(np.power(np.float64(p.alpha * p.A / (p.beta * p.B)), 1.0 / (p.alpha + p.beta)))
     return a, b, g
 
 

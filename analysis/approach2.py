@@ -157,6 +157,22 @@ def fit_power_law(c, y, weights) -> PowerLaw:
     return PowerLaw(float(expo), float(icpt))
 
 
+def budget_optima(runs: Runs, method: str = "parabola", sigma=None, skip_small: bool = False) -> list[BudgetOptimum]:
+    """Every budget's optimum (`sigma`: per-run loss std or None). With skip_small, budgets with
+    too few sizes for a profile are left out instead of raising."""
+    log_fpt = np.log10(runs.flops_per_token())
+    optima = []
+    for c in runs.budgets():
+        m = runs.budget == c
+        try:
+            optima.append(budget_optimum(np.log10(runs.N[m]), np.log10(runs.D[m]), runs.loss[m], c, method,
+                                         None if sigma is None else sigma[m], log_fpt[m]))
+        except InputError:
+            if not skip_small:
+                raise
+    return optima
+
+
 def fit_approach2(runs: Runs, method: str = "parabola", include_edges: bool = False,
                   sigma="auto") -> Approach2Result:
     """`sigma`: per-run loss std; "auto" takes the table's measured noise (analysis.noise.run_noise),
@@ -164,12 +180,7 @@ def fit_approach2(runs: Runs, method: str = "parabola", include_edges: bool = Fa
     from analysis.noise import run_noise  # noise imports nothing of approach2; kept local to stay one-way
     if isinstance(sigma, str):
         sigma = run_noise(runs).sigma
-    log_fpt = np.log10(runs.flops_per_token())
-    optima = []
-    for c in runs.budgets():
-        m = runs.budget == c
-        optima.append(budget_optimum(np.log10(runs.N[m]), np.log10(runs.D[m]), runs.loss[m], c, method,
-                                     None if sigma is None else sigma[m], log_fpt[m]))
+    optima = budget_optima(runs, method, sigma)
     used = [o for o in optima if include_edges or o.usable]
     if len(used) < 2:
         raise InputError(f"Approach 2 needs at least 2 budgets with an interior optimum, found {len(used)} "

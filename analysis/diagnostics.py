@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from analysis import conventions, noise, validate
+from analysis import approach2, conventions, noise, validate
 from analysis.records import Fit, InputError
 
 A_HALF_WIDTH = 0.08
@@ -36,12 +36,16 @@ def flat(d: dict) -> dict:
 
 
 def minima(ctx) -> list[dict]:
-    if ctx.r2 is None:
-        return []
+    """Every budget's IsoFLOP minimum, also where Approach 2 could not be fitted (edge optima)."""
+    if ctx.r2 is not None:
+        optima, used = ctx.r2.optima, ctx.r2.used_budgets
+    else:
+        optima = approach2.budget_optima(ctx.runs, ctx.args.interp, noise.run_noise(ctx.runs).sigma, skip_small=True)
+        used = ()
     return [flat({"C": o.C, "N_opt": o.N_opt, "N_parabola": o.N_parabola, "N_akima": o.N_akima,
                   "log10_N_se": o.log10_N_se, "vertices_differ": o.vertices_differ, "convex": o.convex,
-                  "interior": not o.at_edge, "used": o.C in ctx.r2.used_budgets, "runs": o.n_runs,
-                  "sizes": o.n_points}) for o in ctx.r2.optima]
+                  "interior": not o.at_edge, "used": o.C in used, "runs": o.n_runs,
+                  "sizes": o.n_points}) for o in optima]
 
 
 def a_by_approach(fits: dict[str, Fit], samples) -> list[dict]:

@@ -252,3 +252,22 @@ def test_one_convention_per_fits_json(tmp_path):
     assert rows[("chinchilla", "total")]["a_approach3"] == pytest.approx(a3["a"])
     assert rows[("6n", "total")]["a_approach3"] == pytest.approx(a3["extra"]["a_eq4"])
     assert rows[("chinchilla", "total")]["a_approach2"] == pytest.approx(fits["approach2"]["a"], abs=1e-4)
+
+
+def test_g_off_its_domain_is_nan_not_complex():
+    # A bootstrap refit of a tiny table can land on alpha < 0; G must stay a real number (NaN).
+    a, b, g = allocation.exponents(allocation.LawParams(E=1.0, A=5.0, B=600.0, alpha=-0.2, beta=0.5))
+    assert isinstance(g, float) and np.isnan(g) and np.isfinite(a)
+
+
+def test_minima_are_reported_when_approach2_cannot_fit(tmp_path, capsys):
+    isoflop_table(tmp_path / "r.csv", LAW, budgets=(1e18, 1e19), per_budget=5, span_dex=0.5)
+    df = pd.read_csv(tmp_path / "r.csv")
+    df = df[~((df.budget == 1e19) & (df.params > df[df.budget == 1e19].params.median()))]  # its optimum at the edge
+    df.to_csv(tmp_path / "e.csv", index=False)
+    out = tmp_path / "o"
+    assert fit.main(["--results", str(tmp_path / "e.csv"), "--out", str(out), "--bootstrap", "0", "--no-ml", *SMALL]) == 0
+    d = json.loads((out / "fits.json").read_text())["diagnostics"]
+    assert "approach2" not in json.loads((out / "fits.json").read_text())
+    assert [m["interior"] for m in d["minima"]] == [True, False]
+    assert {c["name"]: c["holds"] for c in d["checks"]}["every IsoFLOP minimum interior and convex"] is False
