@@ -271,3 +271,10 @@ def test_minima_are_reported_when_approach2_cannot_fit(tmp_path, capsys):
     assert "approach2" not in json.loads((out / "fits.json").read_text())
     assert [m["interior"] for m in d["minima"]] == [True, False]
     assert {c["name"]: c["holds"] for c in d["checks"]}["every IsoFLOP minimum interior and convex"] is False
+
+
+def test_coverage_command_reports_every_interval(capsys):
+    from analysis import coverage
+    assert coverage.main(["--trials", "1", "--resamples", "20"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("covers the truth in") == 4 and "median half-width" in out
