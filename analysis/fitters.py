@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 
 from analysis import allocation, approach1, approach2, approach3, conventions, kaplan, noise, parametric, tables
 from analysis.cli_common import grid_from
@@ -43,6 +44,10 @@ def _curves(ctx: Context) -> tables.Curves:
     keep = np.isin(c.run_id, ctx.runs.run_id)
     if keep.any():
         c = tables.Curves(c.run_id[keep], c.N[keep], c.tokens[keep], c.flops[keep], c.loss[keep])
+        if "flops" not in pd.read_csv(ctx.args.curves, nrows=0).columns:
+            # One convention per fits.json: count the curves' FLOPs as the table counts each run's.
+            per_token = dict(zip(ctx.runs.run_id, ctx.runs.flops_per_token()))
+            c = tables.Curves(c.run_id, c.N, c.tokens, np.array([per_token[r] for r in c.run_id]) * c.tokens, c.loss)
     return approach1.smooth_curves(c, ctx.args.smooth_dex)
 
 

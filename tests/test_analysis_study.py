@@ -278,3 +278,17 @@ def test_coverage_command_reports_every_interval(capsys):
     assert coverage.main(["--trials", "1", "--resamples", "20"]) == 0
     out = capsys.readouterr().out
     assert out.count("covers the truth in") == 4 and "median half-width" in out
+
+
+def test_curves_without_flops_are_counted_in_the_tables_convention(tmp_path):
+    from analysis import fitters
+    df = isoflop_table(tmp_path / "r.csv", LAW, budgets=(1e18, 1e19), per_budget=5)
+    df["flops_chinchilla"] = 2 * df.flops_6n
+    df["flop_convention"] = "chinchilla"
+    df.to_csv(tmp_path / "r.csv", index=False)
+    pd.DataFrame({"run_id": df.run_id, "params": df.params, "tokens": df.tokens / 2,
+                  "train_loss": df.final_eval_loss}).to_csv(tmp_path / "c.csv", index=False)
+    runs = tables.load_runs(tmp_path / "r.csv")
+    args = SimpleNamespace(curves=str(tmp_path / "c.csv"), curve_loss_col=None, flops_convention="6nd", smooth_dex=0)
+    c = fitters._curves(fitters.Context(args, runs, parametric.plan(runs)))
+    np.testing.assert_allclose(c.flops, 12 * df.params * df.tokens / 2)
