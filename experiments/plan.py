@@ -36,7 +36,7 @@ from experiments.planning.errors import StudyError
 from experiments.planning.study import EXECUTORS, MODES, Study, check_study_dir
 from experiments.planning.table import format_table
 from models.config import ConfigError
-from scaling import io
+from scaling import io, validate
 
 __all__ = ["EXECUTORS", "FLOP_TOLERANCE", "MODES", "Dropped", "Plan", "Point", "Study", "StudyError",
            "check_runs", "check_study_dir", "command_line_overrides", "epoch_tokens", "estimate_seconds",
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv if argv is None else argv
     fv = _flags(argv)
     try:
+        validate.check_config_file(argv, "experiments/configs/isoflop_cpu.py")
         fv(argv)
         if fv["config"].value is None:
             raise StudyError("--config is required: e.g. experiments/configs/isoflop_cpu.py")

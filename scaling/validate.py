@@ -119,3 +119,13 @@ def check_workdir(workdir: str) -> pathlib.Path:
 
 
 __all__ = ["check", "check_workdir", "model_config", "ConfigError"]
+
+
+def check_config_file(argv: list[str], example: str) -> None:
+    """--config=FILE[:arg] names a file that exists: one line naming it, before absl parses anything
+    (ml_collections reports a missing file as a traceback)."""
+    for i, a in enumerate(argv[1:], 1):
+        value = a.split("=", 1)[1] if a.startswith("--config=") else (
+            argv[i + 1] if a == "--config" and i + 1 < len(argv) else None)
+        if value is not None and not pathlib.Path(value.split(":")[0]).is_file():
+            raise ConfigError(f"--config={value}: no such file; e.g. {example}")

@@ -81,7 +81,8 @@ def test_isoflop_ci_study_killed_and_rerun_trains_each_run_once_and_reports(tmp_
     assert {r: _attempts(study, r) for r in ids} == attempts
 
 
-@pytest.mark.parametrize("command, flag", [("experiments.study", "--study"), ("scaling.train", "--workdir")])
+@pytest.mark.parametrize("command, flag", [("experiments.study", "--study"), ("experiments.plan", "--study"),
+                                           ("scaling.train", "--workdir")])
 def test_missing_config_is_one_line_exit_2(tmp_path, command, flag):
     out = subprocess.run([sys.executable, "-m", command, "--config=no_such.py", f"{flag}={tmp_path / 'x'}",
                           "--config.seed=1"], cwd=REPO, env=RUN_ENV, capture_output=True, text=True, timeout=120)
