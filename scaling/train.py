@@ -198,6 +198,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     is_writer = jax.process_index() == 0
     started = time.time()
 
+    # From here on a SIGTERM (during the restore or the compile too) ends the run at its next step,
+    # saved, with exit 143: the launcher's stop must not lose a run that had not started stepping.
+    preemption = Preemption()
     with jax.set_mesh(mesh):
         start, state, restored = _restore(ckpt, comp, init_from, init_step)
         previous = metrics.read_run_json(workdir) if restored else None
@@ -217,7 +220,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
         progress = _Progress(step=start,
                              last_train=_last_train_loss(workdir, start) if restored else None,
                              step_time_s=float((previous or {}).get("step_time_s") or 0.0))
-        state = _loop(r, state, start, progress)
+        state = _loop(r, state, start, progress, preemption)
         ev = _finish(r, state, progress)
 
     record.update(status=progress.status, final_train_loss=progress.last_train,
@@ -249,7 +252,8 @@ def _restore(ckpt: Checkpointer, comp: step_lib.Compiled, init_from: str | None,
     return restored[0], restored[1], True
 
 
-def _loop(r: _Run, state: step_lib.State, start: int, progress: _Progress) -> step_lib.State:
+def _loop(r: _Run, state: step_lib.State, start: int, progress: _Progress,
+          preemption: Preemption) -> step_lib.State:
     """Steps start..steps-1. The host touches device results only at log, eval and save steps, so
     between them dispatch runs ahead of the device; batches are built and placed by a thread."""
     cfg = r.config
@@ -266,7 +270,6 @@ def _loop(r: _Run, state: step_lib.State, start: int, progress: _Progress) -> st
         t0 = time.time()
         train_step = r.comp.train_step.lower(state, batches.peek(), r.comp.schedule(start)).compile()
         progress.compile_s = time.time() - t0
-        preemption = Preemption()
         clock = _Clock(start, batches)
         nonfinite = jnp.zeros((), jnp.int32)  # steps since the last check whose loss was not finite
         for i in range(start, r.steps):

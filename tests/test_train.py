@@ -140,6 +140,18 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, data_dir):
     assert not _save_in_flight(workdir)  # the forced save was committed before exiting
 
 
+def test_sigterm_before_the_first_step_saves_step_one(tmp_path, data_dir):
+    """run.json is written after the handler is installed and before the compile: a SIGTERM then
+    is honoured at the first step, not fatal."""
+    workdir = tmp_path / "early"
+    proc = th.start(workdir, data_dir, *STEPS, "--config.checkpoint.every_steps=0")
+    assert _wait_for(lambda: (workdir / "run.json").exists(), proc, poll_s=0.005)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == train.EXIT_INTERRUPTED, out[-2000:]
+    assert _checkpoint_steps(workdir) == [1] and "preempted: saved step 1;" in out
+
+
 def test_nan_loss_is_diverged_and_keeps_last_good_checkpoint(tmp_path, data_dir):
     workdir = tmp_path / "nan"
     # An absurd learning rate overflows the weights within a few steps.
