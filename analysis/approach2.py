@@ -29,8 +29,10 @@ from analysis.records import InputError
 from analysis.tables import Runs
 
 MIN_RUNS_PER_BUDGET = 3
-# Parabola and Akima vertices "differ" when further apart than this many decades and 2 standard
-# errors of the vertex: a 0.05-decade gap is 12% in N, a third of a 0.15-decade rung.
+# Parabola and Akima vertices "differ" when further apart than this many decades, 2 standard errors
+# of the parabola's vertex, and one rung (the median gap between neighbouring sizes): Akima passes
+# through the noisy per-size means, so under noise its minimum hops by up to a rung; a gap beyond all
+# three means the profile is not parabola-shaped. 0.05 decades is 12% in N.
 VERTEX_TOL_DEX = 0.05
 
 
@@ -48,6 +50,7 @@ class BudgetOptimum:
     N_parabola: float = float("nan")
     N_akima: float = float("nan")
     n_points: int = 0  # distinct N
+    rung_dex: float = 0.0  # median gap between neighbouring sizes, decades
 
     @property
     def usable(self) -> bool:
@@ -57,7 +60,7 @@ class BudgetOptimum:
     def vertices_differ(self) -> bool:
         gap = abs(np.log10(self.N_parabola) - np.log10(self.N_akima))
         se = self.log10_N_se if np.isfinite(self.log10_N_se) else 0.0
-        return bool(gap > max(VERTEX_TOL_DEX, 2 * se))
+        return bool(gap > max(VERTEX_TOL_DEX, 2 * se, self.rung_dex))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +151,7 @@ def budget_optimum(log_n, log_d, loss, c: float, method: str = "parabola", sigma
     return BudgetOptimum(float(c), float(10**xv), float(d_opt), lv, at_edge, len(x),
                          tuple(float(v) for v in coeffs) if method == "parabola" else (),
                          se if method == "parabola" else float("nan"), bool(convex), float(10**xp),
-                         float(10**xa), len(np.unique(x)))
+                         float(10**xa), len(np.unique(x)), float(np.median(np.diff(np.unique(x)))))
 
 
 def fit_power_law(c, y, weights) -> PowerLaw:
