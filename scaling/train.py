@@ -356,15 +356,6 @@ def _fmt_s(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def _check_config_file(argv: list[str]) -> None:
-    """--config=FILE[:arg] names a file that exists (one line naming it, before any parsing)."""
-    for i, a in enumerate(argv[1:], 1):
-        value = a.split("=", 1)[1] if a.startswith("--config=") else (
-            argv[i + 1] if a == "--config" and i + 1 < len(argv) else None)
-        if value is not None and not os.path.isfile(value.split(":")[0]):
-            raise validate.ConfigError(f"--config={value}: no such file; e.g. experiments/configs/train_tiny.py")
-
-
 def main(argv: list[str] | None = None) -> int:
     from absl import flags as absl_flags
     from ml_collections import config_flags
@@ -390,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     absl_flags.DEFINE_integer("cpu_devices", None, "Number of CPU devices to expose (testing).",
                               flag_values=flag_values)
     try:
-        _check_config_file(argv)  # ml_collections would report a missing file as a traceback
+        validate.check_config_file(argv, "experiments/configs/train_tiny.py")
         flag_values(argv)
         if flag_values.workdir is None:
             raise validate.ConfigError("--workdir is required: the run's directory")
