@@ -147,7 +147,8 @@ def budget_optimum(log_n, log_d, loss, c: float, method: str = "parabola", sigma
     xa, la = _akima(x, y)
     xv, lv = (xp, float(np.polyval(coeffs, xp))) if method == "parabola" else (xa, la)
     at_edge = bool(xv <= x[0] or xv >= x[-1] or np.argmin(y) in (0, len(y) - 1))
-    d_opt = c / 10 ** interp_log(xv, x, lf)
+    with np.errstate(over="ignore"):  # a resample's vertex decades off the grid: D_opt 0 or inf, flagged at_edge
+        d_opt = c / 10 ** interp_log(xv, x, lf)
     return BudgetOptimum(float(c), float(10**xv), float(d_opt), lv, at_edge, len(x),
                          tuple(float(v) for v in coeffs) if method == "parabola" else (),
                          se if method == "parabola" else float("nan"), bool(convex), float(10**xp),
