@@ -51,7 +51,8 @@ def test_noise_from_a_previous_points_csv(tmp_path):
                     "1e11,1e4,1e6,2,2.0,0.004\n1e11,2e4,5e5,2,1.9,0.006\n1e11,4e4,2e5,1,1.95,\n"
                     "1e12,1e5,1e6,3,1.7,0.008\n")
     noise, source = fc.noise_level(0.1, str(path))
-    assert noise == pytest.approx(0.006) and "3 points" in source
+    pooled = math.sqrt((0.004**2 + 0.006**2 + 2 * 0.008**2) / 4)  # weighted by degrees of freedom
+    assert noise == pytest.approx(pooled) and "3 points (4 dof)" in source
     assert fc.noise_level(0.1, "") == (0.1, "study.noise")
     with pytest.raises(plan.StudyError, match="study.noise_from"):
         fc.noise_level(0.1, str(tmp_path / "missing.csv"))

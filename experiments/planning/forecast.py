@@ -8,8 +8,8 @@ by analysis.approach2.fit_approach2 exactly as `analysis.fit` fits a real study 
 from the repeats weights the vertices). The spread of the fitted a and b over the simulated studies
 is what one real study's interval should be; the noiseless fit is where they centre.
 
-The noise: study.noise_from (a previous study's points.csv, the median std over points with
-repeats; or its results.csv, the median final_eval_loss_se) else study.noise.
+The noise: study.noise_from (a previous study's points.csv: the seed std pooled over its points with
+repeats; or its results.csv: the median final_eval_loss_se) else study.noise.
 """
 from __future__ import annotations
 
@@ -78,6 +78,9 @@ def fpt_curve(runs: Sequence[RunSpec]):
 
 
 def noise_level(noise: float, noise_from: str) -> tuple[float, str]:
+    """The per-run noise: study.noise, or from a previous study's table. points.csv gives the seed
+    noise pooled over its points with repeats, sqrt(sum (n-1) s^2 / sum (n-1)), the same estimate
+    analysis.fit weights and bootstraps with; results.csv the median eval standard error."""
     if not noise_from:
         return noise, "study.noise"
     try:
@@ -85,10 +88,13 @@ def noise_level(noise: float, noise_from: str) -> tuple[float, str]:
     except OSError as e:
         raise StudyError(f"study.noise_from={noise_from}: cannot read it ({e.strerror}); point it at a "
                          "study's points.csv or results.csv, or set study.noise") from None
-    std = [float(r["std_eval_loss"]) for r in rows if r.get("std_eval_loss") and int(r.get("n_seeds") or 0) >= 2]
+    reps = [(int(r["n_seeds"]), float(r["std_eval_loss"])) for r in rows
+            if r.get("std_eval_loss") and int(r.get("n_seeds") or 0) >= 2]
     se = [float(r["final_eval_loss_se"]) for r in rows if r.get("final_eval_loss_se")]
-    if std:
-        return float(np.median(std)), f"median seed std of {len(std)} points in {noise_from}"
+    if reps:
+        dof = sum(n - 1 for n, _ in reps)
+        pooled = math.sqrt(sum((n - 1) * s * s for n, s in reps) / dof)
+        return pooled, f"seed std pooled over {len(reps)} points ({dof} dof) in {noise_from}"
     if se:
         return float(np.median(se)), f"median eval SE of {len(se)} runs in {noise_from}"
     raise StudyError(f"study.noise_from={noise_from} has no std_eval_loss or final_eval_loss_se values")
