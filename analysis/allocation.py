@@ -54,6 +54,13 @@ def optimal_allocation(p: LawParams, compute, flops_per_param_token: float = 6.0
     return Allocation(c, n, d, d / n, p.loss(n, d))
 
 
+def flops_per_param_token(C, N, D) -> float:
+    """k of C = k N D in a table's own FLOP convention (6 for 6ND; more under Chinchilla's Appendix F
+    count for small models, whose attention and embedding FLOPs are not ~N): the median over runs, so
+    eq. 4's N*, D* and any D = C/(kN) are in the same FLOPs as the table's budgets."""
+    return float(np.median(np.asarray(C, float) / (np.asarray(N, float) * np.asarray(D, float))))
+
+
 HOFFMANN_UNROUNDED = LawParams.from_logs(6.0073404, 6.0179186, 0.5267228, 0.33917084, 0.2849083)
 HOFFMANN_ROUNDED = LawParams(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 # Besiroglu et al. 2024 (Epoch AI), their main estimate and their replication of the Huber-sum fit.

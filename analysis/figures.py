@@ -216,7 +216,8 @@ def fig4_ranges(runs: tables.Runs, law: allocation.LawParams, targets) -> tuple[
     drawn = [t for t in targets if np.log10(t) <= c_max + FIG4_REACH_DEX]
     far = [t for t in targets if t not in drawn]
     c_lo, c_hi = np.log10(runs.C.min()) - 0.3, max([c_max, *np.log10(drawn)]) + 0.3
-    front = allocation.optimal_allocation(law, 10 ** np.array([c_lo, c_hi])).N_opt
+    k = allocation.flops_per_param_token(runs.C, runs.N, runs.D)
+    front = allocation.optimal_allocation(law, 10 ** np.array([c_lo, c_hi]), k).N_opt
     n_lo = min(np.log10(runs.N.min()), np.log10(front.min())) - 0.3
     n_hi = max(np.log10(runs.N.max()), np.log10(front.max())) + 0.3
     return (c_lo, c_hi), (n_lo, n_hi), drawn, far
@@ -230,27 +231,29 @@ def _slice_budgets(runs: tables.Runs, drawn_targets, most: int = 5) -> list[floa
 
 
 def draw4(runs: tables.Runs, law: allocation.LawParams, targets=()):
-    """Chinchilla Fig. 4: contours of the fitted L(N, D=C/6N) over (C, N), the efficient frontier
+    """Chinchilla Fig. 4: contours of the fitted L(N, D = C/kN) over (C, N), the efficient frontier
     N*(C) of eq. 4, and IsoFLOP slices through the fitted surface at the data's budgets (with their
-    runs) and at the target budgets."""
+    runs) and at the target budgets. k is the table's own FLOPs per parameter per token (6 for 6ND
+    data): with D = C/6N a table counted in Chinchilla's FLOPs would draw its slices at the wrong D."""
     (c_lo, c_hi), (n_lo, n_hi), drawn, far = fig4_ranges(runs, law, targets)
+    k = allocation.flops_per_param_token(runs.C, runs.N, runs.D)
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), layout="constrained")
     cc, nn = np.meshgrid(np.logspace(c_lo, c_hi, 200), np.logspace(n_lo, n_hi, 200))
-    ll = law.loss(nn, cc / (6 * nn))
+    ll = law.loss(nn, cc / (k * nn))
     top = float(np.percentile(ll, 90))
     levels = np.geomspace(float(ll.min()), max(top, float(ll.min()) * 1.01), 25)
     cs = axes[0].contourf(cc, nn, np.clip(ll, None, top), levels=levels, cmap="viridis", norm=colors.LogNorm())
     cb = fig.colorbar(cs, ax=axes[0], pad=0.01)
-    cb.set_label("predicted loss L(N, D = C/6N)")
+    cb.set_label(f"predicted loss L(N, D = C/{k:.3g}N)")
     cb.locator = ticker.MaxNLocator(6)
     cb.formatter = ticker.FormatStrFormatter("%.2f")
     cb.update_ticks()
     axes[0].scatter(runs.C, runs.N, s=8, c="w", edgecolor="k", lw=0.3, label="runs", zorder=3)
     a, b, g = allocation.exponents(law)
-    front = allocation.optimal_allocation(law, cc[0])
-    axes[0].plot(cc[0], front.N_opt, "r", label=f"efficient frontier N* = {g:.3g} (C/6)^{a:.3f}")
+    front = allocation.optimal_allocation(law, cc[0], k)
+    axes[0].plot(cc[0], front.N_opt, "r", label=f"efficient frontier N* = {g:.3g} (C/{k:.3g})^{a:.3f}")
     for t in drawn:
-        n_t = allocation.optimal_allocation(law, t).N_opt[0]
+        n_t = allocation.optimal_allocation(law, t, k).N_opt[0]
         axes[0].plot([t], [n_t], "*", ms=12, color="C3", mec="k", zorder=4)
         axes[0].annotate(f"{t:.3g}: N*={n_t:.3g}", (t, n_t), xytext=(-6, 6), textcoords="offset points",
                          ha="right", fontsize=7, color="w")
@@ -268,11 +271,11 @@ def draw4(runs: tables.Runs, law: allocation.LawParams, targets=()):
             axes[1].scatter(runs.N[m], runs.loss[m], s=10, color=col, zorder=3)
             lo, hi = np.log10(runs.N[m].min()) - 0.3, np.log10(runs.N[m].max()) + 0.3
         else:
-            n_t = np.log10(allocation.optimal_allocation(law, c).N_opt[0])
+            n_t = np.log10(allocation.optimal_allocation(law, c, k).N_opt[0])
             lo, hi = n_t - 1.0, n_t + 1.0
         n = np.logspace(lo, hi, 200)
         kind = "" if m.any() else " (target)"
-        axes[1].plot(n, law.loss(n, c / (6 * n)), color=col, ls="-" if m.any() else "--", label=f"C = {c:.2g}{kind}")
+        axes[1].plot(n, law.loss(n, c / (k * n)), color=col, ls="-" if m.any() else "--", label=f"C = {c:.2g}{kind}")
     far_note = f"; beyond the plot: {', '.join(f'{t:.3g}' for t in far)} (see report)" if far else ""
     axes[1].set(xscale="log", xlabel="Parameters N", ylabel="Loss")
     axes[1].set_title("IsoFLOP slices of the fit (points: runs)" + far_note, fontsize=9)

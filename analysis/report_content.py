@@ -216,9 +216,7 @@ def _approach3_law(fits: dict) -> allocation.LawParams | None:
 
 
 def flops_per_param_token(runs: tables.Runs) -> float:
-    """k of C = k N D in this table's convention (6 for 6ND; more under Chinchilla's count for small
-    models): the median over runs, so eq. 4's N*, D* are in the same FLOPs as the targets."""
-    return float(np.median(runs.C / (runs.N * runs.D)))
+    return allocation.flops_per_param_token(runs.C, runs.N, runs.D)
 
 
 def approach3_predictions(inp: Inputs, law: allocation.LawParams, k: float) -> dict:

@@ -76,7 +76,7 @@ def test_figure4_ranges_follow_the_data_and_near_targets(data):
     assert lo < runs.C.min() and 1e21 < hi < 1e22  # 5.76e30 is 10 decades out: listed, not drawn
     assert "5.76e+30" in slices.get_title()
     a, _, g = allocation.exponents(LAW)
-    assert f"(C/6)^{a:.3f}" in _legend_text(surface)
+    assert f"(C/6)^{a:.3f}" in _legend_text(surface)  # a 6ND table
     assert f"{LAW.alpha:.4f}" in surface.get_title()
     assert _drawn(slices) > 0 and len(slices.lines) == len(BUDGETS) + 1
     assert colorbar.get_ylabel().startswith("predicted loss")
@@ -118,3 +118,20 @@ def test_one_cluster_says_why_fig3_is_skipped(tmp_path, capsys):
     assert figures.main(["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "f"), "--which", "3,kaplan"]) == 2
     err = capsys.readouterr().err
     assert "--budgets" in err
+
+
+def test_figure4_slices_use_the_tables_own_flops_per_token(tmp_path):
+    """A table counted with 9 FLOPs per parameter per token (Chinchilla's count for small models) is
+    drawn at D = C/9N: the noise-free runs lie on their budget's slice (at C/6N they would not)."""
+    df = isoflop_table(tmp_path / "r.csv", LAW, budgets=BUDGETS)
+    df["budget"] = df["budget"] * 1.5  # the same (N, D) counted at C = 9ND
+    for col in [c for c in df.columns if c.startswith("flops")]:
+        df[col] = df[col] * 1.5
+    df.to_csv(tmp_path / "r9.csv", index=False)
+    runs = tables.load_runs(tmp_path / "r9.csv")
+    slices = figures.draw4(runs, LAW).axes[1]
+    assert "C/9N" in figures.draw4(runs, LAW).axes[2].get_ylabel()
+    for line, c in zip(slices.lines, runs.budgets()):
+        m = runs.budget == c
+        drawn = np.interp(np.log(runs.N[m]), np.log(line.get_xdata()), line.get_ydata())
+        np.testing.assert_allclose(drawn, runs.loss[m], rtol=1e-3)
