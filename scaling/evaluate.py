@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from models.config import ConfigError
-from scaling import data as data_lib, trained as trained_lib, train, xla_flags
+from scaling import data as data_lib, trained as trained_lib, train, validate, xla_flags
 from scaling.data import batches, packing
 from scaling.io import atomic_write_json
 from scaling.metrics import to_json_value
@@ -146,13 +146,8 @@ def line(info: trained_lib.RunInfo, s: Score, path: pathlib.Path) -> str:
             f"{s.bits_per_byte:.4f} bits/byte | perplexity {s.perplexity:.3f} | {path}")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, as every CLI here
-        raise ConfigError(message)
-
-
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog="python -m scaling.evaluate", description=__doc__.split("\n")[0])
+    p = validate.ArgParser(prog="python -m scaling.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--workdir", required=True, help="run directory (run.json, checkpoints/)")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
     where = p.add_mutually_exclusive_group()

@@ -26,7 +26,7 @@ import numpy as np
 from models import decode
 from models.config import ConfigError
 from models.sampling import Sampling
-from scaling import trained as trained_lib, xla_flags
+from scaling import trained as trained_lib, validate, xla_flags
 from scaling.data import ByteTokenizer
 from scaling.io import atomic_write_json
 
@@ -79,13 +79,8 @@ def run(model: trained_lib.Trained, req: Request) -> tuple[list[Sample], dict]:
     return samples, {"compile_s": t1 - t0, "generate_s": t2 - t1, "new_tokens": int(n_new_B.sum())}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, as every CLI here
-        raise ConfigError(message)
-
-
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = _Parser(prog="python -m scaling.sample", description=__doc__.split("\n")[0])
+    p = validate.ArgParser(prog="python -m scaling.sample", description=__doc__.split("\n")[0])
     p.add_argument("--workdir", required=True, help="run directory (run.json, checkpoints/)")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
     p.add_argument("--prompt", action="append", default=[], help="a prompt (repeat for several)")

@@ -5,6 +5,7 @@ it into exit code 2.
 """
 from __future__ import annotations
 
+import argparse
 import pathlib
 import tempfile
 
@@ -129,3 +130,11 @@ def check_config_file(argv: list[str], example: str) -> None:
             argv[i + 1] if a == "--config" and i + 1 < len(argv) else None)
         if value is not None and not pathlib.Path(value.split(":")[0]).is_file():
             raise ConfigError(f"--config={value}: no such file; e.g. {example}")
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse for this package's CLIs: a bad flag is a ConfigError, which each CLI prints as one
+    line and exits 2 (argparse itself prints usage and exits 2 with its own format)."""
+
+    def error(self, message):
+        raise ConfigError(message)
