@@ -44,7 +44,9 @@ def is_6n_like(runs: Runs, convention: str | None = None) -> float | None:
 def allocation_exponents(law: allocation.LawParams, runs: Runs, convention: str | None = None,
                          nonembedding: bool = False) -> tuple[float, float]:
     """(a, b): slopes of log N_opt and log D_opt on log C over the table's budgets, where N_opt(C)
-    minimises L(N, C / f(N)) under `convention`."""
+    minimises L(N, C / f(N)) under `convention`. NaN when some N_opt(C) lies beyond the searched
+    range (100x past the table's sizes): a bounded search would return the bound for every budget,
+    hence a = 0, b = 1 for any law whose true a is large (beta >> alpha)."""
     k = is_6n_like(runs, convention)
     if k is not None and not nonembedding:
         a, b, _ = allocation.exponents(law)
@@ -56,6 +58,8 @@ def allocation_exponents(law: allocation.LawParams, runs: Runs, convention: str 
     for c in budgets:
         obj = lambda x: float(law.loss(10**x, c / 10 ** fpt(x)))
         x = scipy.optimize.minimize_scalar(obj, bounds=(lo, hi), method="bounded", options={"xatol": 1e-7}).x
+        if min(x - lo, hi - x) < 1e-3:
+            return float("nan"), float("nan")
         n_opt.append(10**x)
         d_opt.append(c / 10 ** fpt(x))
     n_opt = np.asarray(n_opt)

@@ -17,8 +17,12 @@ from analysis.records import Fit
 # The ML variant has 6 free parameters (5 + the Huber scale): on a handful of runs its scale
 # collapses and BFGS crawls for its whole iteration budget, so resamples get a budget of their own
 # (a resample that exhausts it is counted as failed) and tiny tables get no ML interval.
+# Resamples start from the full-data ML optimum; on studies/isoflop_cpu (42 runs) the median one
+# takes ~230 BFGS iterations, but those drawn onto the E-alpha ridge (E ~ 0.13, alpha ~ 0.14: E is
+# weakly determined there) crawl for 2,000-6,200+: 7/200 failed at 2,000, 6/200 at 5,000, 2/200 at
+# 10,000 (the full fit's budget; the whole `analysis.fit --approach all` then takes 68 s on 2 cores).
 ML_MIN_RUNS_FOR_INTERVAL = 12
-ML_RESAMPLE_MAXITER = 2000
+ML_RESAMPLE_MAXITER = 10000
 
 
 @dataclasses.dataclass
@@ -123,15 +127,18 @@ def approach3_fit(ctx: Context) -> dict[str, Fit]:
         ints = _intervals(ctx, "approach3", s)
     fits = {"approach3": _law_fit(ctx, r3, "approach3", ints, eq4)}
     if not a.no_ml:
-        ml, sigma_ml = approach3.fit_ml(runs.N, runs.D, runs.loss, delta=a.delta)
+        # Hoffmann's start as Epoch, and the Huber fit's: on small models the first can stall on a
+        # plateau where B/D^beta has vanished (approach3.fit_ml); the higher likelihood wins.
+        ml, sigma_ml = approach3.fit_ml(runs.N, runs.D, runs.loss, delta=a.delta, also_from=(r3.params,))
         ctx.ml = ml
-        ints, ml_notes = {}, [f"sigma={sigma_ml:.4g}"]
+        ints, ml_notes = {}, [_ml_start_note(ml, sigma_ml, a.delta)]
         if a.bootstrap and len(runs) < ML_MIN_RUNS_FOR_INTERVAL:
             ml_notes.append(f"no interval: {len(runs)} runs for 6 free parameters (needs {ML_MIN_RUNS_FOR_INTERVAL}); "
                             f"the likelihood's scale collapses toward 0 on so few runs")
         elif a.bootstrap:
             def values(r):
-                res = approach3.fit_ml(r.N, r.D, r.loss, delta=a.delta, maxiter=ML_RESAMPLE_MAXITER)[0]
+                # From the full-data optimum: each resample's optimum lies near it (the plan draws around it).
+                res = approach3.fit_ml(r.N, r.D, r.loss, delta=a.delta, start=ml.params, maxiter=ML_RESAMPLE_MAXITER)[0]
                 if res.iterations >= ML_RESAMPLE_MAXITER:  # BFGS' own `success` is False at the optimum too
                     raise RuntimeError(f"BFGS did not converge in {ML_RESAMPLE_MAXITER} iterations")
                 p = res.params
@@ -143,6 +150,15 @@ def approach3_fit(ctx: Context) -> dict[str, Fit]:
     return fits
 
 
+def _ml_start_note(ml: approach3.Approach3Result, sigma: float, delta: float) -> str:
+    hoffmann, huber = ml.start_objectives
+    note = (f"sigma={sigma:.4g} (the Huber density's scale; the residual scale is sigma/delta = {sigma / delta:.4g}); "
+            f"negative log-likelihood {hoffmann:.6g} from Hoffmann's start, {huber:.6g} from the Huber fit's")
+    if abs(hoffmann - huber) > 1e-6 * max(1.0, abs(huber)):
+        note += f": the {'Huber fit' if huber < hoffmann else 'Hoffmann'} start wins"
+    return note
+
+
 def _law_fit(ctx, res, key, ints, eq4, notes=()) -> Fit:
     f = approach3.to_fit(res, key, len(ctx.runs), ints, notes)
     if eq4:
@@ -151,6 +167,8 @@ def _law_fit(ctx, res, key, ints, eq4, notes=()) -> Fit:
     params = {**f.params, "a": a, "b": b}
     note = (f"a, b: allocation under C = f(N) D with the table's {ctx.runs.convention} FLOPs per token; "
             f"eq. 4 (C = 6ND) gives a = {f.params['a']:.4g}; G is eq. 4's")
+    if not np.isfinite(a):
+        note += "; a, b undefined: N_opt(C) lies more than 100x outside the table's sizes"
     return dataclasses.replace(f, params=params, notes=(*f.notes, note),
                                extra={**f.extra, "a_eq4": f.params["a"], "b_eq4": f.params["b"],
                                       **_boot_extra(ctx, key)})

@@ -292,3 +292,15 @@ def test_curves_without_flops_are_counted_in_the_tables_convention(tmp_path):
     args = SimpleNamespace(curves=str(tmp_path / "c.csv"), curve_loss_col=None, flops_convention="6nd", smooth_dex=0)
     c = fitters._curves(fitters.Context(args, runs, parametric.plan(runs)))
     np.testing.assert_allclose(c.flops, 12 * df.params * df.tokens / 2)
+
+
+def test_allocation_off_the_searched_range_is_nan_not_a_zero_slope(tmp_path):
+    """beta >> alpha puts N_opt(C) far above the table's sizes: a bounded search returned its bound
+    at every budget, hence a = 0, b = 1 (the ML fit on studies/isoflop_cpu before the fix)."""
+    isoflop_table(tmp_path / "r.csv", LAW, budgets=BUDGETS, per_budget=5)
+    runs = tables.load_runs(tmp_path / "r.csv")
+    heavy = runs.__class__(**{**runs.__dict__, "flops": {"chinchilla": (6 * runs.N + 6e7) * runs.D}})
+    steep = allocation.LawParams(E=0.98, A=14.7, B=362.0, alpha=0.283, beta=2.855)
+    a, b = conventions.allocation_exponents(steep, heavy, "chinchilla")
+    assert np.isnan(a) and np.isnan(b)
+    assert np.all(np.isfinite(conventions.allocation_exponents(LAW, heavy, "chinchilla")))
