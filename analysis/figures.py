@@ -322,7 +322,7 @@ def build_parser() -> Parser:
                    help=f"comma-separated subset of 2,3,4,kaplan (2 needs --curves); default {DEFAULT_FIGURES}, "
                         "plus 2 with --curves")
     p.add_argument("--curves", help="loss curves CSV for Figure 2 (Approach 1)")
-    p.add_argument("--curve-loss-col", help="curve loss column (default: eval_loss if it has values, else train_loss)")
+    p.add_argument("--curve-loss-col", help="curve loss column (default: train_loss if it has values, then eval_loss, then loss)")
     p.add_argument("--interp", choices=("parabola", "akima"), default="parabola", help="Figure 3 profile model")
     p.add_argument("--include-edges", action="store_true", help="Figures 2-3: fit through edge optima too")
     p.add_argument("--delta", type=float, default=1e-3, help="Figure 4: Huber delta of the Approach 3 fit")
