@@ -95,7 +95,12 @@ def run_section(inp: Inputs) -> Section:
                      str(spec["global_batch"]), f"{spec['lr']:.2e}", status, g(rj.get("final_eval_loss")),
                      _hours(rj["wall_time_s"]) if rj.get("wall_time_s") else "–"])
     done = sum(1 for rj in s.records.values() if rj.get("status") == "completed")
-    elapsed = f"; {_hours(time.time() - s.first_launch)} since the first launch" if s.first_launch else ""
+    if s.first_launch and s.last_finish:
+        elapsed = f"; {_hours(s.last_finish - s.first_launch)} from the first launch to the last run's end"
+    elif s.first_launch:
+        elapsed = f"; {_hours(time.time() - s.first_launch)} since the first launch (runs still to finish)"
+    else:
+        elapsed = ""
     facts = [f"{len(s.plan)} runs planned, {done} completed; planned compute {s.planned_flops:.3g} FLOPs "
              f"({s.convention}) = {s.planned_flops / PF_DAY:.3g} PF-days; trained {s.spent_flops():.3g} FLOPs",
              f"training wall time, summed over runs: {_hours(s.train_seconds())}{elapsed}",

@@ -23,6 +23,7 @@ class StudyInfo:
     records: dict[str, dict]  # run_id -> run.json (runs that started)
     reasons: dict[str, str]  # run_id -> why it did not complete (failed, diverged, not finished)
     first_launch: float | None  # unix time
+    last_finish: float | None = None  # unix time the last run wrote its final run.json, once none is running
 
     @property
     def planned_flops(self) -> float:
@@ -118,12 +119,14 @@ def read_study(study_dir: str) -> StudyInfo | None:
     if not plan:
         return None
     runs = plan.get("runs", [])
-    records, reasons = {}, {}
+    records, reasons, finished = {}, {}, []
     for spec in runs:
         rdir = os.path.join(study_dir, "runs", spec["run_id"])
         rj = _read_json(os.path.join(rdir, "run.json"))
         if rj is not None:
             records[spec["run_id"]] = rj
+            if rj.get("status") in ("completed", "diverged", "failed"):
+                finished.append(os.path.getmtime(os.path.join(rdir, "run.json")))
         why = _reason(rdir, rj)
         if why:
             reasons[spec["run_id"]] = why
@@ -131,5 +134,7 @@ def read_study(study_dir: str) -> StudyInfo | None:
     first = min((x.get("time") for x in launched.get("launches", []) if x.get("time")), default=None)
     study = plan.get("study", {})
     convention = study.get("flop_convention") or (runs[0].get("flop_convention") if runs else "6n")
+    # Wall time of a finished study ends at its last run, not when the report is (re)built.
+    last = max(finished) if finished and len(finished) == len(runs) else None
     return StudyInfo(str(study.get("name") or os.path.basename(os.path.abspath(study_dir))), convention, runs,
-                     list(plan.get("dropped", [])), records, reasons, first)
+                     list(plan.get("dropped", [])), records, reasons, first, last)

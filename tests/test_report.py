@@ -107,6 +107,8 @@ def test_study_directory_gives_plan_devices_commit_and_reasons(tmp_path):
         status = "diverged" if i == 0 else "failed" if i == 1 else "completed"
         _write(study / "runs" / s["run_id"] / "run.json", {**env, "status": status, "tokens": s["tokens"],
                                                           "tokens_per_s": 1e3, "wall_time_s": 60.0})
+    for i, s in enumerate(specs):  # the last run ends 2 h after the first launch (t = 1 s)
+        os.utime(study / "runs" / s["run_id"] / "run.json", (1.0 + 3600 * (1 + i / (len(specs) - 1)),) * 2)
     _write(study / "runs" / specs[1]["run_id"] / "attempts.json", [{"outcome": "failed", "exit_code": 1}] * 3)
     (study / "runs" / specs[1]["run_id"] / "train.log").write_text("...\nRuntimeError: out of memory\n")
     df.loc[0, "status"], df.loc[1, "status"] = "diverged", "failed"
@@ -119,6 +121,7 @@ def test_study_directory_gives_plan_devices_commit_and_reasons(tmp_path):
     assert "diverged: the loss became NaN/Inf" in md
     assert "failed 3 time(s) (exit 1): RuntimeError: out of memory" in md
     assert "fewer than study.min_steps steps" in md
+    assert "2.00 h from the first launch to the last run's end" in md  # not the time the report was built
     # measured rate: 6e6 FLOPs/token x 1e3 tokens/s over 4 devices
     assert "1.5e+09 FLOP/s per device" in md
     for s in specs:
