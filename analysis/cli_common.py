@@ -48,6 +48,13 @@ def add_table_flags(p: argparse.ArgumentParser) -> None:
                    help="leave out the K highest-loss runs (Besiroglu et al. 2024 drop 5 on the Fig. 4 data)")
 
 
+def add_smoothing_flag(p: argparse.ArgumentParser) -> None:
+    """Approach 1's curve smoothing, one flag for analysis.fit and analysis.figures (Fig. 2 draws
+    the envelope the fit reads)."""
+    p.add_argument("--smooth-dex", type=float, default=0.1,
+                   help="Approach 1: local linear smoothing of each curve over this many decades of tokens (0: off)")
+
+
 def columns_from(args) -> Columns:
     return Columns(n=args.n_col, d=args.d_col, c=args.c_col, loss=args.loss_col, budget=args.budget_col,
                    n_nonembed=args.n_nonembed_col, status=args.status_col, run=args.run_col,

@@ -25,9 +25,9 @@ import numpy as np  # noqa: E402
 from matplotlib import colors, ticker  # noqa: E402
 
 from analysis import (allocation, approach1, approach2, approach3, atomic, bootstrap, budgets,  # noqa: E402
-                      kaplan, tables)
-from analysis.cli_common import (Parser, add_grid_flags, add_table_flags, columns_from, floats, grid_from,  # noqa: E402
-                                 run_main)
+                      fitters, kaplan, tables)
+from analysis.cli_common import (Parser, add_grid_flags, add_smoothing_flag, add_table_flags, columns_from,  # noqa: E402
+                                 floats, grid_from, run_main)
 from analysis.records import InputError  # noqa: E402
 
 DEFAULT_FIGURES = "3,4,kaplan"
@@ -323,6 +323,7 @@ def build_parser() -> Parser:
                         "plus 2 with --curves")
     p.add_argument("--curves", help="loss curves CSV for Figure 2 (Approach 1)")
     p.add_argument("--curve-loss-col", help="curve loss column (default: train_loss if it has values, then eval_loss, then loss)")
+    add_smoothing_flag(p)
     p.add_argument("--interp", choices=("parabola", "akima"), default="parabola", help="Figure 3 profile model")
     p.add_argument("--include-edges", action="store_true", help="Figures 2-3: fit through edge optima too")
     p.add_argument("--delta", type=float, default=1e-3, help="Figure 4: Huber delta of the Approach 3 fit")
@@ -396,7 +397,8 @@ def main_body(argv=None) -> int:
                        projection_intervals(runs, targets, args.interp, args.include_edges))
 
     draw = {
-        "2": lambda: figure2(curves := tables.load_curves(args.curves, args.curve_loss_col, args.flops_convention),
+        "2": lambda: figure2(curves := fitters.usable_curves(args.curves, args.curve_loss_col, args.flops_convention,
+                                                             runs, args.smooth_dex),
                              approach1.fit_approach1(curves, drop_edges=not args.include_edges), args.out, targets),
         "3": fig3,
         "4": lambda: figure4(runs, _approach3_law(args, runs), args.out, targets),

@@ -14,7 +14,8 @@ import sys
 import numpy as np
 
 from analysis import diagnostics, fitters, noise, parametric, tables, true_e, validate
-from analysis.cli_common import Parser, add_grid_flags, add_table_flags, columns_from, grid_from, run_main
+from analysis.cli_common import (Parser, add_grid_flags, add_smoothing_flag, add_table_flags, columns_from, grid_from,
+                                 run_main)
 from analysis.records import Fit, InputError, write_atomic, write_fits
 
 
@@ -27,8 +28,7 @@ def build_parser() -> Parser:
     p.add_argument("--curves", help="loss curves CSV (run_id, params, tokens, [flops], loss) for Approach 1")
     p.add_argument("--curve-loss-col", help="curve loss column (default: train_loss if it has values, else eval_loss)")
     p.add_argument("--smooth", type=int, default=1, help="Approach 1: moving-average window over logged points")
-    p.add_argument("--smooth-dex", type=float, default=0.1,
-                   help="Approach 1: local linear smoothing of each curve over this many decades of tokens (0: off)")
+    add_smoothing_flag(p)
     p.add_argument("--interp", choices=("parabola", "akima"), default="parabola",
                    help="Approach 2: IsoFLOP profile model in log N")
     p.add_argument("--include-edges", action="store_true",

@@ -42,17 +42,23 @@ def _intervals(ctx: Context, key: str, s: parametric.Samples) -> dict:
     return s.intervals(ctx.args.level)
 
 
-def _curves(ctx: Context) -> tables.Curves:
-    """The curves of the table's usable runs (trunks, sweeps and failed runs are no envelope)."""
-    c = tables.load_curves(ctx.args.curves, ctx.args.curve_loss_col, ctx.args.flops_convention)
-    keep = np.isin(c.run_id, ctx.runs.run_id)
+def usable_curves(path, loss_col, flops_convention: str, runs: tables.Runs, smooth_dex: float) -> tables.Curves:
+    """The curves of the table's usable runs (trunks, sweeps and failed runs are no envelope), their
+    FLOPs counted as the table counts each run's, smoothed: what Approach 1 fits and Fig. 2 draws."""
+    c = tables.load_curves(path, loss_col, flops_convention)
+    keep = np.isin(c.run_id, runs.run_id)
     if keep.any():
         c = tables.Curves(c.run_id[keep], c.N[keep], c.tokens[keep], c.flops[keep], c.loss[keep])
-        if "flops" not in pd.read_csv(ctx.args.curves, nrows=0).columns:
+        if "flops" not in pd.read_csv(path, nrows=0).columns:
             # One convention per fits.json: count the curves' FLOPs as the table counts each run's.
-            per_token = dict(zip(ctx.runs.run_id, ctx.runs.flops_per_token()))
+            per_token = dict(zip(runs.run_id, runs.flops_per_token()))
             c = tables.Curves(c.run_id, c.N, c.tokens, np.array([per_token[r] for r in c.run_id]) * c.tokens, c.loss)
-    return approach1.smooth_curves(c, ctx.args.smooth_dex)
+    return approach1.smooth_curves(c, smooth_dex)
+
+
+def _curves(ctx: Context) -> tables.Curves:
+    a = ctx.args
+    return usable_curves(a.curves, a.curve_loss_col, a.flops_convention, ctx.runs, a.smooth_dex)
 
 
 def approach1_fit(ctx: Context) -> dict[str, Fit]:
