@@ -30,6 +30,7 @@ from flax import nnx
 
 from models.config import ModelConfig
 from models.transformer import Transformer, attention_kernel
+from scaling import flops
 from scaling.sharding import MESH_AXES, logical_axes_tree, logical_to_spec, rules_dict
 
 ADAM_MOMENTS = 2  # optax.adamw: mu and nu, float32, sharded like their parameter
@@ -94,8 +95,8 @@ def _param_bytes_per_device(cfg: ModelConfig, sizes_items: tuple, rules: tuple) 
         shards = math.prod(math.prod(sizes[a] for a in ((s,) if isinstance(s, str) else s))
                            for s in spec if s is not None)
         local += math.prod(shape) * 4 // shards
-    layer = 4 * (2 * cfg.d_model * cfg.attn_dim + (3 if cfg.mlp == "swiglu" else 2)
-                 * cfg.d_model * cfg.d_ff)
+    # One layer's weights, f32 (attention's four D x HK matrices, the MLP, its norm scales).
+    layer = 4 * (flops.count_params(cfg).non_embedding - cfg.d_model) // cfg.n_layer
     return local, layer
 
 
