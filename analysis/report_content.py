@@ -220,10 +220,6 @@ def _approach3_law(fits: dict) -> allocation.LawParams | None:
     return allocation.LawParams(f["E"], f["A"], f["B"], f["alpha"], f["beta"])
 
 
-def flops_per_param_token(runs: tables.Runs) -> float:
-    return allocation.flops_per_param_token(runs.C, runs.N, runs.D)
-
-
 def approach3_predictions(inp: Inputs, law: allocation.LawParams, k: float) -> dict:
     """{C: {"N": (mid, lo, hi), "D": ..., "L": ...}} with bootstrap percentile intervals of the fit."""
     mid = allocation.optimal_allocation(law, np.asarray(inp.targets), k)
@@ -246,7 +242,7 @@ def _mid_iv(triple) -> str:
 
 
 def targets_section(inp: Inputs) -> Section:
-    k = flops_per_param_token(inp.runs)
+    k = allocation.flops_per_param_token(inp.runs.C, inp.runs.N, inp.runs.D)
     head = ["target C", "PF-days", "device-hours", "approach", "N*", "D*", "D*/N*", "predicted loss"]
     rows = []
     law = _approach3_law(inp.fits)

@@ -109,11 +109,6 @@ class Collected(NamedTuple):
     seed_noise: noise.SeedNoise
 
 
-def collect(study: Path, max_retries: int | None = None) -> tuple[Path, Path]:
-    """results.csv, curves.csv (and points.csv) of the study; their paths."""
-    return collect_tables(study, max_retries)[:2]
-
-
 def collect_tables(study: Path, max_retries: int | None = None) -> Collected:
     plan = st.load_plan(study)
     launched = locks.read_json(study / "launched.json") or {}

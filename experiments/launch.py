@@ -88,7 +88,8 @@ def changed_runs(study: Path, plan: st.Plan) -> list[str]:
         return []
     specs = launched.get("specs")
     # A study launched before per-run hashes were recorded: every started run is suspect.
-    same = (lambda r: False) if specs is None else (lambda r: specs.get(r.run_id, st.spec_hash(r)) == st.spec_hash(r))
+    def same(r) -> bool:  # a run new to the plan is no change
+        return specs is not None and specs.get(r.run_id, h := st.spec_hash(r)) == h
     return [r.run_id for r in plan.runs if not same(r) and st.has_started(study, r.run_id)]
 
 
@@ -110,7 +111,7 @@ def archive(study: Path, run_ids: list[str]) -> Path:
     (dest / "runs").mkdir(parents=True)
     for r in run_ids:
         os.replace(st.run_dir(study, r), dest / "runs" / r)
-    for name in ("results.csv", "curves.csv"):  # they hold the archived runs' rows; collect rewrites them
+    for name in ("results.csv", "curves.csv", "points.csv"):  # they hold the archived runs' rows; collect rewrites them
         if (study / name).exists():
             os.replace(study / name, dest / name)
     return dest

@@ -106,18 +106,13 @@ def text_file_data(path: str, seq_len: int, tokens: int | None, eval_batch: int)
     packed = packing.Packed(np.concatenate([eod, ids, eod]), seq_len)
     n = _positive_tokens(tokens, packed.n_targets, packed.n_targets, path)
     eval_set = batches.eval_set(packed, n, eval_batch)
-    # One document: its sequences are the clusters of the standard error (so it assumes them
-    # independent, which understates it for text whose difficulty drifts slowly).
-    row = 0
-    docs = []
-    for b in eval_set:
-        docs.append(np.where(b.weights.sum(axis=1) > 0, np.arange(row, row + len(b.inputs)), -1))
-        row += len(b.inputs)
+    # No eval_docs: train.evaluate then clusters the standard error by sequence (one document's
+    # sequences taken as independent, which understates it for text whose difficulty drifts slowly).
     return data_lib.DataPipeline(
         dataset=f"file:{path}", tokenizer=tokenizer, train=packed, eval=packed, seed=0,
         global_batch=eval_batch, eval_set=eval_set,
         eval_bytes=sum(tokenizer.count_bytes(b.targets, b.weights) for b in eval_set),
-        eval_tokens=n, eval_docs=tuple(docs))
+        eval_tokens=n)
 
 
 def score(model: trained_lib.Trained, source: Source, data: data_lib.DataPipeline) -> Score:

@@ -138,7 +138,6 @@ class _Progress:
     step: int = 0
     last_train: float | None = None
     last_eval: float | None = None
-    final_eval: dict | None = None
     step_time_s: float = 0.0  # pure step time of the whole run, earlier attempts' included
     compile_s: float = 0.0
 

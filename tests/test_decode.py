@@ -188,7 +188,6 @@ def test_generation_stops_at_end_of_document(scanned):
     # at their own first occurrence of it (or run to the limit), and only it may follow.
     stop = int(free[0, 3])
     first = [int(np.flatnonzero(row == stop)[0]) + 1 if (row == stop).any() else 16 for row in free]
-    assert first[0] <= 4
     tokens, n_new = _generate(scanned, prompts, 16, Sampling(temperature=0.0), seed=0, eod=stop)
     assert n_new.tolist() == first
     for row in range(3):

@@ -149,4 +149,5 @@ def test_wsd_seed_repeats_branch_from_a_trunk_of_their_own_seed():
             trunk = by_id[r.branch_from]
             assert trunk.role == "trunk" and trunk.seed == 2 and trunk.run_id.endswith("-s2")
             assert trunk.overrides["seed"] == 2 and trunk.params == r.params
+    assert any(r.branch_from for r in repeats)  # else the loop above checked no trunk at all
     assert {by_id[r.branch_from].seed for r in p.runs if r.branch_from and r.seed == 0} <= {0}

@@ -129,8 +129,8 @@ def test_figure4_slices_use_the_tables_own_flops_per_token(tmp_path):
         df[col] = df[col] * 1.5
     df.to_csv(tmp_path / "r9.csv", index=False)
     runs = tables.load_runs(tmp_path / "r9.csv")
-    slices = figures.draw4(runs, LAW).axes[1]
-    assert "C/9N" in figures.draw4(runs, LAW).axes[2].get_ylabel()
+    _, slices, colorbar = figures.draw4(runs, LAW).axes
+    assert "C/9N" in colorbar.get_ylabel()
     for line, c in zip(slices.lines, runs.budgets()):
         m = runs.budget == c
         drawn = np.interp(np.log(runs.N[m]), np.log(line.get_xdata()), line.get_ydata())

@@ -64,8 +64,8 @@ def test_width_only_shape_is_the_nearest_count(target):
 def test_measured_lr_rule_replaces_kaplan():
     recipe = ladder.RECIPES["cpu"]
     counts = flops.ParamCounts(total=200_000, embedding=50_000, non_embedding=150_000)
-    if recipe.lr_at_1e5:
-        assert recipe.lr(counts) == pytest.approx(recipe.lr_at_1e5 * 2.0 ** -recipe.lr_exponent)
+    assert recipe.lr_at_1e5 > 0  # the cpu recipe's lr is the calibration's, not Kaplan's
+    assert recipe.lr(counts) == pytest.approx(recipe.lr_at_1e5 * 2.0 ** -recipe.lr_exponent)
     assert ladder.RECIPES["small"].lr(counts) == pytest.approx(ladder.kaplan_lr(150_000))
 
 

@@ -91,12 +91,12 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path, data_dir, 
     barriers while process 0 ran the next step's collectives: a hang, here a timeout.)"""
     workdir = tmp_path / "term"
     procs = _start_pair(workdir, data_dir)
-    deadline = time.time() + 240
-    while time.time() < deadline and all(p.poll() is None for p in procs):
-        if (workdir / "metrics.jsonl").exists() and "train_loss" in (workdir / "metrics.jsonl").read_text():
-            break
+    deadline, training = time.time() + 240, False
+    while time.time() < deadline and all(p.poll() is None for p in procs) and not training:
+        training = (workdir / "metrics.jsonl").exists() and "train_loss" in (workdir / "metrics.jsonl").read_text()
         time.sleep(0.02)
     assert all(p.poll() is None for p in procs), "a process ended before the signal"
+    assert training, "no training step was logged within 240 s: the signal would test startup, not a step"
     procs[1].send_signal(signal.SIGTERM)
     outputs = _finish(procs, want=(143, 143))
     said = [[line for line in out.splitlines() if line.startswith("preempted: saved step")]

@@ -29,6 +29,7 @@ def _attempts(study: Path, run_id: str) -> list[str]:
     return [a["outcome"] for a in json.loads((study / "runs" / run_id / "attempts.json").read_text())]
 
 
+@pytest.mark.slow
 def test_isoflop_ci_study_killed_and_rerun_trains_each_run_once_and_reports(tmp_path):
     study = tmp_path / "ci"
     first = subprocess.Popen(study_cmd(study), cwd=REPO, env=RUN_ENV, stdout=subprocess.PIPE,
