@@ -7,13 +7,15 @@ Prints tokens/s, model FLOP/s (Chinchilla App. F count, attention counted as non
 MFU), the matmul FLOP/s this device reaches at the same dtype under the trainer's XLA flags
 (scaling/xla_flags.py) and under XLA's defaults (a second process, timed in the same rounds), the
 step's FLOP/s over the better of the two, the time the loop waited for data over step time (the
-trainer's batches: built and placed by scaling/data/prefetch.py), and MFU against the device's peak
-where it is known. Machines vary hour to hour: only the ratios from one run mean much.
+trainer's batches: built and placed by scaling/data/prefetch.py), the allocator and the share of CPU
+time spent in the kernel (scaling/allocator.py: the bench, like the trainer, restarts itself under
+tcmalloc where it is installed), and MFU against the device's peak where it is known. Machines vary hour to hour: only the ratios from one run mean much.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -25,7 +27,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models.transformer import attention_kernel  # noqa: E402
-from scaling import flops, step as step_lib, validate, xla_flags  # noqa: E402
+from scaling import allocator, flops, step as step_lib, validate, xla_flags  # noqa: E402
 from scaling.config import default_config  # noqa: E402
 from scaling.data.prefetch import Prefetcher  # noqa: E402
 from scaling.sharding import make_mesh  # noqa: E402
@@ -165,6 +167,7 @@ def main() -> None:
         state, m = step(state, batches.get(0), comp.schedule(0))
         jax.block_until_ready(m)
         i = 1
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
         # This machine's speed drifts 2x within seconds: time the step and both matmuls in
         # alternation and take the median of the per-round ratios.
         for _ in range(args.rounds):
@@ -182,6 +185,9 @@ def main() -> None:
             rows["mm_default"].append(mm_default)
             rows["ratio"].append(batch * model_cfg.seq_len / step_s * per_token / max(mm_ours, mm_default))
             rows["wait"].append((batches.wait_s - waited) / elapsed)
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    sys_s, user_s = usage1.ru_stime - usage0.ru_stime, usage1.ru_utime - usage0.ru_utime
+    rows_sys = sys_s / max(sys_s + user_s, 1e-9)
     if default_mm:
         default_mm.close()
     step_s, mm_ours, mm_default, ratio, wait = (float(np.median(rows[k])) for k in rows)
@@ -191,6 +197,9 @@ def main() -> None:
     with open("/proc/loadavg") if os.path.exists("/proc/loadavg") else open(os.devnull) as f:
         load = f.read().strip() or "unknown"
     print(f"device            {kind} ({jax.default_backend()}), dtype {model_cfg.dtype}, load {load}")
+    preload = os.environ.get("LD_PRELOAD", "")
+    print(f"allocator         {'tcmalloc (' + preload + ')' if 'tcmalloc' in preload else 'system malloc'}"
+          f"; kernel time {rows_sys:.0%} of the process's CPU time in the timed rounds")
     print(f"model             {counts.total / 1e6:.2f}M params ({counts.non_embedding / 1e6:.2f}M "
           f"non-embedding), L={model_cfg.seq_len}, batch {batch}, scan={args.scan}, remat={args.remat}, attention={args.attention} -> {attention_kernel(model_cfg)}")
     print(f"step time         {step_s * 1e3:.1f} ms")
@@ -208,4 +217,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    allocator.reexec()  # as the trainer runs (scaling/train.py), and its matmul worker with it
     main()

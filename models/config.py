@@ -35,8 +35,9 @@ class ModelConfig:
     scan_layers: bool = False  # one compiled block scanned over layers
     # "cudnn": jax.nn.dot_product_attention's cuDNN flash kernel (GPU, bf16/fp16, head_dim <= 128);
     # "dot_product": the same call left to XLA (it materialises the L x L scores); "einsum": explicit
-    # softmax(QK^T)V, faster on CPU; "auto": cudnn on a GPU where it applies, else dot_product on
-    # a GPU, einsum elsewhere.
+    # softmax(QK^T)V in blocks of queries that skip the hidden keys (models/causal_attention.py),
+    # faster on CPU; "auto": cudnn on a GPU where it applies, else dot_product on a GPU, einsum
+    # elsewhere.
     attention: str = "auto"
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6

@@ -1,5 +1,6 @@
 """A decoder-only transformer in flax.nnx: pre-norm RMSNorm, rotary embeddings, causal attention
-through `jax.nn.dot_product_attention` (the fused kernel on GPUs), SwiGLU or GELU MLP, no biases.
+(on GPUs `jax.nn.dot_product_attention`, cuDNN's fused kernel where it fits; elsewhere
+`models/causal_attention.py`, in blocks of queries), SwiGLU or GELU MLP, no biases.
 
 Every weight carries `logical_axes` metadata (names like 'embed', 'heads', 'mlp', 'vocab'); the
 training core maps those names to mesh axes with one rules table, so this file knows nothing of
@@ -14,9 +15,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from models import kv_cache
+from models.causal_attention import causal_attention
 from models.config import ModelConfig
 from models.constraints import constrain
 from models.dense import project
@@ -41,21 +44,28 @@ class RMSNorm(nnx.Module):
         return (x32 * inv_rms * self.scale[...]).astype(x_BxLxD.dtype)
 
 
+def _rotary_freqs_K2(theta: float, K: int):
+    return theta ** (-np.arange(0, K // 2, dtype=np.float32) * np.float32(2 / K))
+
+
 def rotary(x: jax.Array, theta: float, seq_axis: int, positions_BxL: jax.Array | None = None) -> jax.Array:
     """Rotary position embedding (Su et al. 2021), rotating pairs (i, i + K/2) of the last axis.
 
     Positions are 0..L-1 in every row unless `positions_BxL` gives them (decoding: cache slots).
     """
     L, K = x.shape[seq_axis], x.shape[-1]
-    freq_K2 = theta ** (-jnp.arange(0, K // 2, dtype=jnp.float32) * 2 / K)
     shape = [1] * x.ndim
     shape[seq_axis], shape[-1] = L, K // 2
     if positions_BxL is None:
-        angle_LxK2 = jnp.arange(L, dtype=jnp.float32)[:, None] * freq_K2[None, :]
+        # The sines and cosines as constants, computed here in float32 as XLA would: computed in
+        # the graph, XLA:CPU fuses them into the rotation's loop and evaluates them for every
+        # batch row and head again (~6% of the 10M-parameter CPU train step).
+        angle_LxK2 = np.arange(L, dtype=np.float32)[:, None] * _rotary_freqs_K2(theta, K)[None, :]
+        sin, cos = np.sin(angle_LxK2).reshape(shape), np.cos(angle_LxK2).reshape(shape)
     else:
-        angle_LxK2 = positions_BxL.astype(jnp.float32)[..., None] * freq_K2  # [B, L, K/2]
+        angle_BxLxK2 = positions_BxL.astype(jnp.float32)[..., None] * _rotary_freqs_K2(theta, K)
         shape[0] = positions_BxL.shape[0]
-    sin, cos = jnp.sin(angle_LxK2).reshape(shape), jnp.cos(angle_LxK2).reshape(shape)
+        sin, cos = jnp.sin(angle_BxLxK2).reshape(shape), jnp.cos(angle_BxLxK2).reshape(shape)
     x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
     out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
     return out.astype(x.dtype)
@@ -102,7 +112,7 @@ class Attention(nnx.Module):
             return project("blhk,hkd->bld", o_BxLxHxK, self.wo[...].astype(dtype))
         q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = (constrain(t, "batch", "heads", "length", "head_dim")
                                            for t in self._qkv_heads_major(x_BxLxD))
-        o_BxHxLxK = softmax_attention(q_BxHxLxK, [(k_BxHxLxK, v_BxHxLxK, None)])
+        o_BxHxLxK = causal_attention(q_BxHxLxK, k_BxHxLxK, v_BxHxLxK)
         o_BxHxLxK = constrain(o_BxHxLxK, "batch", "heads", "length", "head_dim")
         return project("bhlk,hkd->bld", o_BxHxLxK, self.wo[...].astype(dtype))
 
@@ -153,8 +163,9 @@ def softmax_attention(q_BxHxLxK: jax.Array, blocks) -> jax.Array:
     """softmax(q k^T / sqrt(K)) v (Vaswani et al. 2017, eq. 1), scores and softmax in float32.
 
     `blocks`: (k_BxHxMxK, v_BxHxMxK, mask) key/value blocks that one softmax spans; each mask
-    broadcasts to [B, H, L, M] (True: visible), None is causal (M = L). Training passes one block,
-    decoding two: the cache and the new tokens.
+    broadcasts to [B, H, L, M] (True: visible), None is causal (M = L). Decoding passes two: the
+    cache and the new tokens (training uses models/causal_attention.py, the same function for one
+    causal block, with a cheaper backward).
     """
     L, K = q_BxHxLxK.shape[2], q_BxHxLxK.shape[3]
     scores = []

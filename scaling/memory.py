@@ -9,8 +9,10 @@ What a layer keeps is counted in tensors per token (`ACTIVATIONS`), fitted to XL
 assignment (`compiled.memory_analysis()`) of this codebase's step on CPU under the trainer's XLA
 flags (14 shapes, each within 5%): ~12 D-wide tensors (6 of the residual stream and norms, 6 of
 attention, H*K wide; the minimal set is ~8: XLA:CPU keeps float32 copies of the norms and rotary
-inputs besides), 4 F-wide, 2 scores per head and key. GPUs fuse more, so there the model errs toward fitting. tests/test_memory.py holds it
-within 20% of XLA on CPU.
+inputs besides), 4 F-wide, 2 scores per head and key (fitted before models/causal_attention.py
+computed only the causal blocks and kept one probability per pair: since, it overstates XLA:CPU by
+~6%, the scanned step by ~17%). GPUs fuse more, so there the model errs toward fitting.
+tests/test_memory.py holds it within 20% of XLA on CPU.
 
 Rematerialisation (model.remat) keeps only each block's input and recomputes one block at a time
 during the backward (Chen et al. 2016, "Training deep nets with sublinear memory cost"). XLA:CPU
@@ -133,7 +135,8 @@ def step_memory(cfg: ModelConfig, *, global_batch: int, grad_accum: int, mesh_sh
     else:
         activations = cfg.n_layer * per_layer
     if cfg.scan_layers:  # the scanned backward slices each layer's residuals into one more buffer
-        activations += per_layer
+        # (not the probabilities models/causal_attention.py keeps: its backward reads them in place)
+        activations += per_layer - (tokens * scores if attention_kernel(cfg) == "einsum" else 0)
     fsdp = sizes["fsdp"] > 1
     return StepMemory(
         params=params, opt_state=ADAM_MOMENTS * params, grads=params,

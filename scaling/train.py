@@ -22,7 +22,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from scaling import data as data_lib
-from scaling import flops, metrics, step as step_lib, validate, xla_flags
+from scaling import allocator, flops, metrics, step as step_lib, validate, xla_flags
 from scaling.checkpoint import Checkpointer
 from scaling.data.prefetch import Prefetcher
 from scaling.sharding import make_mesh
@@ -442,4 +442,5 @@ def _mark_failed(workdir: str) -> None:
 
 
 if __name__ == "__main__":
+    allocator.reexec()  # under tcmalloc where installed: XLA:CPU's per-step temporaries
     sys.exit(main())

@@ -19,6 +19,7 @@ from pathlib import Path
 from experiments.executors import worker
 from experiments.executors.study import Plan
 from experiments.spec import RunSpec
+from scaling import allocator
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -68,7 +69,7 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, study: Path, plan: Plan, workers: int, *, trainer: str, max_retries: int):
-        env = dict(os.environ)
+        env = allocator.preload_env(os.environ)  # trainers start under tcmalloc, if installed
         self.slots = make_slots(workers, env, visible_gpus(env), sorted(os.sched_getaffinity(0)))
         self.study, self.plan, self.trainer, self.max_retries = study, plan, trainer, max_retries
         self._free = list(range(workers))

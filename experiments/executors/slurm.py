@@ -25,6 +25,7 @@ from experiments import locks
 from experiments.executors import study as st
 from experiments.executors import worker
 from experiments.spec import RunSpec
+from scaling import allocator
 
 LIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING",
                "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"}
@@ -62,7 +63,7 @@ def run_task(study: str, spec: dict, plan_hash: str, trainer: str, max_retries: 
     # ignores the signal; either way the trainer would be killed before saving a checkpoint.
     signal.signal(signal.SIGUSR2, forward)
     signal.signal(signal.SIGTERM, forward)
-    env = dict(os.environ)
+    env = allocator.preload_env(os.environ)  # the trainer starts under tcmalloc, if installed
     ncpu = env.get("SLURM_CPUS_PER_TASK")
     if ncpu:
         env.update({v: ncpu for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
