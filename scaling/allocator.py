@@ -39,7 +39,10 @@ def find_tcmalloc(dirs=SEARCH_DIRS) -> str | None:
 def preload_env(environ: Mapping[str, str] = os.environ, library: str | None = None) -> dict[str, str]:
     """A copy of `environ` whose processes start under tcmalloc, where it is found and wanted."""
     env = dict(environ)
-    if env.get(SWITCH, "tcmalloc") == "system" or not sys.platform.startswith("linux"):
+    choice = env.get(SWITCH, "tcmalloc")
+    if choice not in ("tcmalloc", "system"):
+        raise ValueError(f"{SWITCH}={choice!r}: use 'tcmalloc' (the default: where installed) or 'system'")
+    if choice == "system" or not sys.platform.startswith("linux"):
         return env
     library = library or find_tcmalloc()
     preloaded = env.get("LD_PRELOAD", "")
@@ -55,7 +58,10 @@ def reexec(environ: MutableMapping[str, str] = os.environ) -> None:
     """
     if environ.get(_DONE):
         return
-    env = preload_env(environ)
+    try:
+        env = preload_env(environ)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     if env.get("LD_PRELOAD") == environ.get("LD_PRELOAD"):
         return
     env[_DONE] = "1"

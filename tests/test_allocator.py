@@ -153,3 +153,8 @@ def test_local_executor_slots_start_trainers_under_tcmalloc(tmp_path, monkeypatc
     monkeypatch.setenv(allocator.SWITCH, "system")
     slots = LocalExecutor(tmp_path, plan, 2, trainer="scaling.train", max_retries=0).slots
     assert [s.env["LD_PRELOAD"] for s in slots] == [OTHER] * 2
+
+
+def test_an_unknown_allocator_choice_is_a_one_line_error():
+    with pytest.raises(ValueError, match="SCALING_MALLOC='jemalloc'.*'system'"):
+        allocator.preload_env({"SCALING_MALLOC": "jemalloc"})
