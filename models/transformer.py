@@ -38,10 +38,39 @@ class RMSNorm(nnx.Module):
         self.scale = nnx.Param(jnp.ones((cfg.d_model,), jnp.float32), logical_axes=("norm",))
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        # Normalise in float32 even under bf16 compute: the mean of squares loses precision in bf16.
-        x32 = x_BxLxD.astype(jnp.float32)
-        inv_rms = jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-        return (x32 * inv_rms * self.scale[...]).astype(x_BxLxD.dtype)
+        return rms_norm(x_BxLxD, self.scale[...], self.eps)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def rms_norm(x_BxLxD: jax.Array, scale_D: jax.Array, eps: float) -> jax.Array:
+    """x / rms(x) * scale (Zhang & Sennrich 2019), in float32 even under bf16 compute: the mean of
+    squares loses precision in bf16."""
+    return _rms_norm_fwd(x_BxLxD, scale_D, eps)[0]
+
+
+def _rms_norm_fwd(x_BxLxD, scale_D, eps):
+    x32_BxLxD = x_BxLxD.astype(jnp.float32)
+    inv_rms_BxLx1 = jax.lax.rsqrt(jnp.mean(x32_BxLxD * x32_BxLxD, axis=-1, keepdims=True) + eps)
+    xn_BxLxD = x32_BxLxD * inv_rms_BxLx1
+    return (xn_BxLxD * scale_D).astype(x_BxLxD.dtype), (xn_BxLxD, inv_rms_BxLx1, scale_D)
+
+
+def _rms_norm_bwd(eps, residuals, dy_BxLxD):
+    xn_BxLxD, inv_rms_BxLx1, scale_D = residuals
+    dy32_BxLxD = dy_BxLxD.astype(jnp.float32)
+    D = scale_D.shape[0]
+    # The scale's gradient sums over every token: as a matmul with a ones vector, not XLA:CPU's
+    # tree of reduce-windows down the token axis (together with one pass fewer over x, the train
+    # step ~1.5% faster, bench/train_throughput.py).
+    prod_NxD = (dy32_BxLxD * xn_BxLxD).reshape(-1, D)
+    dscale_D = jax.lax.dot_general(prod_NxD, jnp.ones((prod_NxD.shape[0],), jnp.float32),
+                                   (((0,), (0,)), ((), ())))
+    g_BxLxD = dy32_BxLxD * scale_D
+    dx_BxLxD = inv_rms_BxLx1 * (g_BxLxD - xn_BxLxD * jnp.mean(g_BxLxD * xn_BxLxD, axis=-1, keepdims=True))
+    return dx_BxLxD.astype(dy_BxLxD.dtype), dscale_D
+
+
+rms_norm.defvjp(_rms_norm_fwd, _rms_norm_bwd)
 
 
 def _rotary_freqs_K2(theta: float, K: int):

@@ -47,3 +47,14 @@ def test_mixed_precision_cotangents_keep_the_operand_dtypes():
     assert dx.dtype == jnp.bfloat16 and dw.dtype == jnp.float32
     ref = jax.grad(lambda w: jnp.sum(jnp.einsum("bld,dv->blv", x.astype(jnp.float32), w) ** 2))(w32)
     np.testing.assert_allclose(dw, ref, rtol=0.05, atol=0.05)
+
+
+def test_the_smaller_operand_goes_left_in_the_weight_gradient():
+    # The down projection: dy [tokens, 8] is smaller than x [tokens, 12], so XLA:CPU should copy dy
+    # (the matmul's left operand) into the transposed layout, not x.
+    x, w = jnp.ones((4, 16, 12)), jnp.ones((12, 8))
+    jaxpr = jax.make_jaxpr(jax.grad(lambda w: jnp.sum(jnp.tanh(project("blf,fd->bld", x, w)))))(w)
+    dots = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"]
+    weight_dot = [e for e in dots if e.outvars[0].aval.shape == (8, 12)]
+    assert len(weight_dot) == 1, [e.outvars[0].aval.shape for e in dots]
+    assert weight_dot[0].invars[0].aval.shape == (4, 16, 8)  # dy on the left

@@ -108,3 +108,28 @@ def test_impossible_shapes_are_one_sentence(fields, name):
     with pytest.raises(ConfigError, match=name) as e:
         ModelConfig(**fields)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_rms_norm_gradients_equal_autodiff_of_its_formula(dtype):
+    from models.transformer import rms_norm
+
+    def plain(x, scale):
+        x32 = x.astype(jnp.float32)
+        return (x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, -1, keepdims=True) + 1e-6) * scale).astype(x.dtype)
+
+    x = (3.0 * jax.random.normal(jax.random.key(0), (2, 8, 16))).astype(dtype)
+    scale = 1.0 + 0.1 * jax.random.normal(jax.random.key(1), (16,))
+    w = jax.random.normal(jax.random.key(2), (2, 8, 16))
+
+    def loss(f):
+        return lambda x, s: jnp.sum(jnp.sin(f(x, s).astype(jnp.float32)) * w)
+
+    tol = 1e-5 if dtype == "float32" else 2e-2
+    np.testing.assert_allclose(rms_norm(x, scale, 1e-6).astype(jnp.float32),
+                               plain(x, scale).astype(jnp.float32), rtol=tol, atol=tol)
+    want = jax.grad(loss(plain), argnums=(0, 1))(x, scale)
+    got = jax.grad(loss(lambda x, s: rms_norm(x, s, 1e-6)), argnums=(0, 1))(x, scale)
+    for g, r in zip(got, want):
+        assert g.dtype == r.dtype
+        np.testing.assert_allclose(g.astype(jnp.float32), r.astype(jnp.float32), rtol=tol, atol=tol)
