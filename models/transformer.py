@@ -128,46 +128,34 @@ class Attention(nnx.Module):
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         dtype = x_BxLxD.dtype
         kernel = attention_kernel(self.cfg)
+        qkv = self._qkv(x_BxLxD)
         if kernel != "einsum":
-            q_BxLxHxK = project("bld,dhk->blhk", x_BxLxD, self.wq[...].astype(dtype))
-            k_BxLxHxK = project("bld,dhk->blhk", x_BxLxD, self.wk[...].astype(dtype))
-            v_BxLxHxK = project("bld,dhk->blhk", x_BxLxD, self.wv[...].astype(dtype))
-            q_BxLxHxK = rotary(q_BxLxHxK, self.cfg.rope_theta, seq_axis=1)
-            k_BxLxHxK = rotary(k_BxLxHxK, self.cfg.rope_theta, seq_axis=1)
             q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (constrain(t, "batch", "length", "heads", "head_dim")
-                                               for t in (q_BxLxHxK, k_BxLxHxK, v_BxLxHxK))
+                                               for t in qkv)
             o_BxLxHxK = jax.nn.dot_product_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, is_causal=True,
                                                      implementation="cudnn" if kernel == "cudnn" else None)
             return project("blhk,hkd->bld", o_BxLxHxK, self.wo[...].astype(dtype))
-        q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = (constrain(t, "batch", "heads", "length", "head_dim")
-                                           for t in self._qkv_heads_major(x_BxLxD))
+        q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = (
+            constrain(t.swapaxes(1, 2), "batch", "heads", "length", "head_dim") for t in qkv)
         o_BxHxLxK = causal_attention(q_BxHxLxK, k_BxHxLxK, v_BxHxLxK)
         o_BxHxLxK = constrain(o_BxHxLxK, "batch", "heads", "length", "head_dim")
         return project("bhlk,hkd->bld", o_BxHxLxK, self.wo[...].astype(dtype))
 
-    def _qkv_heads_major(self, x_BxLxD: jax.Array):
-        # Heads-major layout straight out of the projections: on CPU the batched matmuls run ~1.3x
-        # faster than through dot_product_attention's [B, L, H, K] layout (bench/train_throughput.py).
-        dtype = x_BxLxD.dtype
-        q_BxHxLxK = project("bld,dhk->bhlk", x_BxLxD, self.wq[...].astype(dtype))
-        k_BxHxLxK = project("bld,dhk->bhlk", x_BxLxD, self.wk[...].astype(dtype))
-        v_BxHxLxK = project("bld,dhk->bhlk", x_BxLxD, self.wv[...].astype(dtype))
-        q_BxHxLxK = rotary(q_BxHxLxK, self.cfg.rope_theta, seq_axis=2)
-        k_BxHxLxK = rotary(k_BxHxLxK, self.cfg.rope_theta, seq_axis=2)
-        return q_BxHxLxK, k_BxHxLxK, v_BxHxLxK
+    def _qkv(self, x_BxLxD: jax.Array, positions_BxL: jax.Array | None = None):
+        """q, k, v [B, L, H, K], q and k rotated.
 
-    def _qkv_token_major(self, x_BxLxD: jax.Array, positions_BxL: jax.Array):
-        # Projected token-major, then the (few) new tokens moved heads-major: projecting straight to
-        # [B, H, L, K] makes XLA:CPU transpose-copy every q/k/v weight on each call, which for one
-        # token costs more than the matmul itself (bench/decode_throughput.py).
+        Token-major, as plain matmuls; the einsum path moves them heads-major after the rotation.
+        Projecting straight to [B, H, L, K] made XLA:CPU transpose the weights and the activation
+        gradients around every projection: the train step 4% slower (bench/train_throughput.py),
+        and a one-token decode step paid more for copying the weights than for the matmul
+        (bench/decode_throughput.py).
+        """
         dtype = x_BxLxD.dtype
-        qkv = []
-        for w in (self.wq, self.wk, self.wv):
-            qkv.append(project("bld,dhk->blhk", x_BxLxD, w[...].astype(dtype)).swapaxes(1, 2))
-        q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = qkv
-        q_BxHxLxK = rotary(q_BxHxLxK, self.cfg.rope_theta, seq_axis=2, positions_BxL=positions_BxL)
-        k_BxHxLxK = rotary(k_BxHxLxK, self.cfg.rope_theta, seq_axis=2, positions_BxL=positions_BxL)
-        return q_BxHxLxK, k_BxHxLxK, v_BxHxLxK
+        q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (project("bld,dhk->blhk", x_BxLxD, w[...].astype(dtype))
+                                           for w in (self.wq, self.wk, self.wv))
+        q_BxLxHxK = rotary(q_BxLxHxK, self.cfg.rope_theta, seq_axis=1, positions_BxL=positions_BxL)
+        k_BxLxHxK = rotary(k_BxLxHxK, self.cfg.rope_theta, seq_axis=1, positions_BxL=positions_BxL)
+        return q_BxLxHxK, k_BxLxHxK, v_BxLxHxK
 
     def extend(self, x_BxLxD: jax.Array, layer: kv_cache.LayerCache,
                at: kv_cache.Where) -> tuple[jax.Array, kv_cache.LayerCache]:
@@ -178,7 +166,8 @@ class Attention(nnx.Module):
         the causal flag of dot_product_attention cannot express, and a decode step (L = 1) is bound
         by reading the weights and the cache, not by its 1 x S scores.
         """
-        q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = self._qkv_token_major(x_BxLxD, at.positions_BxL)
+        qkv = self._qkv(x_BxLxD, at.positions_BxL)
+        q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = (t.swapaxes(1, 2) for t in qkv)
         # Attend over the cache as it was, and over the new tokens, then write: the write is then
         # the cache's last use and XLA does it in place. (Written first, XLA:CPU fused the write
         # into each reader and copied the whole cache three times a step: ~10x the step time.)
