@@ -135,9 +135,10 @@ def loo_approach3(runs: Runs, best_x, delta: float = 1e-3, a_of=None) -> LeaveOn
     a = np.array([a_of(LawParams.from_logs(*x)) if np.all(np.isfinite(x)) else np.nan for x in res.x_SxP])
     full = a_of(LawParams.from_logs(*best_x))
     ok = np.isfinite(res.f_S) & np.isfinite(a)
-    shifts = np.where(ok, np.abs(a - full), np.nan)
-    j = int(np.nanargmax(shifts)) if ok.any() else 0
-    return LeaveOneOut("approach3", float(full), float(np.nanmax(shifts)) if ok.any() else float("nan"),
+    shifts = np.where(ok, np.abs(a - full), np.nan)  # all NaN too where the full fit's a is (off range)
+    any_shift = bool(np.isfinite(shifts).any())
+    j = int(np.nanargmax(shifts)) if any_shift else 0
+    return LeaveOneOut("approach3", float(full), float(np.nanmax(shifts)) if any_shift else float("nan"),
                        str(runs.run_id[j]), int((~ok).sum()))
 
 

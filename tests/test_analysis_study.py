@@ -192,6 +192,12 @@ def test_rolling_origin_and_leave_one_out(tmp_path):
     best = approach3.fit_huber(runs.N, runs.D, runs.loss, grid=grid)
     loo = validate.loo_approach3(runs, best.x)
     assert loo.failed == 0 and 0 < loo.max_shift < 0.02
+    # A full fit whose allocation is off range (a is NaN) leaves no shift to report, not a crash.
+    from analysis.allocation import LawParams
+    full = LawParams.from_logs(*best.x)
+    off = validate.loo_approach3(runs, best.x,
+                                 a_of=lambda p: float("nan") if p == full else p.beta / (p.alpha + p.beta))
+    assert np.isnan(off.max_shift) and np.isnan(off.a_full)
     assert validate.loo_approach2(runs).max_shift < 0.02
 
 
