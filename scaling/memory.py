@@ -11,7 +11,7 @@ flags (14 shapes, each within 5%): ~12 D-wide tensors (6 of the residual stream 
 attention, H*K wide; the minimal set is ~8: XLA:CPU keeps float32 copies of the norms and rotary
 inputs besides), 4 F-wide, 2 scores per head and key (fitted before models/causal_attention.py
 computed only the causal blocks and kept one probability per pair: since, it overstates XLA:CPU by
-~6%, the scanned step by ~17%). GPUs fuse more, so there the model errs toward fitting.
+~6%). GPUs fuse more, so there the model errs toward fitting.
 tests/test_memory.py holds it within 20% of XLA on CPU.
 
 Rematerialisation (model.remat) keeps only each block's input and recomputes one block at a time
@@ -134,9 +134,14 @@ def step_memory(cfg: ModelConfig, *, global_batch: int, grad_accum: int, mesh_sh
         activations = cfg.n_layer * tokens * cfg.d_model * act + per_layer
     else:
         activations = cfg.n_layer * per_layer
-    if cfg.scan_layers:  # the scanned backward slices each layer's residuals into one more buffer
-        # (not the probabilities models/causal_attention.py keeps: its backward reads them in place)
-        activations += per_layer - (tokens * scores if attention_kernel(cfg) == "einsum" else 0)
+    if cfg.scan_layers and attention_kernel(cfg) == "einsum":
+        # XLA:CPU's scanned backward copies one layer's D-wide residuals out of the stacked ones
+        # and reads the rest (models/causal_attention.py's probabilities among them) in place:
+        # fitted to the scanned step (tests/test_memory.py, case 'scan'). Before that attention
+        # had its own backward pass, it copied the whole layer.
+        activations += tokens * act * counts.d_model * cfg.d_model
+    elif cfg.scan_layers:  # GPU kernels: the whole layer, as XLA:CPU once did (unchecked on a GPU)
+        activations += per_layer
     fsdp = sizes["fsdp"] > 1
     return StepMemory(
         params=params, opt_state=ADAM_MOMENTS * params, grads=params,
