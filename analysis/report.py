@@ -25,7 +25,7 @@ from analysis.records import InputError
 from analysis.report_render import to_html, to_markdown
 from analysis.report_study import read_study
 
-FINISHED = ("completed", "ok", "")
+FINISHED = (*tables.FINISHED_STATUS, "")  # a row with no status is a finished run
 
 
 def build_parser() -> Parser:
