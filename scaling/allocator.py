@@ -60,8 +60,9 @@ def reexec(environ: MutableMapping[str, str] = os.environ) -> None:
         return
     try:
         env = preload_env(environ)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    except ValueError as e:  # bad input: one line and exit 2, as the trainer's config errors
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     if env.get("LD_PRELOAD") == environ.get("LD_PRELOAD"):
         return
     env[_DONE] = "1"

@@ -158,3 +158,15 @@ def test_local_executor_slots_start_trainers_under_tcmalloc(tmp_path, monkeypatc
 def test_an_unknown_allocator_choice_is_a_one_line_error():
     with pytest.raises(ValueError, match="SCALING_MALLOC='jemalloc'.*'system'"):
         allocator.preload_env({"SCALING_MALLOC": "jemalloc"})
+
+
+def test_reexec_of_an_unknown_allocator_choice_exits_2_with_one_line(tmp_path):
+    script = tmp_path / "probe.py"
+    script.write_text("from scaling import allocator\nallocator.reexec()\nprint('ran')\n")
+    env = {k: v for k, v in os.environ.items() if k not in (allocator._DONE, "PYTHONPATH")}
+    env.update(PYTHONPATH=str(REPO), **{allocator.SWITCH: "jemalloc"})
+    out = subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and out.stdout == "", out
+    assert out.stderr.strip().splitlines() == [
+        "error: SCALING_MALLOC='jemalloc': use 'tcmalloc' (the default: where installed) or 'system'"], out
