@@ -25,6 +25,7 @@ from experiments import locks, status
 from experiments.executors import EXECUTORS, ExecutorUnavailable, make_executor, local
 from experiments.executors import study as st
 from experiments.executors.worker import DEFAULT_TRAINER
+from scaling import allocator
 
 RUNNABLE = (st.PENDING, st.INTERRUPTED, st.RETRY)
 
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None, *, label: str = "", log=None) -> int:
         check_writable(study)
         changed = check_plan(study, plan, args.fresh)
         ex = make_executor(executor, study, plan, workers, trainer=args.trainer, max_retries=retries)
-    except (st.StudyError, LaunchError, ExecutorUnavailable) as e:
+    except (st.StudyError, LaunchError, ExecutorUnavailable, allocator.AllocatorError) as e:
         print(f"launch: {e}", file=sys.stderr)
         return 2
     if changed:

@@ -26,12 +26,28 @@ SWITCH = "SCALING_MALLOC"  # "system": leave the allocator alone
 _DONE = "SCALING_MALLOC_REEXEC"  # set in the re-executed process: never re-execute twice
 
 
+class AllocatorError(ValueError):
+    """SCALING_MALLOC names no allocator we know."""
+
+
+def _elf_kind(path: str) -> bytes | None:
+    """ELF class, byte order and machine of a binary (None if not ELF): what ld.so must match."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return None
+    return head[4:6] + head[18:20] if head[:4] == b"\x7fELF" and len(head) == 20 else None
+
+
 def find_tcmalloc(dirs=SEARCH_DIRS) -> str | None:
-    """Path of an installed tcmalloc shared library, or None."""
+    """Path of an installed tcmalloc shared library built for this interpreter's machine, or None
+    (a multiarch host may hold another architecture's, which ld.so would refuse to preload)."""
+    want = _elf_kind(sys.executable)
     for d in dirs:
         for name in LIBRARIES:
             path = os.path.join(d, name)
-            if os.path.isfile(path):
+            if os.path.isfile(path) and (want is None or _elf_kind(os.path.realpath(path)) in (want, None)):
                 return path
     return None
 
@@ -41,12 +57,12 @@ def preload_env(environ: Mapping[str, str] = os.environ, library: str | None = N
     env = dict(environ)
     choice = env.get(SWITCH, "tcmalloc")
     if choice not in ("tcmalloc", "system"):
-        raise ValueError(f"{SWITCH}={choice!r}: use 'tcmalloc' (the default: where installed) or 'system'")
+        raise AllocatorError(f"{SWITCH}={choice!r}: use 'tcmalloc' (the default: where installed) or 'system'")
     if choice == "system" or not sys.platform.startswith("linux"):
         return env
     library = library or find_tcmalloc()
     preloaded = env.get("LD_PRELOAD", "")
-    if library and "tcmalloc" not in preloaded:
+    if library and "malloc" not in preloaded:  # a user's own allocator (jemalloc, mimalloc) stays
         env["LD_PRELOAD"] = f"{library} {preloaded}".strip()
     return env
 
@@ -60,7 +76,7 @@ def reexec(environ: MutableMapping[str, str] = os.environ) -> None:
         return
     try:
         env = preload_env(environ)
-    except ValueError as e:  # bad input: one line and exit 2, as the trainer's config errors
+    except AllocatorError as e:  # bad input: one line and exit 2, as the trainer's config errors
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     if env.get("LD_PRELOAD") == environ.get("LD_PRELOAD"):

@@ -170,3 +170,19 @@ def test_reexec_of_an_unknown_allocator_choice_exits_2_with_one_line(tmp_path):
     assert out.returncode == 2 and out.stdout == "", out
     assert out.stderr.strip().splitlines() == [
         "error: SCALING_MALLOC='jemalloc': use 'tcmalloc' (the default: where installed) or 'system'"], out
+
+
+def test_a_library_built_for_another_machine_is_not_preloaded(tmp_path):
+    # ld.so refuses (with an error line in every process) a library of another architecture.
+    header = bytearray(Path(sys.executable).read_bytes()[:20])
+    header[18:20] = (183 if header[18:20] != (183).to_bytes(2, "little") else 62).to_bytes(2, "little")
+    (tmp_path / "libtcmalloc_minimal.so.4").write_bytes(bytes(header) + b"\0" * 64)
+    assert allocator.find_tcmalloc((str(tmp_path),)) is None
+    header[18:20] = Path(sys.executable).read_bytes()[18:20]
+    (tmp_path / "libtcmalloc_minimal.so.4").write_bytes(bytes(header) + b"\0" * 64)
+    assert allocator.find_tcmalloc((str(tmp_path),)) == str(tmp_path / "libtcmalloc_minimal.so.4")
+
+
+def test_a_users_own_preloaded_allocator_is_kept():
+    env = allocator.preload_env({"LD_PRELOAD": "/opt/lib/libjemalloc.so.2"}, library="/x/libtcmalloc_minimal.so.4")
+    assert env["LD_PRELOAD"] == "/opt/lib/libjemalloc.so.2"
