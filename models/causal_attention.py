@@ -27,6 +27,12 @@ def query_block_size(seq_len: int) -> int:
     return size if seq_len % size == 0 and seq_len > size else seq_len
 
 
+def key_fraction(seq_len: int) -> float:
+    """Share of the L x L (query, key) pairs whose scores are computed: (n + 1) / (2 n) at n blocks."""
+    n = seq_len // query_block_size(seq_len)
+    return (n + 1) / (2 * n)
+
+
 def causal_attention(q_BxHxLxK: jax.Array, k_BxHxLxK: jax.Array, v_BxHxLxK: jax.Array) -> jax.Array:
     """softmax(q k^T / sqrt(K) + causal mask) v, scores and softmax in float32, heads-major."""
     L = q_BxHxLxK.shape[2]

@@ -7,12 +7,12 @@ unless a fused kernel keeps them on chip, the attention scores), the logits and 
 
 What a layer keeps is counted in tensors per token (`ACTIVATIONS`), fitted to XLA's own buffer
 assignment (`compiled.memory_analysis()`) of this codebase's step on CPU under the trainer's XLA
-flags (14 shapes, each within 5%): ~12 D-wide tensors (6 of the residual stream and norms, 6 of
-attention, H*K wide; the minimal set is ~8: XLA:CPU keeps float32 copies of the norms and rotary
-inputs besides), 4 F-wide, 2 scores per head and key (fitted before models/causal_attention.py
-computed only the causal blocks and kept one probability per pair: since, it overstates XLA:CPU by
-~6%). GPUs fuse more, so there the model errs toward fitting.
-tests/test_memory.py holds it within 20% of XLA on CPU.
+flags: ~12 D-wide tensors (6 of the residual stream and norms, 6 of attention, H*K wide; the minimal
+set is ~8: XLA:CPU keeps float32 copies of the norms and rotary inputs besides), 4 F-wide, and 2.4
+float32 per head and computed (query, key) pair: models/causal_attention.py computes the causal
+blocks only. Refitted on 2026-12-01 after that attention got its own backward: 13 shapes, L from 32
+to 512, scanned or not, on 1 and 8 devices, each within 0.95-1.09 of XLA. GPUs fuse more, so there
+the model errs toward fitting. tests/test_memory.py holds it within 20% of XLA on CPU.
 
 Rematerialisation (model.remat) keeps only each block's input and recomputes one block at a time
 during the backward (Chen et al. 2016, "Training deep nets with sublinear memory cost"). XLA:CPU
@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from models.config import ModelConfig
+from models.causal_attention import key_fraction
 from models.transformer import Transformer, attention_kernel
 from scaling import flops
 from scaling.sharding import MESH_AXES, logical_axes_tree, logical_to_spec, rules_dict
@@ -45,7 +46,7 @@ class ActivationCounts:
     d_model: float = 6.0  # residual stream and norms (with XLA:CPU's float32 copies), replicated
     attn: float = 6.0  # q, k, v before and after rotary, attention output: H*K wide, split by heads
     d_ff: float = 4.0  # MLP up, gate, silu(gate) and the product (compute dtype)
-    scores: float = 2.0  # per head and key: scores and probabilities (float32)
+    scores: float = 2.4  # per head and computed key (float32): probabilities, the backward's dP and dS
     logits: float = 2.0  # per vocab entry: logits and their gradient (float32)
 
 
@@ -125,8 +126,11 @@ def step_memory(cfg: ModelConfig, *, global_batch: int, grad_accum: int, mesh_sh
     heads = _split(cfg.n_heads, r["heads"], sizes)
     d_ff = _split(cfg.d_ff, r["mlp"], sizes)
     vocab = _split(cfg.vocab_size, r["vocab"], sizes)
-    # A fused attention kernel keeps only per-row softmax statistics, not the L x L scores.
-    scores = 0 if attention_kernel(cfg) == "cudnn" else counts.scores * heads * cfg.seq_len * 4
+    # A fused attention kernel keeps only per-row softmax statistics, not the L x L scores; the
+    # einsum kernel computes the causal blocks only.
+    kernel = attention_kernel(cfg)
+    kept = key_fraction(cfg.seq_len) if kernel == "einsum" else 1.0
+    scores = 0 if kernel == "cudnn" else counts.scores * heads * cfg.seq_len * 4 * kept
     attn = heads * cfg.head_dim
     per_layer = tokens * (act * (counts.d_model * cfg.d_model + counts.attn * attn
                                  + counts.d_ff * d_ff) + scores)

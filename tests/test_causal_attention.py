@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models.causal_attention import causal_attention, query_block_size
+from models.causal_attention import causal_attention, key_fraction, query_block_size
 from models.transformer import softmax_attention
 
 
@@ -55,3 +55,7 @@ def test_block_sizes():
     assert query_block_size(256) == 64 and query_block_size(128) == 64
     assert query_block_size(2048) == 256  # at most 8 blocks
     assert query_block_size(64) == 64 and query_block_size(100) == 100  # one block
+
+
+def test_key_fraction_counts_the_computed_pairs():
+    assert key_fraction(256) == 5 / 8 and key_fraction(128) == 3 / 4 and key_fraction(100) == 1.0
