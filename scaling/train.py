@@ -15,6 +15,10 @@ import signal
 import sys
 import time
 
+if __name__ == "__main__":  # before the heavy imports below (~1.5 s): this process may be replaced
+    from scaling import allocator
+    allocator.reexec()  # under tcmalloc where installed: XLA:CPU's per-step temporaries
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -22,7 +26,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from scaling import data as data_lib
-from scaling import allocator, flops, metrics, step as step_lib, validate, xla_flags
+from scaling import flops, metrics, step as step_lib, validate, xla_flags
 from scaling.checkpoint import Checkpointer
 from scaling.data.prefetch import Prefetcher
 from scaling.sharding import make_mesh
@@ -442,5 +446,4 @@ def _mark_failed(workdir: str) -> None:
 
 
 if __name__ == "__main__":
-    allocator.reexec()  # under tcmalloc where installed: XLA:CPU's per-step temporaries
     sys.exit(main())
