@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import colors, ticker  # noqa: E402
 
-from analysis import (allocation, approach1, approach2, approach3, atomic, bootstrap, budgets,  # noqa: E402
-                      fitters, kaplan, tables)
+from analysis import (allocation, approach1, approach2, approach3, atomic, budgets,  # noqa: E402
+                      fitters, kaplan, parametric, tables)
 from analysis.cli_common import (Parser, add_grid_flags, add_smoothing_flag, add_table_flags, columns_from,  # noqa: E402
                                  floats, grid_from, run_main)
 from analysis.records import InputError  # noqa: E402
@@ -171,12 +171,12 @@ def figure2(curves: tables.Curves, res: approach1.Approach1Result, out_dir, targ
 def projection_intervals(runs: tables.Runs, targets, interp: str, include_edges: bool, level: float = 0.95,
                          n_boot: int = PROJECTION_BOOTSTRAP, seed: int = 0) -> dict:
     """{("N"|"D", C_target): (lo, hi)}: percentile intervals of the Approach-2 power laws at each target
-    over a bootstrap of runs stratified by budget (the fit's own resampling)."""
+    over the fit's own resampling (analysis.parametric: losses drawn from the measured noise where the
+    table has it, else runs resampled within budgets), so they agree with fits.json's interval on a."""
     def at_targets(r):
         fit = approach2.fit_approach2(r, interp, include_edges)
         return {f"{k}@{t!r}": float(law(t)) for t in targets for k, law in (("N", fit.n_law), ("D", fit.d_law))}
-    samples = bootstrap.generic_samples(runs, at_targets, n_boot, seed, stratify_by_budget=True)
-    pct = bootstrap.percentiles(samples, level)
+    pct = parametric.generic(runs, at_targets, n_boot, seed).intervals(level)
     return {(k.split("@")[0], float(k.split("@")[1])): v for k, v in pct.items()}
 
 

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from analysis import allocation, bootstrap, tables
+from analysis import allocation, parametric, tables
 from analysis.report_render import Bullets, Image, Section, Table
 from analysis.report_study import StudyInfo
 
@@ -221,12 +221,13 @@ def _approach3_law(fits: dict) -> allocation.LawParams | None:
 
 
 def approach3_predictions(inp: Inputs, law: allocation.LawParams, k: float) -> dict:
-    """{C: {"N": (mid, lo, hi), "D": ..., "L": ...}} with bootstrap percentile intervals of the fit."""
+    """{C: {"N": (mid, lo, hi), "D": ..., "L": ...}} with percentile intervals over the fit's own
+    resampling (analysis.parametric, as fits.json's intervals)."""
     mid = allocation.optimal_allocation(law, np.asarray(inp.targets), k)
     out = {t: {"N": [mid.N_opt[i]], "D": [mid.D_opt[i]], "L": [mid.loss[i]]} for i, t in enumerate(inp.targets)}
     if inp.n_boot:
         x = [np.log(law.A), np.log(law.B), np.log(law.E), law.alpha, law.beta]
-        s = bootstrap.approach3_samples(inp.runs.N, inp.runs.D, inp.runs.loss, x, inp.n_boot, inp.seed)
+        s = parametric.approach3(inp.runs, x, inp.n_boot, inp.seed).values
         lo, hi = 50 * (1 - inp.level), 50 * (1 + inp.level)
         draws = [allocation.optimal_allocation(allocation.LawParams(*p), np.asarray(inp.targets), k)
                  for p in zip(s["E"], s["A"], s["B"], s["alpha"], s["beta"]) if np.all(np.isfinite(p))]
@@ -235,6 +236,11 @@ def approach3_predictions(inp: Inputs, law: allocation.LawParams, k: float) -> d
                 v = np.array([getattr(d, attr)[i] for d in draws])
                 out[t][key] += [float(np.nanpercentile(v, lo)), float(np.nanpercentile(v, hi))]
     return out
+
+
+def _resampling(runs) -> str:
+    p = parametric.plan(runs)
+    return f"{p.kind}, noise: {p.source}"
 
 
 def _mid_iv(triple) -> str:
@@ -262,7 +268,8 @@ def targets_section(inp: Inputs) -> Section:
     return Section("Compute-optimal allocation at the target budgets", [
         f"Targets {', '.join(g(t, 3) for t in inp.targets)} FLOPs. Approach 3: eq. 4 of the fitted law with "
         f"C = {k:.3g}·N·D (this table's FLOPs per parameter per token); Approach 2: its power laws extrapolated. "
-        f"Intervals: {inp.level:.0%} bootstrap percentiles. 1 PF-day = 8.64e19 FLOPs; {rate}.",
+        f"Intervals: {inp.level:.0%} percentiles over {inp.n_boot} resamples, drawn as the fit draws them "
+        f"({_resampling(inp.runs)}). 1 PF-day = 8.64e19 FLOPs; {rate}.",
         Table(head, rows) if rows else "No fit gives an allocation (neither Approach 2 nor 3 was fitted)."])
 
 
