@@ -3,11 +3,11 @@
 XLA:CPU allocates a step's temporaries afresh on every call (1.3 GB for the 10M-parameter bench
 step). glibc's malloc serves a block that size with mmap and gives it back with munmap, so every
 step faults its whole temporary buffer in again: 350K page faults and 0.5 s of kernel time per
-1.6 s step on the 2-core CPU. tcmalloc keeps freed memory for reuse (0.13 s of kernel time, the
-step 11% faster, bench/train_throughput.py). glibc's tunables measured no better: the block comes
-from a worker thread's arena, which falls back to mmap whatever glibc.malloc.mmap_max says (321K
-faults); with arena_max=1 as well, 0.83 s of kernel time; hugetlb=1, 0.43 s. MaxText's setup
-preloads tcmalloc too.
+1.6 s step on the 2-core CPU. tcmalloc keeps freed memory for reuse: 0.13 s of kernel time, and
+the bench's step 1.28 s against 1.52-1.54 s under glibc (bench/train_throughput.py). glibc's
+tunables measured no better: mmap_max=0 still left 321K faults a step; with arena_max=1 as well,
+the heap fragmented and grew 4.4 GB over five steps (158K faults, 0.83 s of kernel time);
+hugetlb=1, 24K faults but 0.43 s (zeroing). MaxText's setup preloads tcmalloc too.
 
 An allocator is chosen when a process starts (LD_PRELOAD), so `reexec()` replaces the process with
 itself under tcmalloc, once, as an entry point's first act; launchers pass `preload_env()` to the
