@@ -81,7 +81,11 @@ def recompute(graphdef, params, batch: int, new: int, bucket: int, repeats: int)
         return jax.lax.dynamic_update_index_in_dim(buf_BxT, token_B.astype(jnp.int32), t + 1, axis=1)
 
     total = new + 1
-    lengths = sorted({min(-(-(t + 1) // bucket) * bucket, total - 1) for t in range(new)})
+
+    def padded(t):  # the prefix [0, t] rounded up to a whole bucket (one compiled step per length)
+        return min(-(-(t + 1) // bucket) * bucket, total - 1)
+
+    lengths = sorted({padded(t) for t in range(new)})
     buf0 = jnp.full((batch, total), EOD, jnp.int32)
     steps = {L: jax.jit(lambda p, b, t, L=L: step(L, p, b, t)).lower(params, buf0, 0).compile()
              for L in lengths}
@@ -89,7 +93,7 @@ def recompute(graphdef, params, batch: int, new: int, bucket: int, repeats: int)
     def run():
         buf = buf0
         for t in range(new):  # token t + 1 from the prefix [0, t]
-            buf = steps[min(-(-(t + 1) // bucket) * bucket, total - 1)](params, buf, t)
+            buf = steps[padded(t)](params, buf, t)
         return buf
 
     seconds, buf = _median_time(run, repeats)
@@ -119,6 +123,13 @@ def matvec_bytes_per_s(n: int = 4096, repeats: int = 30) -> float:
     return n * n * 4 / best
 
 
+def _loadavg() -> list[str]:
+    if not os.path.exists("/proc/loadavg"):
+        return []
+    with open("/proc/loadavg") as f:
+        return f.read().split()[:3]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
@@ -128,7 +139,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed generations per method (median)")
     parser.add_argument("--scan", action="store_true", help="scan over layers")
     args = parser.parse_args()
-    load_before = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else []
+    load_before = _loadavg()
     preset = dict(PRESETS[args.preset])
     preset.pop("global_batch")
     # The cache holds new - 1 positions after the one-token prompt; seq_len must cover them.
@@ -149,7 +160,7 @@ def main() -> None:
     ceiling = matvec_bytes_per_s()
     kind = jax.devices()[0].device_kind
     peak = PEAK_MEMORY_BANDWIDTH.get(kind)
-    load_after = open("/proc/loadavg").read().split()[:3] if load_before else []
+    load_after = _loadavg()
 
     print(f"device            {kind} ({jax.default_backend()}), dtype {cfg.dtype}")
     print(f"model             {counts.total / 1e6:.2f}M params, {cfg.n_layer} layers, d_model "

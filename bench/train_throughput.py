@@ -9,7 +9,8 @@ MFU), the matmul FLOP/s this device reaches at the same dtype under the trainer'
 step's FLOP/s over the better of the two, the time the loop waited for data over step time (the
 trainer's batches: built and placed by scaling/data/prefetch.py), the allocator and the share of CPU
 time spent in the kernel (scaling/allocator.py: the bench, like the trainer, restarts itself under
-tcmalloc where it is installed), and MFU against the device's peak where it is known. Machines vary hour to hour: only the ratios from one run mean much.
+tcmalloc where it is installed), and MFU against the device's peak where it is known. Machines vary
+hour to hour: only the ratios from one run mean much.
 """
 from __future__ import annotations
 
@@ -187,7 +188,7 @@ def main() -> None:
             rows["wait"].append((batches.wait_s - waited) / elapsed)
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     sys_s, user_s = usage1.ru_stime - usage0.ru_stime, usage1.ru_utime - usage0.ru_utime
-    rows_sys = sys_s / max(sys_s + user_s, 1e-9)
+    kernel_share = sys_s / max(sys_s + user_s, 1e-9)
     if default_mm:
         default_mm.close()
     step_s, mm_ours, mm_default, ratio, wait = (float(np.median(rows[k])) for k in rows)
@@ -199,7 +200,7 @@ def main() -> None:
     print(f"device            {kind} ({jax.default_backend()}), dtype {model_cfg.dtype}, load {load}")
     preload = os.environ.get("LD_PRELOAD", "")
     print(f"allocator         {'tcmalloc (' + preload + ')' if 'tcmalloc' in preload else 'system malloc'}"
-          f"; kernel time {rows_sys:.0%} of the process's CPU time in the timed rounds")
+          f"; kernel time {kernel_share:.0%} of the process's CPU time in the timed rounds")
     print(f"model             {counts.total / 1e6:.2f}M params ({counts.non_embedding / 1e6:.2f}M "
           f"non-embedding), L={model_cfg.seq_len}, batch {batch}, scan={args.scan}, remat={args.remat}, attention={args.attention} -> {attention_kernel(model_cfg)}")
     print(f"step time         {step_s * 1e3:.1f} ms")

@@ -51,7 +51,8 @@ def write_plan(study_dir: pathlib.Path, plan: Plan) -> pathlib.Path:
     return path
 
 
-def _load_file_config(config_file: str) -> ml_collections.ConfigDict:
+def load_file_config(config_file: str) -> ml_collections.ConfigDict:
+    """get_config() of a config file."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("_study_config", config_file)
     module = importlib.util.module_from_spec(spec)
@@ -71,7 +72,7 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 def command_line_overrides(config: ml_collections.ConfigDict, config_file: str) -> dict[str, Any]:
     """Run-config keys changed on the planner's command line: every run must carry them too."""
-    file_values = _flatten(_load_file_config(config_file).to_dict())
+    file_values = _flatten(load_file_config(config_file).to_dict())
     return {k: v for k, v in _flatten(config.to_dict()).items()
             if not k.startswith("study.") and file_values.get(k) != v}
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import importlib.util
 import json
 import os
 import signal
@@ -88,13 +87,6 @@ def _sha(*parts: bytes) -> str:
     for p in parts:
         h.update(hashlib.sha256(p).digest())
     return h.hexdigest()[:16]
-
-
-def load_config(config_file: str):
-    spec = importlib.util.spec_from_file_location("_study_config", config_file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 def config_hash(config, overrides: list[str]) -> str:
@@ -280,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
 def run(args, overrides: list[str]) -> int:
     try:
         _check(args)
-        config = load_config(args.config)
+        try:
+            config = plan.load_file_config(args.config)
+        except AttributeError as e:  # a file with no get_config(); elsewhere AttributeError is a bug
+            raise StudyInputError(f"--config={args.config}: {e}") from e
         if "study" not in config:
             raise StudyInputError(f"--config={args.config} has no `study` section: it is not a study config")
         study = study_dir(args, config, overrides)
@@ -288,7 +283,7 @@ def run(args, overrides: list[str]) -> int:
         state = read_state(study)
         progress = Progress(str(config.study.name))
         plan_phase(args, study, overrides, config_hash(config, overrides), state, progress)
-    except (StudyInputError, OSError, AttributeError, SyntaxError) as e:
+    except (StudyInputError, OSError, SyntaxError) as e:
         print(f"study: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     code = train_phase(args, study, progress)

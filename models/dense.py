@@ -40,9 +40,9 @@ def _project_bwd(spec, out_dtype, residuals, dy):
 
 def _weight_grad(x, x_axes: str, dy, y_axes: str, w_axes: str, dtype) -> jax.Array:
     """sum over the token axes of x ⊗ dy, in w_axes order, the smaller operand on the left."""
-    tokens = [a for a in x_axes if a in y_axes and a not in w_axes]
     if dy.size >= x.size or any(a in x_axes and a in y_axes for a in w_axes):
         return jnp.einsum(f"{x_axes},{y_axes}->{w_axes}", x, dy, preferred_element_type=dtype)
+    tokens = [a for a in x_axes if a in y_axes and a not in w_axes]
     # dot_general, not einsum: jnp.einsum would swap the operands back to spare dW's transpose.
     contract = (tuple(y_axes.index(a) for a in tokens), tuple(x_axes.index(a) for a in tokens))
     dw = jax.lax.dot_general(dy, x, (contract, ((), ())), preferred_element_type=dtype)

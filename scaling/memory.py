@@ -138,7 +138,7 @@ def step_memory(cfg: ModelConfig, *, global_batch: int, grad_accum: int, mesh_sh
         activations = cfg.n_layer * tokens * cfg.d_model * act + per_layer
     else:
         activations = cfg.n_layer * per_layer
-    if cfg.scan_layers and attention_kernel(cfg) == "einsum":
+    if cfg.scan_layers and kernel == "einsum":
         # XLA:CPU's scanned backward copies one layer's D-wide residuals out of the stacked ones
         # and reads the rest (models/causal_attention.py's probabilities among them) in place:
         # fitted to the scanned step (tests/test_memory.py, case 'scan'). Before that attention

@@ -119,9 +119,6 @@ def check_workdir(workdir: str) -> pathlib.Path:
     return path
 
 
-__all__ = ["check", "check_workdir", "model_config", "ConfigError"]
-
-
 def check_config_file(argv: list[str], example: str) -> None:
     """--config=FILE[:arg] names a file that exists: one line naming it, before absl parses anything
     (ml_collections reports a missing file as a traceback)."""
@@ -138,3 +135,6 @@ class ArgParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise ConfigError(message)
+
+
+__all__ = ["check", "check_workdir", "model_config", "ConfigError", "check_config_file", "ArgParser"]

@@ -52,8 +52,8 @@ def get_config():
     m.validation_tokens = 1_000_000
     # SE of the final eval loss <= 0.002 nats for every run. The measured study used 327,680 tokens:
     # SE 0.0016-0.0023 (median 0.0018; the high-loss runs of the two smallest budgets, whose
-    # per-token losses vary most, above 0.002), so (0.00232/0.002)^2 x that, rounded up to 64-row
-    # batches. End of run only (Approach 1 reads the training curves): a mid-run eval this size
+    # per-token losses vary most, above 0.002), so at least (0.00232/0.002)^2 = 1.35x that: 1.4x,
+    # 56 batches of 64 rows x 128 tokens. End of run only (Approach 1 reads the training curves): a mid-run eval this size
     # would cost as much as a small run's training.
     c.eval.tokens = 458_752
     c.eval.batch = 64
