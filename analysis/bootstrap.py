@@ -6,8 +6,6 @@ as 1,000 separate fits.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,23 +62,6 @@ def law_samples(x_Bx5) -> dict[str, np.ndarray]:
         a, b, g = allocation.exponents(p)
         for k, v in zip(out, (p.E, p.A, p.B, p.alpha, p.beta, a, b, g)):
             out[k].append(v)
-    return {k: np.asarray(v) for k, v in out.items()}
-
-
-def generic_samples(runs: Runs, fit: Callable[[Runs], dict[str, float]], n_boot: int, seed: int,
-                    stratify_by_budget: bool = False) -> dict[str, np.ndarray]:
-    """Refit `fit` on resampled runs (for fits that are cheap per call: Approach 2, Kaplan)."""
-    groups = runs.budget if stratify_by_budget else None
-    counts = resample_counts(len(runs), n_boot, seed, groups)
-    out: dict[str, list] = {}
-    for row in counts:
-        idx = np.repeat(np.arange(len(runs)), row.astype(int))
-        try:
-            vals = fit(runs.subset(idx))
-        except Exception:  # a degenerate resample (e.g. a budget left with one N) is skipped
-            continue
-        for k, v in vals.items():
-            out.setdefault(k, []).append(v)
     return {k: np.asarray(v) for k, v in out.items()}
 
 

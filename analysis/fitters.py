@@ -90,10 +90,10 @@ def _boot_extra(ctx: Context, key: str) -> dict:
 
 def approach2_fit(ctx: Context) -> dict[str, Fit]:
     a, runs = ctx.args, ctx.runs
-    ctx.r2 = r2 = approach2.fit_approach2(runs, a.interp, a.include_edges)
+    sig = noise.run_noise(runs).sigma  # the measured noise weights the full fit and every resample's
+    ctx.r2 = r2 = approach2.fit_approach2(runs, a.interp, a.include_edges, sig)
     ints = {}
-    if a.bootstrap:
-        sig = noise.run_noise(runs).sigma  # as the full-data fit ("auto"); resamples scatter as plan.sigma
+    if a.bootstrap:  # resamples scatter as plan.sigma but are weighted as the full-data fit
 
         def values(r):
             res = approach2.fit_approach2(r, a.interp, a.include_edges, sig)

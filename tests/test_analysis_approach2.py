@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from analysis import allocation, approach2, bootstrap, tables
+from analysis import allocation, approach2, bootstrap, parametric, tables
 from analysis.records import InputError
 from analysis.synthetic import isoflop_table
 
@@ -51,8 +51,7 @@ def test_bootstrap_interval_contains_the_estimate(tmp_path):
     isoflop_table(tmp_path / "r.csv", LAW, per_budget=10, noise=0.003, seed=2)
     runs = tables.load_runs(tmp_path / "r.csv")
     est = approach2.fit_approach2(runs)
-    s = bootstrap.generic_samples(runs, bootstrap.approach2_fit_values, 60, 0, stratify_by_budget=True)
-    lo, hi = bootstrap.percentiles(s)["a"]
+    lo, hi = parametric.generic(runs, bootstrap.approach2_fit_values, 60, 0).intervals()["a"]
     assert lo < est.n_law.exponent < hi
 
 

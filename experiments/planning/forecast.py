@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from analysis.approach2 import fit_approach2
+from analysis.noise import Point, seed_noise
 from analysis.records import InputError
 from analysis.tables import Runs
 from experiments.planning.errors import StudyError
@@ -79,8 +80,8 @@ def fpt_curve(runs: Sequence[RunSpec]):
 
 def noise_level(noise: float, noise_from: str) -> tuple[float, str]:
     """The per-run noise: study.noise, or from a previous study's table. points.csv gives the seed
-    noise pooled over its points with repeats, sqrt(sum (n-1) s^2 / sum (n-1)), the same estimate
-    analysis.fit weights and bootstraps with; results.csv the median eval standard error."""
+    noise pooled over its points with repeats (analysis.noise.seed_noise: the estimate analysis.fit
+    weights and bootstraps with); results.csv the median eval standard error."""
     if not noise_from:
         return noise, "study.noise"
     try:
@@ -88,13 +89,13 @@ def noise_level(noise: float, noise_from: str) -> tuple[float, str]:
     except OSError as e:
         raise StudyError(f"study.noise_from={noise_from}: cannot read it ({e.strerror}); point it at a "
                          "study's points.csv or results.csv, or set study.noise") from None
-    reps = [(int(r["n_seeds"]), float(r["std_eval_loss"])) for r in rows
+    reps = [Point(float(r["budget"]), float(r["params"]), float(r["tokens"]), int(r["n_seeds"]),
+                  float(r["mean_eval_loss"]), float(r["std_eval_loss"])) for r in rows
             if r.get("std_eval_loss") and int(r.get("n_seeds") or 0) >= 2]
     se = [float(r["final_eval_loss_se"]) for r in rows if r.get("final_eval_loss_se")]
     if reps:
-        dof = sum(n - 1 for n, _ in reps)
-        pooled = math.sqrt(sum((n - 1) * s * s for n, s in reps) / dof)
-        return pooled, f"seed std pooled over {len(reps)} points ({dof} dof) in {noise_from}"
+        pooled = seed_noise(reps)
+        return pooled.std, f"seed std pooled over {pooled.n_points} points ({pooled.dof} dof) in {noise_from}"
     if se:
         return float(np.median(se)), f"median eval SE of {len(se)} runs in {noise_from}"
     raise StudyError(f"study.noise_from={noise_from} has no std_eval_loss or final_eval_loss_se values")
