@@ -139,8 +139,10 @@ def _without_drop(args):
 def _approach2(runs, targets, args):
     try:
         res = approach2.fit_approach2(runs)
+        if not args.bootstrap:  # no resamples, no interval (one resample gave a zero-width one)
+            return res, {}
         return res, figures.projection_intervals(runs, targets, "parabola", False, args.level,
-                                                 max(args.bootstrap, 0) or 1, args.seed)
+                                                 args.bootstrap, args.seed)
     except InputError:
         return None, {}
 
