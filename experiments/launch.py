@@ -94,12 +94,16 @@ def changed_runs(study: Path, plan: st.Plan) -> list[str]:
     return [r.run_id for r in plan.runs if not same(r) and st.has_started(study, r.run_id)]
 
 
+def name_runs(run_ids: list[str]) -> str:
+    """'id' or 'id and N more': the first of several runs, for a one-line message."""
+    return run_ids[0] + (f" and {len(run_ids) - 1} more" if len(run_ids) > 1 else "")
+
+
 def check_plan(study: Path, plan: st.Plan, fresh: bool) -> list[str]:
     """Run ids to archive (under --fresh); raises when a started run's spec changed without it."""
     changed = changed_runs(study, plan)
     if changed and not fresh:
-        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
-        raise LaunchError(f"{study}/plan.json changed the spec of run {changed[0]}{more} since it was launched; "
+        raise LaunchError(f"{study}/plan.json changed the spec of run {name_runs(changed)} since it was launched; "
                           f"pass --fresh to archive those runs and retrain them (unchanged runs are kept)")
     busy = [r for r in changed if locks.is_held(st.run_dir(study, r))]
     if busy:

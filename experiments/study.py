@@ -173,8 +173,7 @@ def plan_phase(args, study: Path, overrides: list[str], chash: str, state: dict,
         raise StudyInputError(f"plan: {_last_error(study, 'plan')} (DIR/logs/plan.log)")
     changed = launch.changed_runs(study, st.load_plan(staging))
     if changed and not args.fresh:
-        more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
-        raise StudyInputError(f"the config changed the spec of started run {changed[0]}{more} (see "
+        raise StudyInputError(f"the config changed the spec of started run {launch.name_runs(changed)} (see "
                               f"{staging}/plan.json); pass --fresh to archive and retrain them, or undo the change")
     os.replace(staging / "plan.json", study / "plan.json")
     state.update(config=os.path.abspath(args.config), overrides=overrides, config_hash=chash)

@@ -110,13 +110,12 @@ def test_init_takes_the_seed_as_an_argument_and_matches_eager_init():
 
 
 # ------------------------------------------------------------------ activation constraints
-def _compiled_step(shape, **model):
+def _compiled_step(shape):
     c = _config()
-    c.model.update(**model)
     c.mesh.shape = shape
     comp = step_lib.build(c, validate.check(c, 8), make_mesh(shape))
     rows = c.train.global_batch
-    batch = {k: jax.ShapeDtypeStruct((1, rows, 32), dt, sharding=comp.batch_sharding)
+    batch = {k: jax.ShapeDtypeStruct((1, rows, c.model.seq_len), dt, sharding=comp.batch_sharding)
              for k, dt in (("inputs", np.int32), ("targets", np.int32), ("weights", np.float32))}
     with jax.set_mesh(comp.mesh):
         return comp.train_step.lower(comp.abstract_state, batch,
