@@ -14,6 +14,8 @@ import pathlib
 import tempfile
 from typing import IO, Any, Iterator
 
+from plumbing import faults
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
@@ -26,6 +28,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600: others on a cluster could not read results
+        faults.point(f"write:{path.name}")
         os.replace(tmp, path)
     except BaseException:
         # Never leave a stray temp file next to the target, whatever went wrong.
@@ -47,6 +50,16 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     # allow_nan=False: NaN/Infinity are not JSON; a diverged loss must be stored as null by the caller
     # rather than produce a file that strict readers (jq, JS) reject.
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def sweep_temps(directory: str | os.PathLike) -> list[str]:
+    """Delete the temp files a killed `atomic_open` left in `directory` (`.NAME.*.tmp`); their names.
+    Call it only where no other process may be writing the same directory (a run's own start)."""
+    d = pathlib.Path(directory)
+    stale = [p for p in d.glob(".*.tmp") if p.is_file()] if d.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return [p.name for p in stale]
 
 
 def fsync_dir(directory: str | os.PathLike) -> None:

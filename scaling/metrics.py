@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from plumbing import faults
 from scaling.io import atomic_write_json, atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
@@ -135,7 +136,13 @@ class MetricsWriter:
         if self._file is None:
             raise RuntimeError(f"MetricsWriter for {self.workdir} is closed")
         record = {"step": int(step), **{k: to_json_value(v) for k, v in scalars.items()}}
-        self._file.write(json.dumps(record, allow_nan=False) + "\n")
+        line = json.dumps(record, allow_nan=False) + "\n"
+        if faults.armed("write:metrics.jsonl"):  # a kill between two halves: the torn last line
+            self._file.write(line[:len(line) // 2])
+            self._file.flush()
+            faults.point("write:metrics.jsonl")
+            line = line[len(line) // 2:]
+        self._file.write(line)
         self._file.flush()
         for key, value in scalars.items():
             number = _as_number(value)

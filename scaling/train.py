@@ -16,6 +16,7 @@ import sys
 import time
 
 if __name__ == "__main__":  # before the heavy imports below (~1.5 s): this process may be replaced
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(143))  # nothing written yet: just go
     from scaling import allocator
     allocator.reexec()  # under tcmalloc where installed: XLA:CPU's per-step temporaries
 
@@ -26,10 +27,11 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from scaling import data as data_lib
-from scaling import flops, metrics, step as step_lib, validate, xla_flags
+from scaling import flops, io, metrics, step as step_lib, validate, xla_flags
 from scaling.checkpoint import Checkpointer
 from scaling.data.prefetch import Prefetcher
 from scaling.sharding import make_mesh
+from plumbing import faults
 
 EXIT_OK, EXIT_CONFIG, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 2, 3, 143
 
@@ -40,6 +42,14 @@ class Outcome:
     step: int
     final_train_loss: float | None
     final_eval_loss: float | None
+
+
+class Terminated(BaseException):
+    """SIGTERM before the run's own handler is installed: nothing to save yet, exit 143."""
+
+
+def _terminate(*_):
+    raise Terminated
 
 
 class Preemption:
@@ -67,15 +77,24 @@ class Preemption:
             return multihost_utils.reached_preemption_sync_point(step)
         return self.received
 
+    def requested(self) -> bool:
+        """A stop asked of this process, outside the step loop (e.g. mid-evaluation). Several
+        processes must stop at one agreed step, so there they finish what they are doing instead."""
+        return self.received and not self._multi
+
 
 def _peak_flops(dtype: str) -> float | None:
     return flops.peak_flops(jax.devices()[0].device_kind, dtype)
 
 
-def evaluate(comp: step_lib.Compiled, state, data, eval_batches) -> dict:
-    """Mean eval loss over the fixed eval set, and its standard error (see `eval_standard_error`)."""
+def evaluate(comp: step_lib.Compiled, state, data, eval_batches,
+             stop=lambda: False) -> dict | None:
+    """Mean eval loss over the fixed eval set, and its standard error (see `eval_standard_error`);
+    None if `stop()` turned true before the last batch (a SIGTERM must not wait out a long eval)."""
     nll_rows, w_rows = [], []
     for local in map(_arrays, eval_batches):
+        if stop():
+            return None
         rows = local["inputs"].shape[0] * jax.process_count()
         batch = step_lib.global_batch(local, comp.eval_batch_sharding, rows)
         n_B, w_B = comp.eval_step(state["params"], batch)  # global rows, replicated
@@ -179,6 +198,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     # Everything that can be wrong with the input is found here, before any compilation.
     model_cfg = validate.check(config, jax.device_count(), jax.process_count())
     workdir = validate.check_workdir(str(workdir))
+    if jax.process_index() == 0:
+        io.sweep_temps(workdir)  # a write killed half-way in an earlier attempt
     data = data_lib.load(config.data, seq_len=model_cfg.seq_len, seed=config.seed,
                          global_batch=config.train.global_batch, eval_tokens=config.eval.tokens,
                          eval_batch=config.eval.batch, vocab_size=model_cfg.vocab_size)
@@ -205,6 +226,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     # saved, with exit 143: the launcher's stop must not lose a run that had not started stepping.
     preemption = Preemption()
     with jax.set_mesh(mesh):
+        faults.point("restore")
         start, state, restored = _restore(ckpt, comp, init_from, init_step)
         previous = metrics.read_run_json(workdir) if restored else None
         if previous and previous.get("status") == "completed" and start >= steps:
@@ -214,6 +236,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                            previous.get("final_eval_loss"))
         writer = metrics.MetricsWriter(workdir, resume_step=start if restored else None,
                                        process_index=jax.process_index())
+        faults.point("before_run_json")
         if is_writer:
             metrics.write_run_json(workdir, record)
         peak = _peak_flops(model_cfg.dtype)
@@ -223,8 +246,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
         progress = _Progress(step=start,
                              last_train=_last_train_loss(workdir, start) if restored else None,
                              step_time_s=float((previous or {}).get("step_time_s") or 0.0))
-        state = _loop(r, state, start, progress, preemption)
-        ev = _finish(r, state, progress)
+        if start < steps:  # a run killed after its last checkpoint only has its final eval to do
+            state = _loop(r, state, start, progress, preemption)
+        ev = _finish(r, state, progress, preemption)
+    faults.point("after_last_checkpoint")  # every save committed, run.json still says running
 
     record.update(status=progress.status, final_train_loss=progress.last_train,
                   final_eval_loss=progress.last_eval if progress.status == "completed" else None,
@@ -271,6 +296,7 @@ def _loop(r: _Run, state: step_lib.State, start: int, progress: _Progress,
     with Prefetcher(place, start, r.steps) as batches:
         # Compile ahead of time so step times below are pure step times.
         t0 = time.time()
+        faults.point("compile")
         train_step = r.comp.train_step.lower(state, batches.peek(), r.comp.schedule(start)).compile()
         progress.compile_s = time.time() - t0
         clock = _Clock(start, batches)
@@ -278,6 +304,7 @@ def _loop(r: _Run, state: step_lib.State, start: int, progress: _Progress,
         for i in range(start, r.steps):
             lr = r.comp.schedule(i)
             state, dev = train_step(state, batches.get(i), lr)
+            faults.point("mid_step")
             nonfinite = _count_nonfinite(nonfinite, dev["train_loss"])
             done = i + 1
             stop = preemption.reached(done) and done < r.steps  # asked every step, on every process
@@ -305,8 +332,8 @@ def _loop(r: _Run, state: step_lib.State, start: int, progress: _Progress,
             if save and not bool(_all_finite(state["params"])):
                 progress.status = "diverged"
                 break
-            if save:
-                r.ckpt.maybe_save(done, state, force=done == r.steps or stop)
+            if save and r.ckpt.maybe_save(done, state, force=done == r.steps or stop):
+                faults.point("checkpoint_write")
             if stop:
                 progress.status = "interrupted"
                 break
@@ -326,13 +353,23 @@ def _log(r: _Run, done: int, m: dict, lr, per_step: float, wait_frac: float) -> 
               f"ETA {_fmt_s((r.steps - done) * per_step)}", flush=True)
 
 
-def _finish(r: _Run, state: step_lib.State, progress: _Progress) -> dict | None:
-    """The final evaluation of a completed run; every save committed before the process exits."""
+def _finish(r: _Run, state: step_lib.State, progress: _Progress,
+            preemption: Preemption) -> dict | None:
+    """The final evaluation of a completed run; every save committed before the process exits.
+
+    A stop asked during the final evaluation ends the run `interrupted` at its last step: the
+    restart restores that checkpoint and only evaluates."""
     ev = None
     if progress.status == "completed":
-        ev = evaluate(r.comp, state, r.data, r.eval_batches)
-        progress.last_eval = ev["eval_loss"]
-        r.writer.write(r.steps, tokens=r.steps * r.tokens_per_step, **ev)
+        def stop() -> bool:
+            faults.point("final_eval")
+            return preemption.requested()
+        ev = evaluate(r.comp, state, r.data, r.eval_batches, stop=stop)
+        if ev is None:
+            progress.status = "interrupted"
+        else:
+            progress.last_eval = ev["eval_loss"]
+            r.writer.write(r.steps, tokens=r.steps * r.tokens_per_step, **ev)
     r.ckpt.wait()
     r.ckpt.close()
     r.writer.close()
@@ -364,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     from ml_collections import config_flags
 
     xla_flags.apply_defaults()  # before the first computation creates XLA's backend
+    signal.signal(signal.SIGTERM, _terminate)  # until run() installs the handler that saves
     flag_values = absl_flags.FlagValues()
     argv = sys.argv if argv is None else argv
     # sys_argv: config_flags reads --config.* overrides from sys.argv unless told otherwise.
@@ -421,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     except (validate.ConfigError, data_lib.DataError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_CONFIG
+    except Terminated:  # before anything was trained: run.json (if written) stays `running`
+        print(f"terminated before the first step; exiting {EXIT_INTERRUPTED}", flush=True)
+        return EXIT_INTERRUPTED
     except BaseException:
         _mark_failed(flag_values.workdir)
         raise

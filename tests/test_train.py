@@ -9,41 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.configs import train_tiny
-from scaling import step as step_lib, train, validate
-from scaling.checkpoint import Checkpointer
-from scaling.sharding import make_mesh
+from scaling import train
 import train_helpers as th
 
-STEPS = ["--config.train.steps=40", "--config.checkpoint.every_steps=8", "--config.eval.every_steps=20",
-         "--config.log.every_steps=4", "--config.checkpoint.keep=3"]
-
-
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("tfds")
-
-
-@pytest.fixture(scope="session")
-def reference(tmp_path_factory, data_dir):
-    workdir = tmp_path_factory.mktemp("reference")
-    result = th.train(workdir, data_dir, *STEPS)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir
-
-
-def final_state(workdir, clip_norm=1.0):
-    config = train_tiny.get_config()
-    config.train.clip_norm = clip_norm  # the optimiser state's structure depends on it
-    config.model.update(n_layer=1, d_model=32, n_heads=2, seq_len=32)
-    config.train.update(global_batch=4, steps=40, warmup_steps=2)
-    config.eval.batch = 4
-    config.mesh.shape = (1, 1, 1)
-    comp = step_lib.build(config, validate.check(config, 1), make_mesh((1, 1, 1), jax.devices()[:1]))
-    ckpt = Checkpointer(pathlib.Path(workdir) / "checkpoints", every_steps=8, keep=3)
-    step, state = ckpt.restore(comp.abstract_state)
-    ckpt.close()
-    return step, state
+STEPS = th.STEPS
 
 
 def test_run_writes_its_records(reference):
@@ -88,41 +57,6 @@ def _checkpoint_steps(workdir):
     return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.exists() else []
 
 
-def test_sigkill_at_several_points_resumes_bitwise(tmp_path, data_dir, reference):
-    """Killed right at start, mid-run after a checkpoint, and mid-save: the end is bit-identical."""
-    workdir = tmp_path / "killed"
-    for name, predicate in [("before the first step", lambda: (workdir / "run.json").exists()),
-                            ("after a checkpoint landed", lambda: bool(_checkpoint_steps(workdir)))]:
-        proc = th.start(workdir, data_dir, *STEPS)
-        assert _wait_for(predicate, proc), f"the run ended before the kill point: {name}"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    # Mid-save: a save's tmp dir lives ~60-110 ms here, so poll every 2 ms. The kill counts only if
-    # it left the tmp dir behind (the rename may win the race between seeing it and the kill).
-    killed_mid_save = False
-    for _ in range(3):
-        proc = th.start(workdir, data_dir, *STEPS)
-        assert _wait_for(lambda: _save_in_flight(workdir), proc, poll_s=0.002), \
-            "the run ended without a save being seen in flight"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        if _save_in_flight(workdir):
-            killed_mid_save = True
-            break
-    assert killed_mid_save, "no kill landed while a save was in flight"
-    result = th.train(workdir, data_dir, *STEPS)
-    assert result.returncode == 0, result.stderr[-3000:]
-    step_a, ref = final_state(reference)
-    step_b, got = final_state(workdir)
-    assert step_a == step_b == 40
-    for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(got)):
-        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
-    assert th.run_json(workdir)["final_eval_loss"] == th.run_json(reference)["final_eval_loss"]
-    # The resumed run's log holds each step once, like the uninterrupted one.
-    steps = [r["step"] for r in th.metrics(workdir) if "train_loss" in r]
-    assert steps == [r["step"] for r in th.metrics(reference) if "train_loss" in r]
-
-
 def test_sigterm_saves_and_exits_cleanly(tmp_path, data_dir):
     workdir = tmp_path / "term"
     # No interval saves (every_steps=0): any checkpoint on disk is the one SIGTERM forced.
@@ -161,7 +95,7 @@ def test_nan_loss_is_diverged_and_keeps_last_good_checkpoint(tmp_path, data_dir)
     assert th.run_json(workdir)["status"] == "diverged"
     saved = _checkpoint_steps(workdir)
     assert saved and saved[-1] < 40
-    step, state = final_state(workdir, clip_norm=0)
+    step, state = th.final_state(workdir, clip_norm=0)
     assert step == saved[-1]
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state["params"]))
 

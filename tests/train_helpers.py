@@ -13,10 +13,16 @@ TINY = "experiments/configs/train_tiny.py"
 SMALL = ["--config.model.n_layer=1", "--config.model.d_model=32", "--config.model.n_heads=2",
          "--config.model.seq_len=32", "--config.train.global_batch=4", "--config.eval.batch=4",
          "--config.eval.tokens=512", "--config.train.warmup_steps=2"]
+# The reference run's schedule (tests/conftest.py `reference`): logs, evals and saves along the way.
+STEPS = ["--config.train.steps=40", "--config.checkpoint.every_steps=8", "--config.eval.every_steps=20",
+         "--config.log.every_steps=4", "--config.checkpoint.keep=3"]
 
 
-def env() -> dict:
-    e = dict(os.environ)
+def env(fault: str | None = None) -> dict:
+    """The trainer's environment; `fault` arms plumbing.faults (POINT:ACTION[@K]) in the child only."""
+    e = {k: v for k, v in os.environ.items() if k != "SCALING_FAULT"}
+    if fault:
+        e["SCALING_FAULT"] = fault
     e["JAX_COMPILATION_CACHE_DIR"] = str(ROOT / ".jax_cache")
     e["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
     e.setdefault("JAX_PLATFORMS", "cpu")
@@ -28,8 +34,8 @@ def command(workdir, data_dir, *extra) -> list[str]:
             f"--config.data.data_dir={data_dir}", *SMALL, *extra]
 
 
-def train(workdir, data_dir, *extra, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run(command(workdir, data_dir, *extra), cwd=ROOT, env=env(), timeout=timeout,
+def train(workdir, data_dir, *extra, timeout=300, fault=None) -> subprocess.CompletedProcess:
+    return subprocess.run(command(workdir, data_dir, *extra), cwd=ROOT, env=env(fault), timeout=timeout,
                           capture_output=True, text=True)
 
 
@@ -45,3 +51,25 @@ def run_json(workdir) -> dict:
 def metrics(workdir) -> list[dict]:
     path = pathlib.Path(workdir) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def final_state(workdir, clip_norm=1.0):
+    """(step, state) of the newest checkpoint of a run trained with SMALL + STEPS."""
+    import jax
+
+    from experiments.configs import train_tiny
+    from scaling import step as step_lib, validate
+    from scaling.checkpoint import Checkpointer
+    from scaling.sharding import make_mesh
+
+    config = train_tiny.get_config()
+    config.train.clip_norm = clip_norm  # the optimiser state's structure depends on it
+    config.model.update(n_layer=1, d_model=32, n_heads=2, seq_len=32)
+    config.train.update(global_batch=4, steps=40, warmup_steps=2)
+    config.eval.batch = 4
+    config.mesh.shape = (1, 1, 1)
+    comp = step_lib.build(config, validate.check(config, 1), make_mesh((1, 1, 1), jax.devices()[:1]))
+    ckpt = Checkpointer(pathlib.Path(workdir) / "checkpoints", every_steps=8, keep=3)
+    step, state = ckpt.restore(comp.abstract_state)
+    ckpt.close()
+    return step, state

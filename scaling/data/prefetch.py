@@ -5,6 +5,10 @@ build and place steps i+1..i+depth while the device runs step i; `make(i)` does 
 and the `device_put` (`jax.make_array_from_process_local_data`), which releases the GIL. The loop
 takes items strictly in order; `wait_s` is the time it spent blocked waiting for one (what
 `bench/train_throughput.py` reports as data wait ÷ step time).
+
+The consumer is never left waiting on a producer that will not deliver: an empty range is empty from
+the start, the producer always ends with an end marker (or the error that stopped it), and the wait
+is in short slices that notice a dead producer and let the main thread run signal handlers.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
 _DONE = object()
+_SLICE_S = 0.1
 
 
 class Prefetcher(Generic[T]):
@@ -40,6 +45,8 @@ class Prefetcher(Generic[T]):
                     return
         except BaseException as e:  # re-raised in the consumer by get()
             self._put((None, None, e))
+            return
+        self._put((None, _DONE, None))
 
     def _put(self, item) -> bool:
         """Queue `item` once there is room; False if the consumer closed first."""
@@ -54,12 +61,26 @@ class Prefetcher(Generic[T]):
     def _take(self):
         if self._head is None:
             t0 = time.perf_counter()
-            self._head = self._queue.get()
+            self._head = self._wait_for_item()
             self.wait_s += time.perf_counter() - t0
         return self._head
 
+    def _wait_for_item(self):
+        while True:
+            try:  # a short slice: Python runs signal handlers only between them
+                return self._queue.get(timeout=_SLICE_S)
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    raise RuntimeError("prefetch thread ended without delivering an item") from None
+
+    def __len__(self) -> int:
+        """Items not yet taken by get()."""
+        return max(self._stop_at - self._next, 0)
+
     def peek(self) -> T:
         """The next item without consuming it (e.g. to compile the step for its shapes)."""
+        if not len(self):
+            raise IndexError("prefetcher is empty: nothing to peek at")
         i, item, error = self._take()
         if error is not None:
             raise error
