@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from experiments import locks, status
+from plumbing import faults
 from experiments.executors import EXECUTORS, ExecutorUnavailable, make_executor, local
 from experiments.executors import study as st
 from experiments.executors.worker import DEFAULT_TRAINER
@@ -51,6 +52,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--fresh", action="store_true", help="archive the runs whose spec changed and retrain them")
     ap.add_argument("--trainer", default=DEFAULT_TRAINER, help="python module run per run (default scaling.train)")
     ap.add_argument("--poll-s", type=float, default=2.0, help="seconds between progress checks")
+    ap.add_argument("--stop-grace-s", type=float, default=300.0,
+                    help="on SIGINT/SIGTERM, seconds the trainers get to save before they are killed")
+    status.add_stall_flags(ap)
     return ap.parse_args(argv)
 
 
@@ -154,15 +158,27 @@ def _report(out, state: st.RunState, max_retries: int, log) -> None:
     print(f"run {out.run_id}: {out.outcome}{code} -> {state.state}{extra}{note}", file=log or sys.stdout, flush=True)
 
 
+def _restart_stalled(rows: list[status.Row], ex, log) -> None:
+    """Kill the stalled runs this launcher started: the exit counts as a failure, so the run is
+    retried from its newest checkpoint at most max_retries times."""
+    for r in rows:
+        if r.stalled and r.run_id in ex.active() and hasattr(ex, "kill"):
+            print(f"run {r.run_id}: {r.reason}; killed to restart it", file=log or sys.stdout, flush=True)
+            ex.kill(r.run_id)
+
+
 def loop(study: Path, plan: st.Plan, ex, max_retries: int, poll_s: float, stop: _Stop,
-         label: str = "", log=None) -> list[status.Row]:
+         label: str = "", log=None, rule: status.stall.StallRule = status.stall.StallRule()) -> list[status.Row]:
     tty, last_line, last_print, rate = sys.stdout.isatty(), "", 0.0, 0.0
     while True:
         finished = ex.poll()
+        if finished:
+            faults.point("between_runs")
         states = {s.spec.run_id: s for s in (st.run_state(study, r, plan, max_retries, ex.queued()) for r in plan.runs)}
         for out in finished:
             _report(out, states[out.run_id], max_retries, log)
-        rows = [status.row(study, s) for s in states.values()]
+        rows = [status.row(study, s, rule) for s in states.values()]
+        _restart_stalled(rows, ex, log)
         rate = status.grid_rate(rows) or rate
         line = label + status.grid_line(rows, rate)
         if tty or line.split(" | ETA")[0] != last_line.split(" | ETA")[0] or time.time() - last_print > 60:
@@ -201,9 +217,9 @@ def main(argv: list[str] | None = None, *, label: str = "", log=None) -> int:
     print(f"launch: {len(plan.runs)} runs in {study} on {executor} with {workers} worker(s)", file=out, flush=True)
     stop = _Stop()
     try:
-        rows = loop(study, plan, ex, retries, args.poll_s, stop, label, log)
+        rows = loop(study, plan, ex, retries, args.poll_s, stop, label, log, status.stall_rule(args))
     finally:
-        ex.stop()
+        ex.stop(args.stop_grace_s)
     if stop.signum:
         print(f"\nlaunch: stopped by {signal.Signals(stop.signum).name}; relaunch to resume", file=out, flush=True)
         return 128 + stop.signum

@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from experiments import locks
+from experiments import locks, stall
 from experiments.executors import study as st
 
 DEFAULT_MAX_RETRIES = 2
@@ -34,11 +34,14 @@ class Row:
     remaining_flops: float  # of the planned FLOPs, what this run still has to spend
     flops_per_s: float  # 0 unless it is training now
     reason: str
+    stalled: bool = False  # running, but its log stood still past `stall.StallRule`'s allowance
 
 
-def row(study: Path, state: st.RunState) -> Row:
+def row(study: Path, state: st.RunState, rule: stall.StallRule = stall.StallRule()) -> Row:
     spec = state.spec
-    prog = st.read_progress(st.run_dir(study, spec.run_id))
+    rdir = st.run_dir(study, spec.run_id)
+    prog = st.read_progress(rdir)
+    stuck = stall.stalled(rdir, rule) if state.state == st.RUNNING else None
     # A WSD branch starts at its trunk's checkpoint: only the steps after branch_step are its own work.
     start = max(prog.step or 0, spec.branch_step or 0)
     done = 1.0 if state.state in st.TERMINAL else min(1.0, start / max(spec.steps, 1))
@@ -46,11 +49,12 @@ def row(study: Path, state: st.RunState) -> Row:
     eta = (max(spec.tokens - (prog.tokens or 0), 0) / rate) if rate else None
     flops_per_s = rate * spec.flops / spec.tokens if rate else 0.0
     return Row(spec.run_id, state.state, prog.step, spec.steps, prog.train_loss, prog.eval_loss, prog.tokens_per_s,
-               eta, spec.flops * (1 - done), flops_per_s, state.reason)
+               eta, spec.flops * (1 - done), flops_per_s, stuck or state.reason, stuck is not None)
 
 
-def snapshot(study: Path, plan: st.Plan, max_retries: int, queued: frozenset = frozenset()) -> list[Row]:
-    return [row(study, st.run_state(study, spec, plan, max_retries, queued)) for spec in plan.runs]
+def snapshot(study: Path, plan: st.Plan, max_retries: int, queued: frozenset = frozenset(),
+             rule: stall.StallRule = stall.StallRule()) -> list[Row]:
+    return [row(study, st.run_state(study, spec, plan, max_retries, queued), rule) for spec in plan.runs]
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -121,9 +125,21 @@ def queued_runs(study: Path) -> frozenset:
     return frozenset(r for r, j in jobs.items() if states.get(j["job_id"]) in slurm.LIVE_STATES)
 
 
+def add_stall_flags(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--stall-factor", type=float, default=stall.StallRule.factor,
+                    help="a running run is stalled when its log stands still this many log intervals")
+    ap.add_argument("--stall-min-s", type=float, default=stall.StallRule.min_s,
+                    help="... and at least this many seconds (compiles and evals log nothing)")
+
+
+def stall_rule(args) -> stall.StallRule:
+    return stall.StallRule(factor=args.stall_factor, min_s=args.stall_min_s)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="experiments.status", description=__doc__.splitlines()[0])
     ap.add_argument("--study", required=True, type=Path)
+    add_stall_flags(ap)
     args = ap.parse_args(argv)
     try:
         plan = st.load_plan(args.study)
@@ -131,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"status: {e}", file=sys.stderr)
         return 2
     launched = locks.read_json(args.study / "launched.json") or {}
-    rows = snapshot(args.study, plan, launched.get("max_retries", DEFAULT_MAX_RETRIES), queued_runs(args.study))
+    rows = snapshot(args.study, plan, launched.get("max_retries", DEFAULT_MAX_RETRIES), queued_runs(args.study),
+                    stall_rule(args))
     print(table(rows))
     print(grid_line(rows))
     return 0

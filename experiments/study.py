@@ -30,6 +30,7 @@ from pathlib import Path
 
 from experiments import collect, launch, plan
 from experiments.executors import study as st
+from plumbing import faults
 from scaling import io
 
 PHASES = ("plan", "train", "collect", "fit", "figures", "report")
@@ -165,6 +166,7 @@ def plan_phase(args, study: Path, overrides: list[str], chash: str, state: dict,
     if state.get("config_hash") == chash and (study / "plan.json").exists():
         return
     progress.show("plan", "planning the grid")
+    faults.point("plan")
     staging = study / ".plan-new"
     with logged(study, "plan"):
         code = plan.main(["experiments.plan", f"--config={args.config}", f"--study={staging}",
@@ -231,6 +233,7 @@ def analysis_phases(args, study: Path, state: dict, progress: Progress) -> str |
         if phase == "report":  # what fit and figures noted (skipped approaches, figures) goes in the report
             io.atomic_write_text(study / "logs" / "analysis_notes.txt", "".join(f"{n}\n" for n in notes))
             argv = [*argv, "--notes", str(study / "logs" / "analysis_notes.txt")]
+        faults.point(phase)
         with logged(study, phase) as log:
             try:
                 code = main(argv)
@@ -260,12 +263,26 @@ def _check(args) -> None:
             raise StudyInputError(f"--targets={args.targets}: comma-separated positive FLOPs, e.g. 1e13,5.76e23") from None
 
 
+class Terminated(BaseException):
+    """SIGTERM outside training (the launcher handles its own there)."""
+
+
+def _terminate(*_):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return run(*parse(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:  # outside training (the launcher handles its own): every write was atomic
         print("\nstudy: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Terminated:
+        print("\nstudy: terminated; rerun the same command to resume", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(args, overrides: list[str]) -> int:
@@ -293,6 +310,7 @@ def run(args, overrides: list[str]) -> int:
         progress.end(f"study {progress.name}: stopped while training; rerun the same command to resume")
         return code
     progress.show("collect", "results.csv, curves.csv")
+    faults.point("collect")
     with logged(study, "collect"):
         if collect.main(["--study", str(study)]) != 0:
             progress.end(f"study {progress.name}: collect failed: {_last_error(study, 'collect')}")

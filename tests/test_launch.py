@@ -97,7 +97,12 @@ def fake_trainer(argv: list[str]) -> int:
         return 1
     _write_json(workdir / "run.json", {**record, "status": "running"})
     diverge_at = int(over.get("fake.diverge_at", 0))
+    hang_at = int(over.get("fake.hang_at", 0)) if n_before == 0 else 0  # the first attempt only
     for step in range(start + 1, steps + 1):
+        if step == hang_at:  # blocked for good, deaf to SIGTERM: only SIGKILL ends it
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            while True:
+                time.sleep(1)
         time.sleep(step_s)
         loss = loss * 0.97
         line = {"step": step, "tokens": step * batch_tokens, "flops": 6000.0 * step * batch_tokens, "train_loss": loss,
@@ -474,3 +479,27 @@ def test_an_unknown_allocator_is_a_one_line_launch_error(tmp_path, monkeypatch, 
     assert launch.main([f"--study={study}", "--workers=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "SCALING_MALLOC='jemalloc'" in err[0]
+
+
+def test_a_stalled_run_is_killed_and_retried_from_its_checkpoint(tmp_path):
+    """The first attempt blocks for good at step 12 (ignoring SIGTERM); the launcher sees its log
+    stand still past the allowance, kills it, and the retry resumes from checkpoint 10."""
+    study = make_study(tmp_path / "s", [spec("a", steps=20, hang_at=12)])
+    result = launch(study, "--stall-min-s=2", "--stall-factor=5", "--max-retries=1", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "run a: stalled: no progress for" in result.stdout
+    assert [x["start_step"] for x in log(study, "a", "invocations.log")] == [0, 10]
+    assert_trained_once(study, ["a"])
+
+
+def test_sigterm_launcher_kills_a_deaf_trainer_after_the_grace(tmp_path):
+    study = make_study(tmp_path / "s", [spec("a", steps=20, hang_at=3)])
+    proc = start_launch(study, "--stop-grace-s=1")
+    wait_for(lambda: len(log(study, "a", "metrics.jsonl")) >= 2, what="the run to start")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out
+    assert run_json(study, "a")["status"] == "running"  # killed, not saved: a relaunch resumes it
+    result = launch(study)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_trained_once(study, ["a"])

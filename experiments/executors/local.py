@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from experiments.executors import worker
@@ -128,16 +129,35 @@ class LocalExecutor:
             outs.append(out)
         return outs
 
-    def stop(self) -> None:
-        """SIGTERM every trainer (each saves a checkpoint and exits 143) and wait for the workers."""
+    def kill(self, run_id: str) -> None:
+        """SIGKILL one trainer (a stalled one: it cannot be trusted to answer SIGTERM)."""
+        with self._lock:
+            proc = self._procs.get(run_id)
+        if proc is not None:
+            _signal(proc, signal.SIGKILL)
+
+    def stop(self, grace_s: float = 300.0) -> None:
+        """SIGTERM every trainer (each saves a checkpoint and exits 143) and wait for the workers;
+        after `grace_s`, SIGKILL what is left (its newest committed checkpoint is still there)."""
         with self._lock:
             self._stopping = True
             procs = list(self._procs.values())
         for p in procs:
-            try:
-                p.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            _signal(p, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for t in list(self._active.values()):
+            t.join(max(deadline - time.monotonic(), 0))
+        with self._lock:
+            late = list(self._procs.values())
+        for p in late:
+            _signal(p, signal.SIGKILL)
         for t in list(self._active.values()):
             t.join()
         self.poll()
+
+
+def _signal(proc: subprocess.Popen, signum: int) -> None:
+    try:
+        proc.send_signal(signum)
+    except ProcessLookupError:  # already gone
+        pass

@@ -167,5 +167,5 @@ class SlurmExecutor:
     def wait(self, timeout: float) -> None:
         time.sleep(timeout)
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 0.0) -> None:
         """Jobs keep running without the launcher; a relaunch picks them up from jobs.json."""
