@@ -1,0 +1,172 @@
+"""Kill soak: random SIGKILLs across the phases of `train_tiny` and of the CI study, each followed by
+a plain restart, checked against an uninterrupted run.
+
+    python bench/kill_soak.py --train-trials 50 --study-trials 10 --out /tmp/soak
+
+A trainer trial kills one attempt either at a random named point of `plumbing.faults` (a random
+arrival K of it) or at a random moment of its wall time, restarts it without the fault, and checks:
+completed, final train and eval losses bitwise equal to the reference run, the final checkpoint's
+fingerprint (every array's hash) equal, each logged step once, no temp file left. A study trial does
+the same to `experiments.study` on isoflop_ci (its points, or a random moment) and checks: every run
+completed by one trainer reaching the end, results.csv's losses equal to the reference study's, and
+fits.json equal. Prints one line per trial and a tally.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from plumbing import faults  # noqa: E402
+
+TRAIN = [sys.executable, "-m", "scaling.train", "--config=experiments/configs/train_tiny.py"]
+# Arrivals at each point in one train_tiny run (60 steps, log every 10, save every 20, eval at 30).
+TRAIN_ARRIVALS = {"before_run_json": 1, "restore": 1, "compile": 1, "mid_step": 60, "checkpoint_write": 3,
+                  "after_last_checkpoint": 1, "final_eval": 8, "write:run.json": 2, "write:metrics.jsonl": 8}
+STUDY = [sys.executable, "-m", "experiments.study", "--config=experiments/configs/isoflop_ci.py",
+         "--workers=2", "--poll-s=0.5", "--probe=off", "--bootstrap=0"]
+STUDY_ARRIVALS = {"plan": 1, "between_runs": 5, "collect": 1, "fit": 1, "figures": 1, "report": 1,
+                  "write:results.csv": 1, "write:fits.json": 1, "write:report.html": 1}
+
+
+def _env(fault: str | None = None) -> dict:
+    env = faults.without(dict(os.environ))
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    if fault:
+        env[faults.ENV] = fault
+    return env
+
+
+def _attempt(cmd: list[str], fault: str | None, kill_after_s: float | None, timeout: float) -> int:
+    """One attempt, with a fault armed or a SIGKILL after a delay; its exit code."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(fault), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        return proc.wait(timeout=kill_after_s if kill_after_s is not None else timeout)
+    except subprocess.TimeoutExpired:
+        if kill_after_s is None:
+            raise
+        os.killpg(proc.pid, signal.SIGKILL)  # the study's trainers too, as a node loss would
+        return proc.wait()
+
+
+def _choose(rng: random.Random, arrivals: dict, wall_s: float) -> tuple[str | None, float | None, str]:
+    if rng.random() < 0.5:
+        point = rng.choice(sorted(arrivals))
+        k = rng.randint(1, arrivals[point])
+        return f"{point}:kill@{k}", None, f"{point}@{k}"
+    t = rng.uniform(0, wall_s)
+    return None, t, f"at {t:.1f} s"
+
+
+# --- trainer ----------------------------------------------------------------------------------------
+
+def _train_outcome(workdir: Path) -> dict:
+    record = json.loads((workdir / "run.json").read_text())
+    steps = [json.loads(x)["step"] for x in (workdir / "metrics.jsonl").read_text().splitlines()
+             if x.strip() and "train_loss" in x]
+    final = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    fingerprint = json.loads((workdir / "checkpoints" / str(final) / "fingerprint" / "metadata").read_text())
+    temps = [p.name for p in workdir.glob(".*.tmp")]
+    return {"status": record["status"], "train": record["final_train_loss"], "eval": record["final_eval_loss"],
+            "steps": steps, "fingerprint": fingerprint, "temps": temps}
+
+
+def train_trials(out: Path, n: int, rng: random.Random) -> list[bool]:
+    data = out / "tfds"
+    ref_dir = out / "train-ref"
+    shutil.rmtree(ref_dir, ignore_errors=True)
+    t0 = time.time()
+    assert _attempt([*TRAIN, f"--workdir={ref_dir}", f"--config.data.data_dir={data}"], None, None, 900) == 0
+    wall = time.time() - t0
+    ref = _train_outcome(ref_dir)
+    results = []
+    for i in range(n):
+        workdir = out / f"train-{i}"
+        shutil.rmtree(workdir, ignore_errors=True)
+        cmd = [*TRAIN, f"--workdir={workdir}", f"--config.data.data_dir={data}"]
+        fault, delay, label = _choose(rng, TRAIN_ARRIVALS, wall)
+        first = _attempt(cmd, fault, delay, 900)
+        second = _attempt(cmd, None, None, 900)
+        got = _train_outcome(workdir) if (workdir / "run.json").exists() else {"status": "missing"}
+        ok = second == 0 and got == {**ref, "temps": []} and ref["temps"] == []
+        results.append(ok)
+        print(f"train {i:3d} kill {label:28s} first exit {first:4d} restart exit {second:3d} "
+              f"{'bitwise equal' if ok else 'DIFFERENT: ' + str({k for k in ref if got.get(k) != ref[k]})}",
+              flush=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+# --- study ------------------------------------------------------------------------------------------
+
+def _study_outcome(study: Path) -> dict:
+    rows = list(csv.DictReader(open(study / "results.csv")))
+    once = all(
+        [a["outcome"] for a in json.loads((study / "runs" / r["run_id"] / "attempts.json").read_text())
+         ].count("completed") == 1 for r in rows)
+    return {"losses": [(r["run_id"], r["final_eval_loss"], r["final_train_loss"]) for r in rows],
+            "trained_once": once, "fits": json.loads((study / "fits" / "fits.json").read_text()),
+            "report": (study / "report.html").exists()}
+
+
+def study_trials(out: Path, n: int, rng: random.Random) -> list[bool]:
+    ref_dir = out / "study-ref"
+    shutil.rmtree(ref_dir, ignore_errors=True)
+    t0 = time.time()
+    assert _attempt([*STUDY, f"--study={ref_dir}"], None, None, 3600) == 0
+    wall = time.time() - t0
+    ref = _study_outcome(ref_dir)
+    results = []
+    for i in range(n):
+        study = out / f"study-{i}"
+        shutil.rmtree(study, ignore_errors=True)
+        fault, delay, label = _choose(rng, STUDY_ARRIVALS, wall)
+        first = _attempt([*STUDY, f"--study={study}"], fault, delay, 3600)
+        second = _attempt([*STUDY, f"--study={study}"], None, None, 3600)
+        got = _study_outcome(study) if (study / "results.csv").exists() else {}
+        ok = second == 0 and got == ref
+        results.append(ok)
+        print(f"study {i:3d} kill {label:28s} first exit {first:4d} rerun exit {second:3d} "
+              f"{'same runs, losses and fits' if ok else 'DIFFERENT: ' + str({k for k in ref if got.get(k) != ref[k]})}",
+              flush=True)
+        shutil.rmtree(study, ignore_errors=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train-trials", type=int, default=50)
+    ap.add_argument("--study-trials", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/kill_soak"))
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(args.seed)
+    tally, ok = [], True
+    if args.train_trials:
+        r = train_trials(args.out, args.train_trials, rng)
+        tally.append(f"train_tiny: {sum(r)} of {len(r)} random kills ended completed and bitwise equal")
+        ok &= all(r)
+    if args.study_trials:
+        r = study_trials(args.out, args.study_trials, rng)
+        tally.append(f"isoflop_ci study: {sum(r)} of {len(r)} random kills ended with every run trained once "
+                     f"and the same losses and fits")
+        ok &= all(r)
+    print("\n".join(tally))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
