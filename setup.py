@@ -6,7 +6,7 @@ setup(
     version="0.1.0",
     description="Compute-optimal scaling studies of language models in JAX",
     python_requires=">=3.10",
-    packages=find_packages(include=["scaling*", "models*", "experiments*", "analysis*"]),
+    packages=find_packages(include=["scaling*", "models*", "experiments*", "analysis*", "plumbing*"]),
     install_requires=[
         "jax==0.10.2",
         "jaxlib==0.10.2",

@@ -26,9 +26,10 @@ from matplotlib import colors, ticker  # noqa: E402
 
 from analysis import (allocation, approach1, approach2, approach3, atomic, budgets,  # noqa: E402
                       fitters, kaplan, parametric, tables)
-from analysis.cli_common import (Parser, add_grid_flags, add_smoothing_flag, add_table_flags, columns_from,  # noqa: E402
+from analysis.cli_common import (add_grid_flags, add_smoothing_flag, add_table_flags, columns_from,  # noqa: E402
                                  floats, grid_from, run_main)
 from analysis.records import InputError  # noqa: E402
+from plumbing.cli import Parser  # noqa: E402
 
 DEFAULT_FIGURES = "3,4,kaplan"
 FIG4_REACH_DEX = 4.0  # Fig. 4 draws the fitted surface this far past the largest run, no farther

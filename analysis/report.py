@@ -20,10 +20,11 @@ import pandas as pd
 
 from analysis import approach2, atomic, figures, fit, tables
 from analysis import report_content as rc
-from analysis.cli_common import Parser, add_grid_flags, add_table_flags, columns_from, floats, run_main
+from analysis.cli_common import add_grid_flags, add_table_flags, columns_from, floats, run_main
 from analysis.records import InputError
 from analysis.report_render import to_html, to_markdown
 from analysis.report_study import read_study
+from plumbing.cli import Parser
 
 FINISHED = (*tables.FINISHED_STATUS, "")  # a row with no status is a finished run
 

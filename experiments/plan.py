@@ -36,6 +36,7 @@ from experiments.planning.errors import StudyError
 from experiments.planning.study import EXECUTORS, MODES, Study, check_study_dir
 from experiments.planning.table import format_table
 from models.config import ConfigError
+from plumbing.cli import one_line
 from scaling import io, validate
 
 __all__ = ["EXECUTORS", "FLOP_TOLERANCE", "MODES", "Dropped", "Plan", "Point", "Study", "StudyError",
@@ -112,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                          throughput=_probe(fv.probe))
     except (StudyError, ConfigError, absl_flags.Error, AttributeError, KeyError, TypeError,
             ValueError, FileNotFoundError) as e:
-        print(f"error: {' '.join((str(e).strip() or type(e).__name__).splitlines()[0].split())}",
-              file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     path = write_plan(study_dir, plan)
     print(format_table(plan))

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from experiments import collect, launch, plan
 from experiments.executors import study as st
+from plumbing.cli import Parser
 from scaling import io
 
 PHASES = ("plan", "train", "collect", "fit", "figures", "report")
@@ -39,14 +40,8 @@ class StudyInputError(Exception):
     """Bad input found before anything runs: one line naming the flag and the fix."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2
-        print(f"study: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    ap = _Parser(prog="experiments.study", description=__doc__.splitlines()[0])
+    ap = Parser(prog="experiments.study", error_prefix="study", description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, help="study config file (get_config() with a `study` section)")
     ap.add_argument("--study", "--study_dir", dest="study", help="study directory (default: the config's study.dir)")
     ap.add_argument("--executor", choices=("local", "slurm"), help="default: the plan's study.executor")

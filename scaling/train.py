@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from plumbing.cli import one_line
 from scaling import data as data_lib
 from scaling import flops, metrics, step as step_lib, validate, xla_flags
 from scaling.checkpoint import Checkpointer
@@ -395,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         config = flag_values.config
     except (absl_flags.Error, validate.ConfigError, AttributeError, KeyError, ValueError,
             TypeError, FileNotFoundError) as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_CONFIG
 
     # Runs of one study share shapes (the lr is an input of the step, not a constant), so a
@@ -419,18 +420,13 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run(config, flag_values.workdir, init_from=flag_values.init_from,
                       init_step=flag_values.init_step)
     except (validate.ConfigError, data_lib.DataError) as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_CONFIG
     except BaseException:
         _mark_failed(flag_values.workdir)
         raise
     return {"completed": EXIT_OK, "diverged": EXIT_DIVERGED,
             "interrupted": EXIT_INTERRUPTED}[outcome.status]
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return " ".join(text.split("\n")[0].split())
 
 
 def _mark_failed(workdir: str) -> None:
