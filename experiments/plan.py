@@ -36,8 +36,9 @@ from experiments.planning.errors import StudyError
 from experiments.planning.study import EXECUTORS, MODES, Study, check_study_dir
 from experiments.planning.table import format_table
 from models.config import ConfigError
+from plumbing import atomic
 from plumbing.cli import one_line
-from scaling import io, validate
+from scaling import validate
 
 __all__ = ["EXECUTORS", "FLOP_TOLERANCE", "MODES", "Dropped", "Plan", "Point", "Study", "StudyError",
            "check_runs", "check_study_dir", "command_line_overrides", "epoch_tokens", "estimate_seconds",
@@ -48,7 +49,7 @@ __all__ = ["EXECUTORS", "FLOP_TOLERANCE", "MODES", "Dropped", "Plan", "Point", "
 def write_plan(study_dir: pathlib.Path, plan: Plan) -> pathlib.Path:
     study_dir.mkdir(parents=True, exist_ok=True)
     path = study_dir / "plan.json"
-    io.atomic_write_json(path, plan.to_json())
+    atomic.write_json(path, plan.to_json())
     return path
 
 

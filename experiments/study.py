@@ -30,8 +30,8 @@ from pathlib import Path
 
 from experiments import collect, launch, plan
 from experiments.executors import study as st
+from plumbing import atomic
 from plumbing.cli import Parser
-from scaling import io
 
 PHASES = ("plan", "train", "collect", "fit", "figures", "report")
 
@@ -74,7 +74,7 @@ def read_state(study: Path) -> dict:
 
 
 def write_state(study: Path, state: dict) -> None:
-    io.atomic_write_json(study / "study.json", state)
+    atomic.write_json(study / "study.json", state)
 
 
 def _sha(*parts: bytes) -> str:
@@ -224,7 +224,7 @@ def analysis_phases(args, study: Path, state: dict, progress: Progress) -> str |
                               "figures": "drawing Chinchilla Figs. 2-4 and Kaplan Fig. 1",
                               "report": "writing report.md and report.html"}[phase])
         if phase == "report":  # what fit and figures noted (skipped approaches, figures) goes in the report
-            io.atomic_write_text(study / "logs" / "analysis_notes.txt", "".join(f"{n}\n" for n in notes))
+            atomic.write_text(study / "logs" / "analysis_notes.txt", "".join(f"{n}\n" for n in notes))
             argv = [*argv, "--notes", str(study / "logs" / "analysis_notes.txt")]
         with logged(study, phase) as log:
             try:

@@ -23,10 +23,10 @@ import jax
 import numpy as np
 
 from models.config import ConfigError
+from plumbing import atomic
 from plumbing.cli import Parser, one_line
 from scaling import data as data_lib, trained as trained_lib, train, xla_flags
 from scaling.data import batches, packing
-from scaling.io import atomic_write_json
 from scaling.metrics import to_json_value
 
 EXIT_OK, EXIT_INPUT = 0, 2
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     path = pathlib.Path(args.output) if args.output else info.workdir / EVALS_DIR / f"{source.label}-step{step}.json"
     if jax.process_index() == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, record(info, result, time.time() - t0))
+        atomic.write_json(path, record(info, result, time.time() - t0))
         print(line(info, result, path), flush=True)
     return EXIT_OK
 

@@ -26,10 +26,10 @@ import numpy as np
 from models import decode
 from models.config import ConfigError
 from models.sampling import Sampling
+from plumbing import atomic
 from plumbing.cli import Parser, one_line
 from scaling import trained as trained_lib, xla_flags
 from scaling.data import ByteTokenizer
-from scaling.io import atomic_write_json
 
 EXIT_OK, EXIT_INPUT = 0, 2
 DEFAULT_MAX_NEW = 200
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     if jax.process_index() == 0:
         print(show(samples, req, timing, model), flush=True)
         if args.output:
-            atomic_write_json(args.output, {
+            atomic.write_json(args.output, {
                 "workdir": str(info.workdir), "step": step, "seed": req.seed,
                 "sampling": dataclasses.asdict(req.sampling), "max_new_tokens": req.max_new,
                 "samples": [dataclasses.asdict(s) for s in samples], **timing})
