@@ -30,9 +30,8 @@ from scaling import data as data_lib
 from scaling import flops, metrics, step as step_lib, validate, xla_flags
 from scaling.checkpoint import Checkpointer
 from scaling.data.prefetch import Prefetcher
+from scaling.exit_codes import EXIT_CONFIG, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK
 from scaling.sharding import make_mesh
-
-EXIT_OK, EXIT_CONFIG, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 2, 3, 143
 
 
 @dataclasses.dataclass(frozen=True)
