@@ -27,23 +27,15 @@ from typing import Any
 
 import ml_collections
 
-from experiments.planning.build import Plan, make_plan, study_hash
-from experiments.planning.estimate import epoch_tokens, estimate_seconds, probe as _probe
-from experiments.planning.grid import FLOP_TOLERANCE, Dropped, Point, flops_per_step, grid, solve
-from experiments.planning.specs import (check_runs, independent_runs, run_config, run_id,
-                                        wsd_cooldown_start, wsd_runs)
+from experiments.planning.build import Plan, make_plan
 from experiments.planning.errors import StudyError
-from experiments.planning.study import EXECUTORS, MODES, Study, check_study_dir
+from experiments.planning.estimate import probe as _probe
+from experiments.planning.study import Study, check_study_dir
 from experiments.planning.table import format_table
 from models.config import ConfigError
 from plumbing import atomic
 from plumbing.cli import one_line
 from scaling import validate
-
-__all__ = ["EXECUTORS", "FLOP_TOLERANCE", "MODES", "Dropped", "Plan", "Point", "Study", "StudyError",
-           "check_runs", "check_study_dir", "command_line_overrides", "epoch_tokens", "estimate_seconds",
-           "flops_per_step", "format_table", "grid", "independent_runs", "main", "make_plan", "run_config",
-           "run_id", "solve", "study_hash", "write_plan", "wsd_cooldown_start", "wsd_runs"]
 
 
 def write_plan(study_dir: pathlib.Path, plan: Plan) -> pathlib.Path:
