@@ -108,7 +108,12 @@ def main(argv: list[str] | None = None) -> int:
             ValueError, FileNotFoundError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
-    path = write_plan(study_dir, plan)
+    try:
+        path = write_plan(study_dir, plan)
+    except OSError as e:  # a directory that passes os.access but refuses files: /proc, a read-only mount
+        print(f"error: study.dir={study_dir} cannot be written ({one_line(e)}): pass --study or set "
+              "study.dir to a writable directory", file=sys.stderr)
+        return 2
     print(format_table(plan))
     print(f"wrote {path}")
     return 0

@@ -319,3 +319,12 @@ def test_cli_unwritable_study_dir_exits_2_without_traceback(tmp_path):
     assert "study.dir" in proc.stderr and "Traceback" not in proc.stderr
     assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
         proc.stderr.strip().splitlines()[-1]]
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_cli_study_dir_that_refuses_files_is_one_line_exit_2(capsys):
+    # /proc passes the os.access check (always, for root) yet refuses mkdir: the write itself fails.
+    assert _main(None, study_dir="/proc/no_write_here") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: study.dir=/proc/no_write_here cannot be written")
+    assert not pathlib.Path("/proc/no_write_here").exists()
