@@ -41,3 +41,13 @@ def test_the_check_sees_lazy_and_from_imports(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("import os\nfrom scaling.io import x\ndef g():\n    import models.config as c\nfrom . import y\n")
     assert {n for n, _ in imported_packages(f)} == {"os", "scaling", "models"}
+
+
+def test_the_flops_library_never_imports_its_command():
+    # `python -m scaling.flops` runs scaling/flops/__main__.py, which imports the CLI; the CLI imports the library.
+    lib = REPO / "scaling" / "flops" / "__init__.py"
+    tree = ast.parse(lib.read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+              for a in n.names}
+    assert not [n for n in names if "cli" in n.split(".")], names
