@@ -1,4 +1,4 @@
-"""Shared command-line pieces: one-line errors with exit code 2, column flags -> Columns."""
+"""Shared command-line pieces of the analysis CLIs: column flags -> Columns, start grid, input errors -> exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -9,14 +9,6 @@ from analysis.records import InputError
 from analysis.tables import Columns
 
 CHINCHILLA_BUDGETS = (6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21)
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line on stderr, exit code 2 (no usage dump, no traceback)."""
-
-    def error(self, message):
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        sys.exit(2)
 
 
 def floats(text: str) -> tuple[float, ...]:

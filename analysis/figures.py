@@ -24,11 +24,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import colors, ticker  # noqa: E402
 
-from analysis import (allocation, approach1, approach2, approach3, atomic, budgets,  # noqa: E402
+from analysis import (allocation, approach1, approach2, approach3, budgets,  # noqa: E402
                       fitters, kaplan, parametric, tables)
-from analysis.cli_common import (Parser, add_grid_flags, add_smoothing_flag, add_table_flags, columns_from,  # noqa: E402
+from analysis.cli_common import (add_grid_flags, add_smoothing_flag, add_table_flags, columns_from,  # noqa: E402
                                  floats, grid_from, run_main)
 from analysis.records import InputError  # noqa: E402
+from plumbing import atomic  # noqa: E402
+from plumbing.cli import Parser  # noqa: E402
 
 DEFAULT_FIGURES = "3,4,kaplan"
 FIG4_REACH_DEX = 4.0  # Fig. 4 draws the fitted surface this far past the largest run, no farther
@@ -36,11 +38,11 @@ PROJECTION_BOOTSTRAP = 200  # resamples for Fig. 3's projection intervals (parab
 
 
 def save(fig, out_dir, name) -> list[str]:
-    """PNG and PDF, each written atomically (analysis.atomic)."""
+    """PNG and PDF, each written atomically (plumbing.atomic)."""
     paths = []
     for ext in ("png", "pdf"):
         final = os.path.join(out_dir, f"{name}.{ext}")
-        with atomic.atomic_open(final, "wb") as fh:
+        with atomic.atomic_open(final, "wb", parents=True) as fh:
             fig.savefig(fh, format=ext, dpi=150, bbox_inches="tight")
         paths.append(final)
     plt.close(fig)

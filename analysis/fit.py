@@ -14,9 +14,10 @@ import sys
 import numpy as np
 
 from analysis import diagnostics, fitters, noise, parametric, tables, true_e, validate
-from analysis.cli_common import (Parser, add_grid_flags, add_smoothing_flag, add_table_flags, columns_from, grid_from,
+from analysis.cli_common import (add_grid_flags, add_smoothing_flag, add_table_flags, columns_from, grid_from,
                                  run_main)
 from analysis.records import Fit, InputError, write_atomic, write_fits
+from plumbing.cli import Parser
 
 
 def build_parser() -> Parser:

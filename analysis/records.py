@@ -7,7 +7,7 @@ import math
 import os
 from typing import Mapping
 
-from analysis import atomic
+from plumbing import atomic
 
 
 class InputError(ValueError):
@@ -42,8 +42,8 @@ class Fit:
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Readers never see a half-written file (analysis.atomic: the one mechanism analysis writes with)."""
-    atomic.write_text(path, text)
+    """Readers never see a half-written file (plumbing.atomic: the one mechanism analysis writes with)."""
+    atomic.write_text(path, text, parents=True)
 
 
 def write_fits(path, fits: Mapping[str, Fit], top: Mapping[str, object] | None = None) -> None:

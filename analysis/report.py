@@ -18,12 +18,14 @@ import sys
 import numpy as np
 import pandas as pd
 
-from analysis import approach2, atomic, figures, fit, tables
+from analysis import approach2, figures, fit, tables
 from analysis import report_content as rc
-from analysis.cli_common import Parser, add_grid_flags, add_table_flags, columns_from, floats, run_main
+from analysis.cli_common import add_grid_flags, add_table_flags, columns_from, floats, run_main
 from analysis.records import InputError
 from analysis.report_render import to_html, to_markdown
 from analysis.report_study import read_study
+from plumbing import atomic
+from plumbing.cli import Parser
 
 FINISHED = (*tables.FINISHED_STATUS, "")  # a row with no status is a finished run
 
@@ -182,8 +184,8 @@ def main_body(argv=None) -> int:
                 rc.targets_section(inp), rc.left_out_section(inp, _table_status(args.results, columns_from(args)))]
     title = args.title or (f"Scaling study {study.name}" if study else f"Scaling laws fitted to {os.path.basename(args.results)}")
     md, html_path = os.path.join(args.out, "report.md"), os.path.join(args.out, "report.html")
-    atomic.write_text(md, to_markdown(title, sections, args.out))
-    atomic.write_text(html_path, to_html(title, sections))
+    atomic.write_text(md, to_markdown(title, sections, args.out), parents=True)
+    atomic.write_text(html_path, to_html(title, sections), parents=True)
     print(md)
     print(html_path)
     return 0

@@ -9,8 +9,9 @@ from __future__ import annotations
 import sys
 
 from analysis import allocation, approach3, bootstrap, tables
-from analysis.cli_common import Parser, run_main
+from analysis.cli_common import run_main
 from analysis.records import InputError
+from plumbing.cli import Parser
 
 
 def row(name, p: allocation.LawParams, objective=None) -> str:

@@ -26,6 +26,7 @@ from plumbing import faults
 from experiments.executors import EXECUTORS, ExecutorUnavailable, make_executor, local
 from experiments.executors import study as st
 from experiments.executors.worker import DEFAULT_TRAINER
+from plumbing.cli import Parser
 from scaling import allocator
 
 RUNNABLE = (st.PENDING, st.INTERRUPTED, st.RETRY)
@@ -35,14 +36,8 @@ class LaunchError(Exception):
     """Bad input found before anything runs."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2 (argparse prints usage too)
-        print(f"launch: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    ap = _Parser(prog="experiments.launch", description=__doc__.splitlines()[0])
+    ap = Parser(prog="experiments.launch", error_prefix="launch", description=__doc__.splitlines()[0])
     ap.add_argument("--study", required=True, type=Path, help="directory holding plan.json")
     ap.add_argument("--executor", choices=EXECUTORS, help="default: the plan's study.executor, else local")
     ap.add_argument("--workers", type=int, help="runs at once (default: the plan's study.workers -- on SLURM "

@@ -22,7 +22,7 @@ import time
 import uuid
 from pathlib import Path
 
-from scaling import io
+from plumbing import atomic
 
 LOCK_NAME = ".lock"
 LEASE_NAME = "lease.json"
@@ -31,11 +31,11 @@ STALE_AFTER_S = 120.0  # a lease from another host whose heartbeat is older than
 
 def write_atomic(path: Path, text: str) -> None:
     """Readers see the old file or the new one, never a torn one."""
-    io.atomic_write_text(path, text)
+    atomic.write_text(path, text)
 
 
 def write_json_atomic(path: Path, value) -> None:
-    io.atomic_write_json(path, value)
+    atomic.write_json(path, value)
 
 
 def read_json(path: Path):

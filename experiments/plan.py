@@ -27,27 +27,21 @@ from typing import Any
 
 import ml_collections
 
-from experiments.planning.build import Plan, make_plan, study_hash
-from experiments.planning.estimate import epoch_tokens, estimate_seconds, probe as _probe
-from experiments.planning.grid import FLOP_TOLERANCE, Dropped, Point, flops_per_step, grid, solve
-from experiments.planning.specs import (check_runs, independent_runs, run_config, run_id,
-                                        wsd_cooldown_start, wsd_runs)
+from experiments.planning.build import Plan, make_plan
 from experiments.planning.errors import StudyError
-from experiments.planning.study import EXECUTORS, MODES, Study, check_study_dir
+from experiments.planning.estimate import probe as _probe
+from experiments.planning.study import Study, check_study_dir
 from experiments.planning.table import format_table
 from models.config import ConfigError
-from scaling import io, validate
-
-__all__ = ["EXECUTORS", "FLOP_TOLERANCE", "MODES", "Dropped", "Plan", "Point", "Study", "StudyError",
-           "check_runs", "check_study_dir", "command_line_overrides", "epoch_tokens", "estimate_seconds",
-           "flops_per_step", "format_table", "grid", "independent_runs", "main", "make_plan", "run_config",
-           "run_id", "solve", "study_hash", "write_plan", "wsd_cooldown_start", "wsd_runs"]
+from plumbing import atomic
+from plumbing.cli import one_line
+from scaling import validate
 
 
 def write_plan(study_dir: pathlib.Path, plan: Plan) -> pathlib.Path:
     study_dir.mkdir(parents=True, exist_ok=True)
     path = study_dir / "plan.json"
-    io.atomic_write_json(path, plan.to_json())
+    atomic.write_json(path, plan.to_json())
     return path
 
 
@@ -112,10 +106,14 @@ def main(argv: list[str] | None = None) -> int:
                          throughput=_probe(fv.probe))
     except (StudyError, ConfigError, absl_flags.Error, AttributeError, KeyError, TypeError,
             ValueError, FileNotFoundError) as e:
-        print(f"error: {' '.join((str(e).strip() or type(e).__name__).splitlines()[0].split())}",
-              file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
-    path = write_plan(study_dir, plan)
+    try:
+        path = write_plan(study_dir, plan)
+    except OSError as e:  # a directory that passes os.access but refuses files: /proc, a read-only mount
+        print(f"error: study.dir={study_dir} cannot be written ({one_line(e)}): pass --study or set "
+              "study.dir to a writable directory", file=sys.stderr)
+        return 2
     print(format_table(plan))
     print(f"wrote {path}")
     return 0

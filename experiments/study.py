@@ -30,8 +30,8 @@ from pathlib import Path
 
 from experiments import collect, launch, plan
 from experiments.executors import study as st
-from plumbing import faults
-from scaling import io
+from plumbing import atomic, faults
+from plumbing.cli import Parser
 
 PHASES = ("plan", "train", "collect", "fit", "figures", "report")
 
@@ -40,14 +40,8 @@ class StudyInputError(Exception):
     """Bad input found before anything runs: one line naming the flag and the fix."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2
-        print(f"study: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    ap = _Parser(prog="experiments.study", description=__doc__.splitlines()[0])
+    ap = Parser(prog="experiments.study", error_prefix="study", description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, help="study config file (get_config() with a `study` section)")
     ap.add_argument("--study", "--study_dir", dest="study", help="study directory (default: the config's study.dir)")
     ap.add_argument("--executor", choices=("local", "slurm"), help="default: the plan's study.executor")
@@ -80,7 +74,7 @@ def read_state(study: Path) -> dict:
 
 
 def write_state(study: Path, state: dict) -> None:
-    io.atomic_write_json(study / "study.json", state)
+    atomic.write_json(study / "study.json", state)
 
 
 def _sha(*parts: bytes) -> str:
@@ -231,7 +225,7 @@ def analysis_phases(args, study: Path, state: dict, progress: Progress) -> str |
                               "figures": "drawing Chinchilla Figs. 2-4 and Kaplan Fig. 1",
                               "report": "writing report.md and report.html"}[phase])
         if phase == "report":  # what fit and figures noted (skipped approaches, figures) goes in the report
-            io.atomic_write_text(study / "logs" / "analysis_notes.txt", "".join(f"{n}\n" for n in notes))
+            atomic.write_text(study / "logs" / "analysis_notes.txt", "".join(f"{n}\n" for n in notes))
             argv = [*argv, "--notes", str(study / "logs" / "analysis_notes.txt")]
         faults.point(phase)
         with logged(study, phase) as log:

@@ -23,9 +23,10 @@ import jax
 import numpy as np
 
 from models.config import ConfigError
-from scaling import data as data_lib, trained as trained_lib, train, validate, xla_flags
+from plumbing import atomic
+from plumbing.cli import Parser, one_line
+from scaling import data as data_lib, trained as trained_lib, train, xla_flags
 from scaling.data import batches, packing
-from scaling.io import atomic_write_json
 from scaling.metrics import to_json_value
 
 EXIT_OK, EXIT_INPUT = 0, 2
@@ -142,7 +143,7 @@ def line(info: trained_lib.RunInfo, s: Score, path: pathlib.Path) -> str:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = validate.ArgParser(prog="python -m scaling.evaluate", description=__doc__.split("\n")[0])
+    p = Parser(raises=ConfigError, prog="python -m scaling.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--workdir", required=True, help="run directory (run.json, checkpoints/)")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
     where = p.add_mutually_exclusive_group()
@@ -184,13 +185,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             data = dataset_data(info, source, args.tokens)
     except (ConfigError, trained_lib.RunError, data_lib.DataError) as e:
-        print(f"error: {trained_lib.one_line(e)}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_INPUT
     result = score(trained_lib.load(info, step), source, data)
     path = pathlib.Path(args.output) if args.output else info.workdir / EVALS_DIR / f"{source.label}-step{step}.json"
     if jax.process_index() == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, record(info, result, time.time() - t0))
+        atomic.write_json(path, record(info, result, time.time() - t0))
         print(line(info, result, path), flush=True)
     return EXIT_OK
 

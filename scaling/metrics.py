@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from plumbing import faults
-from scaling.io import atomic_write_json, atomic_write_text
+from plumbing import atomic, faults
 
 METRICS_FILE = "metrics.jsonl"
 TB_DIR = "tb"
@@ -125,7 +124,7 @@ class MetricsWriter:
             r for r in _parse_lines(self.path.read_text(encoding="utf-8", errors="replace"), self.path)
             if resume_step is not None and r["step"] <= resume_step
         ]
-        atomic_write_text(self.path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
+        atomic.write_text(self.path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
 
     def write(self, step: int, **scalars: Any) -> None:
         """One record {'step': step, **scalars}: a JSON line (flushed) and one TB scalar per number."""
@@ -197,7 +196,7 @@ def write_run_json(workdir: str | os.PathLike, record: dict) -> None:
     status = record.get("status")
     if status not in RUN_STATUSES:
         raise ValueError(f"run.json status must be one of {RUN_STATUSES}, got {status!r}")
-    atomic_write_json(pathlib.Path(workdir) / RUN_FILE, to_json_value(record))
+    atomic.write_json(pathlib.Path(workdir) / RUN_FILE, to_json_value(record))
 
 
 def read_run_json(workdir: str | os.PathLike) -> dict | None:

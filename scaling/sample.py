@@ -26,9 +26,10 @@ import numpy as np
 from models import decode
 from models.config import ConfigError
 from models.sampling import Sampling
-from scaling import trained as trained_lib, validate, xla_flags
+from plumbing import atomic
+from plumbing.cli import Parser, one_line
+from scaling import trained as trained_lib, xla_flags
 from scaling.data import ByteTokenizer
-from scaling.io import atomic_write_json
 
 EXIT_OK, EXIT_INPUT = 0, 2
 DEFAULT_MAX_NEW = 200
@@ -80,7 +81,7 @@ def run(model: trained_lib.Trained, req: Request) -> tuple[list[Sample], dict]:
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = validate.ArgParser(prog="python -m scaling.sample", description=__doc__.split("\n")[0])
+    p = Parser(raises=ConfigError, prog="python -m scaling.sample", description=__doc__.split("\n")[0])
     p.add_argument("--workdir", required=True, help="run directory (run.json, checkpoints/)")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
     p.add_argument("--prompt", action="append", default=[], help="a prompt (repeat for several)")
@@ -155,14 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         req = check_fits(info, req)
         step = trained_lib.checkpoint_step(info, args.step)
     except (ConfigError, trained_lib.RunError) as e:
-        print(f"error: {trained_lib.one_line(e)}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_INPUT
     model = trained_lib.load(info, step)
     samples, timing = run(model, req)
     if jax.process_index() == 0:
         print(show(samples, req, timing, model), flush=True)
         if args.output:
-            atomic_write_json(args.output, {
+            atomic.write_json(args.output, {
                 "workdir": str(info.workdir), "step": step, "seed": req.seed,
                 "sampling": dataclasses.asdict(req.sampling), "max_new_tokens": req.max_new,
                 "samples": [dataclasses.asdict(s) for s in samples], **timing})

@@ -26,14 +26,14 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from plumbing import atomic, faults
+from plumbing.cli import one_line
 from scaling import data as data_lib
-from scaling import flops, io, metrics, step as step_lib, validate, xla_flags
+from scaling import flops, metrics, step as step_lib, validate, xla_flags
 from scaling.checkpoint import Checkpointer
 from scaling.data.prefetch import Prefetcher
+from scaling.exit_codes import EXIT_CONFIG, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK
 from scaling.sharding import make_mesh
-from plumbing import faults
-
-EXIT_OK, EXIT_CONFIG, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 2, 3, 143
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,7 +199,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     model_cfg = validate.check(config, jax.device_count(), jax.process_count())
     workdir = validate.check_workdir(str(workdir))
     if jax.process_index() == 0:
-        io.sweep_temps(workdir)  # a write killed half-way in an earlier attempt
+        atomic.sweep_temps(workdir)  # a write killed half-way in an earlier attempt
     data = data_lib.load(config.data, seq_len=model_cfg.seq_len, seed=config.seed,
                          global_batch=config.train.global_batch, eval_tokens=config.eval.tokens,
                          eval_batch=config.eval.batch, vocab_size=model_cfg.vocab_size)
@@ -433,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         config = flag_values.config
     except (absl_flags.Error, validate.ConfigError, AttributeError, KeyError, ValueError,
             TypeError, FileNotFoundError) as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_CONFIG
 
     # Runs of one study share shapes (the lr is an input of the step, not a constant), so a
@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run(config, flag_values.workdir, init_from=flag_values.init_from,
                       init_step=flag_values.init_step)
     except (validate.ConfigError, data_lib.DataError) as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_CONFIG
     except Terminated:  # before anything was trained: run.json (if written) stays `running`
         print(f"terminated before the first step; exiting {EXIT_INTERRUPTED}", flush=True)
@@ -467,11 +467,6 @@ def main(argv: list[str] | None = None) -> int:
         raise
     return {"completed": EXIT_OK, "diverged": EXIT_DIVERGED,
             "interrupted": EXIT_INTERRUPTED}[outcome.status]
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return " ".join(text.split("\n")[0].split())
 
 
 def _mark_failed(workdir: str) -> None:

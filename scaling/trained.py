@@ -26,12 +26,6 @@ class RunError(ValueError):
     """A workdir or step that cannot be read; the message is one line naming it and the fix."""
 
 
-def one_line(e: BaseException) -> str:
-    """An error as the one line a CLI prints before exiting 2."""
-    text = str(e).strip() or type(e).__name__
-    return " ".join(text.split("\n")[0].split())
-
-
 @dataclasses.dataclass(frozen=True)
 class RunInfo:
     """What run.json says, enough to check a request before any compute."""

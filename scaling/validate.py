@@ -5,7 +5,6 @@ it into exit code 2.
 """
 from __future__ import annotations
 
-import argparse
 import pathlib
 import tempfile
 
@@ -129,12 +128,4 @@ def check_config_file(argv: list[str], example: str) -> None:
             raise ConfigError(f"--config={value}: no such file; e.g. {example}")
 
 
-class ArgParser(argparse.ArgumentParser):
-    """argparse for this package's CLIs: a bad flag is a ConfigError, which each CLI prints as one
-    line and exits 2 (argparse itself prints usage and exits 2 with its own format)."""
-
-    def error(self, message):
-        raise ConfigError(message)
-
-
-__all__ = ["check", "check_workdir", "model_config", "ConfigError", "check_config_file", "ArgParser"]
+__all__ = ["check", "check_workdir", "model_config", "ConfigError", "check_config_file"]

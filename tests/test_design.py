@@ -5,7 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from experiments import ladder, plan
+from experiments import ladder
+from experiments.planning.build import make_plan
+from experiments.planning.errors import StudyError
+from experiments.planning.specs import run_config
+from experiments.planning.study import Study
+from experiments.planning.table import format_table
 from experiments.configs import isoflop_ci, lr_sweep_cpu
 from experiments.planning import grid, lr_fit, specs
 from scaling import validate
@@ -22,14 +27,14 @@ def _plan(config=None, **study):
         for p in path:
             target = target[p]
         target[last] = value
-    return plan.make_plan(config, CI_FILE, epoch=BIG_EPOCH)
+    return make_plan(config, CI_FILE, epoch=BIG_EPOCH)
 
 
 def test_sizes_straddle_the_prior_optimum_of_every_budget():
     config = isoflop_ci.get_config()
     p = _plan(config, **{"sizes.span": 0.2, "ladder.min_params": 1e4,
                          "tokens_per_param": (0.5, 5000.0)})
-    prior = plan.Study.from_config(config.study).prior
+    prior = Study.from_config(config.study).prior
     for C in config.study.budgets:
         logs = sorted(math.log10(r.params / prior.n_opt(C)) for r in p.runs if r.budget == C)
         assert logs[0] <= -0.2 and logs[-1] >= 0.2  # reaches the span on both sides
@@ -41,7 +46,7 @@ def test_sizes_straddle_the_prior_optimum_of_every_budget():
 
 
 def test_too_few_sizes_in_the_window_is_an_error_naming_the_field():
-    with pytest.raises(plan.StudyError, match="study.sizes.count"):
+    with pytest.raises(StudyError, match="study.sizes.count"):
         _plan(**{"sizes.count": 12})
 
 
@@ -49,11 +54,11 @@ def test_prior_kinds():
     config = isoflop_ci.get_config()
     config.study.prior.kind = "tokens_per_param"
     config.study.prior.tokens_per_param = 20.0
-    prior = plan.Study.from_config(config.study).prior
+    prior = Study.from_config(config.study).prior
     assert prior.n_opt(1.2e11) == pytest.approx(math.sqrt(1.2e11 / 120))
     config.study.prior.kind = "chinchilla"
-    with pytest.raises(plan.StudyError, match="study.prior.kind"):
-        plan.Study.from_config(config.study)
+    with pytest.raises(StudyError, match="study.prior.kind"):
+        Study.from_config(config.study)
 
 
 def test_batch_is_halved_until_min_steps_with_sqrt_lr():
@@ -76,7 +81,7 @@ def test_batch_is_halved_until_min_steps_with_sqrt_lr():
 def test_seed_repeats_at_the_points_nearest_the_prior_optimum():
     config = isoflop_ci.get_config()
     p = _plan(config, seeds=(0, 3), seed_points=1)
-    prior = plan.Study.from_config(config.study).prior
+    prior = Study.from_config(config.study).prior
     for C in config.study.budgets:
         mine = [r for r in p.runs if r.budget == C]
         repeats = [r for r in mine if r.seed == 3]
@@ -84,11 +89,11 @@ def test_seed_repeats_at_the_points_nearest_the_prior_optimum():
         nearest = min({r.params for r in mine}, key=lambda n: abs(math.log10(n / prior.n_opt(C))))
         rep = repeats[0]
         assert rep.params == nearest and rep.run_id == specs.run_id(C, nearest) + "-s3"
-        assert rep.overrides["seed"] == 3 and plan.run_config(config, rep).seed == 3
+        assert rep.overrides["seed"] == 3 and run_config(config, rep).seed == 3
         twin = next(r for r in mine if r.params == nearest and r.seed == 0)
         assert "seed" not in twin.overrides and twin.run_id == specs.run_id(C, nearest)
         assert {k: v for k, v in rep.overrides.items() if k != "seed"} == dict(twin.overrides)
-    assert "seed repeats: 2 runs" in plan.format_table(p)
+    assert "seed repeats: 2 runs" in format_table(p)
 
 
 def test_wsd_trunks_carry_the_trunk_role():
@@ -101,13 +106,13 @@ def test_wsd_trunks_carry_the_trunk_role():
 def test_lr_sweep_is_sizes_by_lrs_by_beta2_at_one_budget():
     config = lr_sweep_cpu.get_config()
     sw = config.study.lr_sweep
-    p = plan.make_plan(config, "experiments/configs/lr_sweep_cpu.py", epoch=BIG_EPOCH)
+    p = make_plan(config, "experiments/configs/lr_sweep_cpu.py", epoch=BIG_EPOCH)
     sizes = {r.params for r in p.runs}
     assert len(p.runs) == len(sizes) * len(sw.lrs) * len(sw.beta2s) and len(sizes) == len(sw.sizes)
     assert {r.budget for r in p.runs} == {sw.budget} and {r.role for r in p.runs} == {"lr_sweep"}
     assert {(r.lr, r.beta2) for r in p.runs} == {(lr, b) for lr in sw.lrs for b in sw.beta2s}
     for r in p.runs:
-        run_cfg = plan.run_config(config, r)
+        run_cfg = run_config(config, r)
         assert run_cfg.train.lr == r.lr and run_cfg.train.b2 == r.beta2
         assert r.steps >= config.study.min_steps
         validate.check(run_cfg, device_count=1)

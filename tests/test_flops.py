@@ -1,5 +1,8 @@
 """Parameter and FLOP accounting against the real model and against Chinchilla Table A4."""
 import math
+import pathlib
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -66,7 +69,7 @@ def test_chinchilla_table_a4(row):
     *shape, n_params, printed = row
     ratio = flops.chinchilla_table_a4_ratio(_chinchilla_cfg(*shape), n_params)
     if shape[1] == 1792:
-        # The paper's formula gives 1.085 here, not the printed 1.04 (see scaling/flops.py).
+        # The paper's formula gives 1.085 here, not the printed 1.04 (see scaling/flops/__init__.py).
         assert ratio == pytest.approx(1.085, abs=0.001)
         assert abs(ratio - printed) > 0.04
     else:
@@ -121,7 +124,7 @@ def test_counts_are_ints_and_finite():
 
 
 # Brown et al. 2020, Table D.1 as printed: (model, total train compute PF-days, FLOPs); N in
-# millions is the table's own column (flops_cli.GPT3_TABLE_D1), 300B tokens, 6 FLOPs/param/token.
+# millions is the table's own column (scaling.flops.cli.GPT3_TABLE_D1), 300B tokens, 6 FLOPs/param/token.
 GPT3_PRINTED = {"GPT-3 Small": (2.60, 2.25e20), "GPT-3 Medium": (7.42, 6.41e20), "GPT-3 Large": (15.8, 1.37e21),
                 "GPT-3 XL": (27.5, 2.38e21), "GPT-3 2.7B": (55.2, 4.77e21), "GPT-3 6.7B": (139.0, 1.20e22),
                 "GPT-3 13B": (268.0, 2.31e22), "GPT-3 175B": (3640.0, 3.14e23)}
@@ -132,7 +135,7 @@ def _sig3(x: float) -> float:
 
 
 def test_gpt3_table_d1_reproduced_to_the_printed_digits():
-    from scaling import flops_cli
+    from scaling.flops import cli as flops_cli
     rows = flops_cli.gpt3_rows()
     assert [r[0] for r in rows] == list(GPT3_PRINTED)
     for name, n, c, days in rows:
@@ -142,7 +145,7 @@ def test_gpt3_table_d1_reproduced_to_the_printed_digits():
 
 
 def test_flops_cli_prints_every_convention_and_device_hours(capsys):
-    from scaling import flops_cli
+    from scaling.flops import cli as flops_cli
     assert flops_cli.main(["--n_layer", "2", "--d_model", "64", "--n_heads", "4", "--tokens", "1M",
                            "--peak-flops", "1e12", "--mfu", "0.5"]) == 0
     out = capsys.readouterr().out
@@ -156,7 +159,7 @@ def test_flops_cli_prints_every_convention_and_device_hours(capsys):
 
 
 def test_flops_cli_size_only_and_bad_input(capsys):
-    from scaling import flops_cli
+    from scaling.flops import cli as flops_cli
     assert flops_cli.main(["--params", "175B", "--tokens", "300B"]) == 0
     out = capsys.readouterr().out
     assert "3.150e+23" in out and "3,646" in out  # 6 * 175e9 * 300e9, in PF-days
@@ -168,3 +171,9 @@ def test_flops_cli_size_only_and_bad_input(capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and needle in err, err
+
+
+def test_python_m_scaling_flops_runs_the_command():
+    out = subprocess.run([sys.executable, "-m", "scaling.flops", "--params", "1B", "--tokens", "20B"],
+                         cwd=pathlib.Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "1.200e+20" in out.stdout, out.stderr

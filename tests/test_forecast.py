@@ -4,7 +4,10 @@ import math
 import numpy as np
 import pytest
 
-from experiments import plan
+from experiments.planning.build import make_plan
+from experiments.planning.errors import StudyError
+from experiments.planning.study import Study
+from experiments.planning.table import format_table
 from experiments.configs import isoflop_cpu
 from experiments.planning import forecast as fc
 from experiments.planning.prior import Prior
@@ -16,7 +19,7 @@ BIG_EPOCH = 10**12
 def cpu_plan():
     config = isoflop_cpu.get_config()
     config.study.simulations = 0
-    return plan.make_plan(config, "experiments/configs/isoflop_cpu.py", epoch=BIG_EPOCH)
+    return make_plan(config, "experiments/configs/isoflop_cpu.py", epoch=BIG_EPOCH)
 
 
 def test_prior_law_has_its_optimum_and_depth_where_the_prior_says(cpu_plan):
@@ -34,7 +37,7 @@ def test_prior_law_has_its_optimum_and_depth_where_the_prior_says(cpu_plan):
 
 
 def test_forecast_centres_on_the_prior_and_narrows_with_less_noise(cpu_plan):
-    prior = plan.Study.from_config(isoflop_cpu.get_config().study).prior
+    prior = Study.from_config(isoflop_cpu.get_config().study).prior
     wide = fc.forecast(cpu_plan.runs, prior, 0.01, "test", 40, seed=1)
     narrow = fc.forecast(cpu_plan.runs, prior, 0.002, "test", 40, seed=1)
     # The noiseless fit recovers the prior's exponent up to the grid's own FLOP-per-token curvature.
@@ -54,14 +57,14 @@ def test_noise_from_a_previous_points_csv(tmp_path):
     pooled = math.sqrt((0.004**2 + 0.006**2 + 2 * 0.008**2) / 4)  # weighted by degrees of freedom
     assert noise == pytest.approx(pooled) and "3 points (4 dof)" in source
     assert fc.noise_level(0.1, "") == (0.1, "study.noise")
-    with pytest.raises(plan.StudyError, match="study.noise_from"):
+    with pytest.raises(StudyError, match="study.noise_from"):
         fc.noise_level(0.1, str(tmp_path / "missing.csv"))
 
 
 def test_the_plan_prints_the_forecast():
     config = isoflop_cpu.get_config()
     config.study.simulations = 10
-    p = plan.make_plan(config, "experiments/configs/isoflop_cpu.py", epoch=BIG_EPOCH)
+    p = make_plan(config, "experiments/configs/isoflop_cpu.py", epoch=BIG_EPOCH)
     assert p.forecast is not None and p.forecast.simulations == 10
-    table = plan.format_table(p)
+    table = format_table(p)
     assert "forecast (10 simulated studies" in table and p.prior in table

@@ -141,13 +141,13 @@ def test_unknown_field_is_named():
 
 
 def test_markov_preset_plans_a_grid_on_its_own_source():
-    from experiments import plan
+    from experiments.planning.build import make_plan
     from experiments.configs import isoflop_markov
 
     config = isoflop_markov.get_config()
     assert config.data.dataset == DATASET
     MarkovParams.from_config(config.data.markov)  # a valid chain
-    p = plan.make_plan(config, "isoflop_markov.py", epoch=config.data.markov.train_tokens)
+    p = make_plan(config, "isoflop_markov.py", epoch=config.data.markov.train_tokens)
     budgets = config.study.budgets
     assert len(budgets) >= 4 and math.log10(max(budgets) / min(budgets)) >= 1.45
     for C in budgets:

@@ -1,4 +1,4 @@
-"""scaling.metrics and scaling.io: metrics.jsonl with resume truncation, TensorBoard events, run.json."""
+"""scaling.metrics and plumbing.atomic: metrics.jsonl with resume truncation, TensorBoard events, run.json."""
 import json
 import os
 import pathlib
@@ -12,7 +12,7 @@ import pytest
 from tensorboardX.crc32c import crc32c
 from tensorboardX.proto import event_pb2
 
-from scaling import io as sio
+from plumbing import atomic
 from scaling import metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -173,10 +173,9 @@ def test_environment_info(tmp_path):
 
 def test_environment_info_without_git(tmp_path):
     # A copy of the package outside any repository (an installed wheel): no commit, no error.
-    pkg = tmp_path / "scaling"
-    pkg.mkdir()
-    for name in ("__init__.py", "io.py", "metrics.py"):
-        (pkg / name).write_bytes((REPO / "scaling" / name).read_bytes())
+    for name in ("scaling/__init__.py", "scaling/metrics.py", "plumbing/__init__.py", "plumbing/atomic.py"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes((REPO / name).read_bytes())
     code = "import json, scaling.metrics as m; print(json.dumps(m._git_info(m.pathlib.Path(m.__file__).parent)))"
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "GIT_CEILING_DIRECTORIES": str(tmp_path.parent)}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
@@ -184,23 +183,23 @@ def test_environment_info_without_git(tmp_path):
     assert out.stdout.strip() == "null"
 
 
-# ---------------------------------------------------------------- scaling.io
+# ---------------------------------------------------------------- plumbing.atomic
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
     target = tmp_path / "run.json"
-    sio.atomic_write_json(target, {"a": 1})
-    sio.atomic_write_text(target, "second\n")
+    atomic.write_json(target, {"a": 1})
+    atomic.write_text(target, "second\n")
     assert target.read_text() == "second\n"
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
     with pytest.raises(ValueError):
-        sio.atomic_write_json(target, {"x": float("nan")})  # not JSON: refused, old file kept
+        atomic.write_json(target, {"x": float("nan")})  # not JSON: refused, old file kept
     assert target.read_text() == "second\n"
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
 
 
 def test_atomic_write_failure_keeps_old_content(tmp_path):
     target = tmp_path / "f.txt"
-    sio.atomic_write_text(target, "old")
+    atomic.write_text(target, "old")
 
     with pytest.raises(TypeError):
-        sio.atomic_write_bytes(target, "not bytes")  # fails after the temp file exists
+        atomic.write_bytes(target, "not bytes")  # fails after the temp file exists
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]

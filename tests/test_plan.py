@@ -11,6 +11,12 @@ import pytest
 from flax import nnx
 
 from experiments import ladder, plan
+from experiments.planning.build import make_plan
+from experiments.planning.errors import StudyError
+from experiments.planning.estimate import epoch_tokens
+from experiments.planning.specs import run_config, wsd_cooldown_start
+from experiments.planning.study import Study
+from experiments.planning.table import format_table
 from experiments.planning import grid
 from experiments.configs import isoflop_ci, isoflop_cpu, isoflop_gpu
 from experiments.spec import RunSpec
@@ -32,12 +38,12 @@ def _plan(config=None, epoch=BIG_EPOCH, prior=True, **study):
         config.study.prior.kind = "none"
     for key, value in study.items():
         config.study[key] = value
-    return plan.make_plan(config, CI_FILE, epoch=epoch)
+    return make_plan(config, CI_FILE, epoch=epoch)
 
 
 def _counted_flops(config, spec: RunSpec) -> float:
     """Recount a run's FLOPs from the config the trainer will see, independently of the planner."""
-    run_cfg = plan.run_config(config, spec)
+    run_cfg = run_config(config, spec)
     model = validate.model_config(run_cfg)
     tokens = run_cfg.train.steps * run_cfg.train.global_batch * model.seq_len
     return flops.training_flops(model, tokens, spec.flop_convention)
@@ -112,7 +118,7 @@ def test_every_run_lands_within_one_percent_and_is_trainable():
         assert isinstance(spec.steps, int) and spec.steps >= config.study.min_steps
         assert spec.tokens == spec.steps * spec.global_batch * spec.seq_len
         assert 0 <= spec.warmup_steps <= 0.1 * spec.steps
-        run_cfg = plan.run_config(config, spec)
+        run_cfg = run_config(config, spec)
         model = validate.check(run_cfg, device_count=1)
         assert flops.count_params(model).total == spec.params
         assert run_cfg.train.schedule == spec.schedule == "cosine"
@@ -125,7 +131,7 @@ def test_every_candidate_is_planned_or_dropped_with_a_reason(prior):
     config = isoflop_ci.get_config()
     p = _plan(config, prior=prior)
     s = config.study
-    study = plan.Study.from_config(s)
+    study = Study.from_config(s)
     rungs = ladder.ladder(ladder.RECIPES[s.recipe], validate.model_config(config), s.ladder.min_params,
                           s.ladder.max_params, s.ladder.growth)
     planned = {(r.budget, r.params) for r in p.runs}
@@ -162,12 +168,12 @@ def test_more_tokens_than_one_epoch_is_dropped():
 def test_epoch_from_the_study_field_and_a_clear_error_without_data():
     config = isoflop_ci.get_config()
     config.study.train_tokens_per_epoch = 123
-    assert plan.epoch_tokens(config, plan.Study.from_config(config.study)) == 123
+    assert epoch_tokens(config, Study.from_config(config.study)) == 123
     config.study.train_tokens_per_epoch = 0
     config.data.dataset = "tfds:no_such_dataset_here"
     config.data.data_dir = "/nonexistent/tfds"
-    with pytest.raises(plan.StudyError, match="study.train_tokens_per_epoch"):
-        plan.epoch_tokens(config, plan.Study.from_config(config.study))
+    with pytest.raises(StudyError, match="study.train_tokens_per_epoch"):
+        epoch_tokens(config, Study.from_config(config.study))
 
 
 def test_wall_time_from_assumed_throughput():
@@ -179,7 +185,7 @@ def test_wall_time_from_assumed_throughput():
 
 def test_table_has_every_run_and_column():
     p = _plan()
-    table = plan.format_table(p)
+    table = format_table(p)
     header = table.splitlines()[0].split()
     assert header == ["run", "C", "N", "N_nonemb", "D", "D/N", "steps", "batch", "lr", "warmup", "wall"]
     for spec in p.runs:
@@ -210,9 +216,9 @@ def test_wsd_branches_share_a_trunk_and_match_from_scratch_schedules():
         trunk = trunks[b.branch_from]
         assert trunk.params == b.params and trunk.schedule == "constant"
         assert b.branch_step % every == 0 and b.branch_step <= trunk.steps
-        assert b.branch_step <= plan.wsd_cooldown_start(b.steps, config.study.wsd.cooldown_frac)
+        assert b.branch_step <= wsd_cooldown_start(b.steps, config.study.wsd.cooldown_frac)
         assert abs(_counted_flops(config, b) / b.budget - 1) <= 0.01
-        trunk_cfg, branch_cfg = plan.run_config(config, trunk), plan.run_config(config, b)
+        trunk_cfg, branch_cfg = run_config(config, trunk), run_config(config, b)
         assert trunk_cfg.checkpoint.keep * every > trunk.steps  # the branch step's checkpoint survives
         t = np.arange(b.branch_step, dtype=np.float32)
         np.testing.assert_array_equal(optim.schedule(trunk_cfg.train)(t), optim.schedule(branch_cfg.train)(t))
@@ -224,11 +230,11 @@ def test_wsd_branches_share_a_trunk_and_match_from_scratch_schedules():
     points = [r for r in p.runs if r.run_id not in trunks]
     assert p.cosine_equivalent_flops == pytest.approx(sum(r.flops for r in points))
     assert p.total_flops < p.cosine_equivalent_flops
-    assert "of the compute saved" in plan.format_table(p)
+    assert "of the compute saved" in format_table(p)
 
 
 def test_wsd_mode_needs_the_wsd_schedule():
-    with pytest.raises(plan.StudyError, match="study.schedule"):
+    with pytest.raises(StudyError, match="study.schedule"):
         _plan(mode="wsd_branches", schedule="cosine")
 
 
@@ -240,14 +246,14 @@ def test_cpu_preset_grid():
     manifest = stdlib_corpus.scan(stdlib_corpus.stdlib_root())
     train_bytes = sum(size for rel, size in manifest.files
                       if not stdlib_corpus.is_validation(rel, stdlib_corpus.DEFAULT_VAL_PER_MILLE))
-    p = plan.make_plan(config, "isoflop_cpu.py", epoch=train_bytes)
+    p = make_plan(config, "isoflop_cpu.py", epoch=train_bytes)
     budgets = config.study.budgets
     assert len(budgets) >= 4 and math.log10(max(budgets) / min(budgets)) >= 1.5
     assert config.data.dataset == "stdlib"
     for C in budgets:
         mine = [r for r in p.runs if r.budget == C]
         sizes = sorted({r.params for r in mine})
-        centre = plan.Study.from_config(config.study).prior.n_opt(C)
+        centre = Study.from_config(config.study).prior.n_opt(C)
         # >= 7 sizes spanning at least +-0.4 decades around the prior optimum: minima interior by design.
         assert len(sizes) >= 7
         assert math.log10(sizes[0] / centre) <= -0.4 and math.log10(sizes[-1] / centre) >= 0.4
@@ -313,3 +319,12 @@ def test_cli_unwritable_study_dir_exits_2_without_traceback(tmp_path):
     assert "study.dir" in proc.stderr and "Traceback" not in proc.stderr
     assert [line for line in proc.stderr.splitlines() if line.startswith("error:")] == [
         proc.stderr.strip().splitlines()[-1]]
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_cli_study_dir_that_refuses_files_is_one_line_exit_2(capsys):
+    # /proc passes the os.access check (always, for root) yet refuses mkdir: the write itself fails.
+    assert _main(None, study_dir="/proc/no_write_here") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: study.dir=/proc/no_write_here cannot be written")
+    assert not pathlib.Path("/proc/no_write_here").exists()

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from scaling import train
+from scaling import exit_codes, train
 import train_helpers as th
 
 STEPS = th.STEPS
@@ -65,7 +65,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, data_dir):
     assert _wait_for(lambda: (workdir / "metrics.jsonl").exists()
                      and "train_loss" in (workdir / "metrics.jsonl").read_text(), proc)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=120) == train.EXIT_INTERRUPTED
+    assert proc.wait(timeout=120) == exit_codes.EXIT_INTERRUPTED
     record = th.run_json(workdir)
     assert record["status"] == "interrupted"
     last = [r["step"] for r in th.metrics(workdir) if "train_loss" in r][-1]
@@ -82,7 +82,7 @@ def test_sigterm_before_the_first_step_saves_step_one(tmp_path, data_dir):
     assert _wait_for(lambda: (workdir / "run.json").exists(), proc, poll_s=0.005)
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate(timeout=120)[0]
-    assert proc.returncode == train.EXIT_INTERRUPTED, out[-2000:]
+    assert proc.returncode == exit_codes.EXIT_INTERRUPTED, out[-2000:]
     assert _checkpoint_steps(workdir) == [1] and "preempted: saved step 1;" in out
 
 
@@ -91,7 +91,7 @@ def test_nan_loss_is_diverged_and_keeps_last_good_checkpoint(tmp_path, data_dir)
     # An absurd learning rate overflows the weights within a few steps.
     result = th.train(workdir, data_dir, *STEPS, "--config.train.lr=1e30", "--config.train.clip_norm=0",
                       "--config.train.warmup_steps=0", "--config.checkpoint.every_steps=1")
-    assert result.returncode == train.EXIT_DIVERGED, result.stderr[-2000:]
+    assert result.returncode == exit_codes.EXIT_DIVERGED, result.stderr[-2000:]
     assert th.run_json(workdir)["status"] == "diverged"
     saved = _checkpoint_steps(workdir)
     assert saved and saved[-1] < 40
@@ -112,7 +112,7 @@ def test_nan_loss_is_diverged_and_keeps_last_good_checkpoint(tmp_path, data_dir)
 ])
 def test_invalid_config_one_line_exit_2(flags, field, tmp_path, data_dir):
     result = th.train(tmp_path, data_dir, *flags)
-    assert result.returncode == train.EXIT_CONFIG, result.stderr[-2000:]
+    assert result.returncode == exit_codes.EXIT_CONFIG, result.stderr[-2000:]
     err = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and field in err[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
@@ -123,7 +123,7 @@ def test_unwritable_workdir(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
     argv = ["train", f"--config={th.ROOT / th.TINY}", f"--workdir={blocker / 'run'}"]
-    assert train.main(argv) == train.EXIT_CONFIG
+    assert train.main(argv) == exit_codes.EXIT_CONFIG
     assert "--workdir" in capsys.readouterr().err
 
 

@@ -20,9 +20,7 @@ from pathlib import Path
 
 from experiments import locks
 from experiments.spec import RunSpec
-
-# Trainer exit codes (scaling.train's contract).
-EXIT_OK, EXIT_INVALID, EXIT_DIVERGED, EXIT_SIGTERM = 0, 2, 3, 143
+from scaling.exit_codes import EXIT_CONFIG, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK
 
 # Run states. Terminal ones end the launcher's interest in a run.
 PENDING, WAITING, QUEUED, RUNNING = "pending", "waiting", "queued", "running"
@@ -104,11 +102,11 @@ def outcome_of_exit(code: int, run_json: dict | None) -> str:
     if code == EXIT_OK:
         ok = run_json is not None and run_json.get("status") == COMPLETED
         return COMPLETED if ok else FAILED
-    if code == EXIT_INVALID:
+    if code == EXIT_CONFIG:
         return INVALID
     if code == EXIT_DIVERGED:
         return DIVERGED
-    if code in (EXIT_SIGTERM, -15):
+    if code in (EXIT_INTERRUPTED, -15):
         return INTERRUPTED
     return FAILED
 

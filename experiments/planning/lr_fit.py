@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scaling import io
+from plumbing import atomic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     clean = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v
     record = dataclasses.asdict(f)
     record["sizes"] = [{k: clean(v) for k, v in s.items()} for s in record["sizes"]]
-    io.atomic_write_json(args.study / "lr_fit.json", {k: clean(v) for k, v in record.items()})
+    atomic.write_json(args.study / "lr_fit.json", {k: clean(v) for k, v in record.items()})
     print(f"wrote {args.study / 'lr_fit.json'}")
     return 0
 

@@ -17,8 +17,8 @@ import pathlib
 import grain
 import numpy as np
 
+from plumbing.atomic import atomic_open
 from scaling.data.tokenizer import ByteTokenizer
-from scaling.io import atomic_open
 
 _DTYPE = np.dtype("<u2")  # vocab 257 fits; half the memory of int32 for a memmapped stream
 _HEADER_BYTES = 128  # a 1-D .npy v1.0 header is padded to 128 bytes for any length below 10**20

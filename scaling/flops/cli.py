@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 
 from models.config import ConfigError, ModelConfig
+from plumbing.cli import Parser
 from scaling import flops
 
 SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
@@ -63,14 +63,8 @@ def gpt3_rows() -> list[tuple[str, float, float, float]]:
     return out
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        sys.exit(2)
-
-
-def build_parser() -> _Parser:
-    p = _Parser(prog="python -m scaling.flops", description=__doc__.splitlines()[0])
+def build_parser() -> Parser:
+    p = Parser(prog="python -m scaling.flops", description=__doc__.splitlines()[0])
     p.add_argument("--tokens", type=count, help="training tokens D (e.g. 300B)")
     p.add_argument("--params", type=count, help="total parameters N, when no shape is given (C = 6ND)")
     shape = p.add_argument_group("model shape (models.config.ModelConfig; gives every convention)")

@@ -162,10 +162,3 @@ def _check_convention(convention: str) -> str:
     if convention not in CONVENTIONS:
         raise ValueError(f"flop convention {convention!r} is not one of {CONVENTIONS}")
     return convention
-
-
-if __name__ == "__main__":
-    import sys
-
-    from scaling import flops_cli
-    sys.exit(flops_cli.main())

@@ -1,9 +1,10 @@
 """Atomic file writes: a reader sees the old file or the new one, never a torn one.
 
-A process killed mid-write (SIGKILL, node loss) must not leave a half-written run.json or
-metrics.jsonl behind, since grids and the analysis read them to decide what is done. The recipe:
-write a temp file in the same directory (same filesystem, so the rename is atomic), flush and fsync
-it, `os.replace` it over the target, then fsync the directory so the rename itself is durable.
+A process killed mid-write (SIGKILL, node loss) must not leave a half-written run.json,
+metrics.jsonl, plan.json or fits.json behind, since the launcher, the collector and the analysis
+read them to decide what is done. The recipe: write a temp file in the same directory (same
+filesystem, so the rename is atomic), flush and fsync it, `os.replace` it over the target, then fsync
+the directory so the rename itself is durable.
 """
 from __future__ import annotations
 
@@ -18,9 +19,15 @@ from plumbing import faults
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """A file object whose contents replace `path` only if the block completes."""
+def atomic_open(path: str | os.PathLike, mode: str = "wb", *, parents: bool = False) -> Iterator[IO]:
+    """A file object whose contents replace `path` only if the block completes.
+
+    `parents`: create missing parent directories (the analysis writes into output folders it names);
+    otherwise a missing directory is an error, so a run directory moved away is not recreated.
+    """
     path = pathlib.Path(path)
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode) as f:
@@ -37,19 +44,19 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_open(path, "wb") as f:
+def write_bytes(path: str | os.PathLike, data: bytes, *, parents: bool = False) -> None:
+    with atomic_open(path, "wb", parents=parents) as f:
         f.write(data)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def write_text(path: str | os.PathLike, text: str, *, parents: bool = False) -> None:
+    write_bytes(path, text.encode("utf-8"), parents=parents)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+def write_json(path: str | os.PathLike, obj: Any, *, parents: bool = False) -> None:
     # allow_nan=False: NaN/Infinity are not JSON; a diverged loss must be stored as null by the caller
     # rather than produce a file that strict readers (jq, JS) reject.
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n", parents=parents)
 
 
 def sweep_temps(directory: str | os.PathLike) -> list[str]:
