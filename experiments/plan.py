@@ -6,7 +6,7 @@ within ±1% of C, drops the candidates that cannot train well (too few steps, to
 of bounds, more tokens than one epoch of the training split) with their reason, prints the table and
 writes `<study dir>/plan.json` atomically (`--study=DIR`, alias `--study_dir`, default study.dir):
 
-    {"study": {...the study section..., "hash": sha256 of (study, runs)},
+    {"study": {...the study section..., "hash": the plan's hash (experiments.study_dir.plan_hash)},
      "runs": [RunSpec.to_dict(), ...], "dropped": [{"C": .., "N": .., "reason": ..}, ...]}
 
 Each RunSpec's `config_file` is the study config file (whose `get_config()` is also a valid run config)
@@ -27,7 +27,7 @@ from typing import Any
 
 import ml_collections
 
-from experiments.planning.build import Plan, make_plan, study_hash
+from experiments.planning.build import Plan, make_plan
 from experiments.planning.estimate import epoch_tokens, estimate_seconds, probe as _probe
 from experiments.planning.grid import FLOP_TOLERANCE, Dropped, Point, flops_per_step, grid, solve
 from experiments.planning.specs import (check_runs, independent_runs, run_config, run_id,
@@ -41,7 +41,7 @@ from scaling import io, validate
 __all__ = ["EXECUTORS", "FLOP_TOLERANCE", "MODES", "Dropped", "Plan", "Point", "Study", "StudyError",
            "check_runs", "check_study_dir", "command_line_overrides", "epoch_tokens", "estimate_seconds",
            "flops_per_step", "format_table", "grid", "independent_runs", "main", "make_plan", "run_config",
-           "run_id", "solve", "study_hash", "write_plan", "wsd_cooldown_start", "wsd_runs"]
+           "run_id", "solve", "write_plan", "wsd_cooldown_start", "wsd_runs"]
 
 
 def write_plan(study_dir: pathlib.Path, plan: Plan) -> pathlib.Path:
