@@ -35,7 +35,7 @@ def build_parser() -> Parser:
     add_table_flags(p)
     p.add_argument("--curves", help="loss curves CSV (Approach 1, Figure 2)")
     p.add_argument("--out", required=True, help="directory for report.md, report.html (and fits/, figures/)")
-    p.add_argument("--study", help="study directory: plan.json, launched.json, runs/*/run.json")
+    p.add_argument("--study", help="study directory: plan.json, and provenance.json (written by experiments.collect)")
     p.add_argument("--fits", help="an existing fits.json (default: run analysis.fit into OUT/fits)")
     p.add_argument("--figures", help="a directory of figures already drawn (default: draw into OUT/figures)")
     p.add_argument("--targets", type=floats, help="target budgets, FLOPs (default: 10x the largest budget, 5.76e23)")

@@ -1,8 +1,9 @@
-"""What a study directory says about how its results were made, read from its files only.
+"""What a study directory says about how its results were made: `provenance.json`, one record.
 
-The report runs on anyone's table, so nothing here imports the training code: plan.json (the
-planner's RunSpecs and dropped candidates), launched.json, and each run's run.json, attempts.json
-and train.log (see experiments/executors/study.py for the layout) are read as plain JSON and text.
+The report runs on anyone's table, so nothing here imports the training code and nothing reads run
+directories: `experiments.collect` writes provenance.json next to results.csv (the plan's RunSpecs
+and dropped candidates, each started run's facts from its run.json, why each run has no result, when
+the study was first launched and when its last run ended), and the report reads only that file.
 """
 from __future__ import annotations
 
@@ -10,8 +11,14 @@ import dataclasses
 import json
 import os
 from collections import Counter
+from typing import Any, Mapping
 
 import numpy as np
+
+PROVENANCE_FILE = "provenance.json"
+# The run.json keys a report reads, kept per started run.
+RUN_KEYS = ("status", "tokens", "flops_per_token", "final_eval_loss", "wall_time_s", "tokens_per_s", "mfu",
+            "device_kind", "device_platform", "device_count", "packages", "python", "git")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +27,7 @@ class StudyInfo:
     convention: str  # the FLOP convention the plan's budgets are counted in
     plan: list[dict]  # RunSpec dicts
     planner_dropped: list[dict]  # {"C", "N", "reason"}
-    records: dict[str, dict]  # run_id -> run.json (runs that started)
+    records: dict[str, dict]  # run_id -> its run.json's RUN_KEYS (runs that started)
     reasons: dict[str, str]  # run_id -> why it did not complete (failed, diverged, not finished)
     first_launch: float | None  # unix time
     last_finish: float | None = None  # unix time the last run wrote its final run.json, once none is running
@@ -73,68 +80,22 @@ class StudyInfo:
                 rates.append(per_token * rj["tokens_per_s"] / max(int(rj.get("device_count") or 1), 1))
         return float(np.median(rates)) if rates else None
 
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> "StudyInfo":
+        return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls) if f.name in raw})
+
     def mfu(self) -> float | None:
         vals = [rj["mfu"] for rj in self.records.values() if isinstance(rj.get("mfu"), (int, float))]
         return float(np.median(vals)) if vals else None
 
 
-def _read_json(path: str):
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
-
-
-def _last_line(path: str, limit: int = 200) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, os.path.getsize(path) - 4096))
-            lines = [x.strip() for x in fh.read().decode(errors="replace").splitlines() if x.strip()]
-    except OSError:
-        return ""
-    return lines[-1][:limit] if lines else ""
-
-
-def _reason(rdir: str, rj: dict | None) -> str | None:
-    status = (rj or {}).get("status")
-    if status == "completed":
-        return None
-    attempts = _read_json(os.path.join(rdir, "attempts.json")) or []
-    last = attempts[-1] if attempts else {}
-    log = _last_line(os.path.join(rdir, "train.log"))
-    if status == "diverged" or last.get("outcome") == "diverged":
-        return "diverged: the loss became NaN/Inf" + (f" ({log})" if log else "")
-    if last.get("outcome") in ("failed", "invalid"):
-        fails = sum(a.get("outcome") == "failed" for a in attempts)
-        what = "trainer rejected the config" if last["outcome"] == "invalid" else f"failed {fails} time(s)"
-        return f"{what} (exit {last.get('exit_code')})" + (f": {log}" if log else "")
-    if rj is None and not attempts:
-        return "never started"
-    return f"not finished ({status or 'started'})"
-
-
 def read_study(study_dir: str) -> StudyInfo | None:
-    plan = _read_json(os.path.join(study_dir, "plan.json"))
-    if not plan:
+    """The study's provenance, or None when collect has not written it (or it is unreadable)."""
+    try:
+        with open(os.path.join(study_dir, PROVENANCE_FILE)) as fh:
+            return StudyInfo.from_json(json.load(fh))
+    except (OSError, ValueError, TypeError):
         return None
-    runs = plan.get("runs", [])
-    records, reasons, finished = {}, {}, []
-    for spec in runs:
-        rdir = os.path.join(study_dir, "runs", spec["run_id"])
-        rj = _read_json(os.path.join(rdir, "run.json"))
-        if rj is not None:
-            records[spec["run_id"]] = rj
-            if rj.get("status") in ("completed", "diverged", "failed"):
-                finished.append(os.path.getmtime(os.path.join(rdir, "run.json")))
-        why = _reason(rdir, rj)
-        if why:
-            reasons[spec["run_id"]] = why
-    launched = _read_json(os.path.join(study_dir, "launched.json")) or {}
-    first = min((x.get("time") for x in launched.get("launches", []) if x.get("time")), default=None)
-    study = plan.get("study", {})
-    convention = study.get("flop_convention") or (runs[0].get("flop_convention") if runs else "6n")
-    # Wall time of a finished study ends at its last run, not when the report is (re)built.
-    last = max(finished) if finished and len(finished) == len(runs) else None
-    return StudyInfo(str(study.get("name") or os.path.basename(os.path.abspath(study_dir))), convention, runs,
-                     list(plan.get("dropped", [])), records, reasons, first, last)

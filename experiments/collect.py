@@ -12,6 +12,9 @@ points.csv -- one row per IsoFLOP point (budget, params) over its seeds, complet
     budget, params, tokens, n_seeds, mean_eval_loss, std_eval_loss (empty with one seed)
 curves.csv -- long format for Approach 1 (Hoffmann et al. 2022, Sec. 3.1: the envelope of all training
 curves): run_id, params, step, tokens, flops, train_loss, eval_loss, one row per logged step.
+provenance.json -- how the results were made, for the report (analysis.report_study.StudyInfo): the plan,
+each started run's devices, versions and times, why each run has no result, the study's wall time.
+The columns are declared once, in analysis.schema.
 """
 from __future__ import annotations
 
@@ -21,47 +24,53 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import Mapping, NamedTuple
 
-from analysis import noise
+from analysis import noise, schema
+from analysis.report_study import PROVENANCE_FILE, RUN_KEYS, StudyInfo
 from experiments import locks
-from experiments.executors import study as st
+from experiments import study_dir as st
 from experiments.status import DEFAULT_MAX_RETRIES
 from scaling.flops import CONVENTIONS
+from scaling import run_record
+from scaling.run_record import RunRecord
 
-CURVE_COLUMNS = ("run_id", "params", "step", "tokens", "flops", "train_loss", "eval_loss")
-POINT_COLUMNS = ("budget", "params", "tokens", "n_seeds", "mean_eval_loss", "std_eval_loss")
+CURVE_COLUMNS, POINT_COLUMNS = schema.CURVE_COLUMNS, schema.POINT_COLUMNS
 
 
-def _conventions(records: list[dict | None]) -> list[str]:
+def _conventions(records: list[RunRecord | None]) -> list[str]:
     # Every convention the trainer counts, so a run that never started still has every column.
     seen = dict.fromkeys(CONVENTIONS)
-    for rj in records:
-        seen.update(dict.fromkeys((rj or {}).get("flops_per_token", {})))
+    for rec in records:
+        seen.update(dict.fromkeys((rec.flops_per_token if rec else None) or {}))
     return list(seen)
 
 
-def result_row(spec, rj: dict | None, state: str, attempts: int, conventions: list[str]) -> dict:
-    rj = rj or {}
-    params = rj.get("params") or {}
+def result_row(spec, rec: RunRecord | Mapping | None, state: str, attempts: int, conventions: list[str]) -> dict:
+    """One results.csv row (analysis.schema.result_columns): the run's record (or run.json's keys)
+    where it has one, else what its spec planned. `state` is the run's study_dir state."""
+    if isinstance(rec, Mapping):
+        rec = RunRecord.from_json({"status": "running", **rec})
+    rec = rec or RunRecord(status="running")  # a run that never started: the plan's numbers
+    params = rec.params or {}
     total = params.get("total", spec.params)
-    tokens = rj.get("tokens", spec.tokens)
-    per_token = rj.get("flops_per_token") or {}
-    row = {"run_id": spec.run_id, "budget": spec.budget, "flop_convention": spec.flop_convention}
-    row.update({f"flops_{c}": per_token[c] * tokens if c in per_token and tokens is not None else None
-                for c in conventions})
-    row.update(params=total, non_embedding_params=params.get("non_embedding", spec.non_embedding_params),
-               tokens=tokens, tokens_per_param=tokens / total if tokens and total else None,
-               steps=rj.get("steps", spec.steps), final_train_loss=rj.get("final_train_loss"),
-               final_eval_loss=rj.get("final_eval_loss"), status=state, wall_time_s=rj.get("wall_time_s"),
-               step_time_s=rj.get("step_time_s"), tokens_per_s=rj.get("tokens_per_s"),
-               global_batch=spec.global_batch, seq_len=spec.seq_len, lr=spec.lr, schedule=spec.schedule,
-               branch_from=spec.branch_from, branch_step=spec.branch_step, attempts=attempts,
-               # Plans written before these RunSpec fields existed read as their defaults.
-               role=getattr(spec, "role", "isoflop"), seed=rj.get("seed", getattr(spec, "seed", 0)),
-               beta2=getattr(spec, "beta2", 0.95), final_eval_loss_se=rj.get("final_eval_loss_se"),
-               true_loss=rj.get("true_loss"))
-    return row
+    tokens = rec.tokens if rec.tokens is not None else spec.tokens
+    per_token = rec.flops_per_token or {}
+    flops = {f"{schema.FLOPS_PREFIX}{c}": per_token[c] * tokens if c in per_token and tokens is not None else None
+             for c in conventions}
+    values = dict(
+        run_id=spec.run_id, budget=spec.budget, flop_convention=spec.flop_convention, **flops,
+        params=total, non_embedding_params=params.get("non_embedding", spec.non_embedding_params),
+        tokens=tokens, tokens_per_param=tokens / total if tokens and total else None,
+        steps=rec.steps if rec.steps is not None else spec.steps, final_train_loss=rec.final_train_loss,
+        final_eval_loss=rec.final_eval_loss, status=state, wall_time_s=rec.wall_time_s,
+        step_time_s=rec.step_time_s, tokens_per_s=rec.tokens_per_s, global_batch=spec.global_batch,
+        seq_len=spec.seq_len, lr=spec.lr, schedule=spec.schedule, branch_from=spec.branch_from,
+        branch_step=spec.branch_step, attempts=attempts,
+        # Plans written before these RunSpec fields existed read as their defaults.
+        role=getattr(spec, "role", "isoflop"), seed=rec.extra.get("seed", getattr(spec, "seed", 0)),
+        beta2=getattr(spec, "beta2", 0.95), final_eval_loss_se=rec.final_eval_loss_se, true_loss=rec.true_loss)
+    return {k: values[k] for k in schema.result_columns(conventions)}
 
 
 def point_rows(results: list[dict]) -> tuple[list[dict], noise.SeedNoise]:
@@ -102,6 +111,22 @@ def to_csv(rows: list[dict], columns) -> str:
     return buf.getvalue()
 
 
+def provenance(study: Path, plan: st.Plan, launched: st.Launched, records: dict[str, RunRecord | None],
+               states: dict[str, st.RunState]) -> StudyInfo:
+    """What the report says about how the results were made (analysis.report_study), so the
+    analysis reads a file of the study instead of its run directories."""
+    kept = {rid: {k: v for k, v in rec.to_json().items() if k in RUN_KEYS}
+            for rid, rec in records.items() if rec is not None}
+    reasons = {rid: why for rid, s in states.items() if (why := st.why_not_completed(study, s))}
+    # Wall time of a finished study ends at its last run, not when the report is (re)built.
+    ends = [(st.run_dir(study, rid) / run_record.FILE).stat().st_mtime for rid, rec in records.items()
+            if rec is not None and rec.status in ("completed", "diverged", "failed")]
+    convention = plan.study.get("flop_convention") or (plan.runs[0].flop_convention if plan.runs else "6n")
+    return StudyInfo(str(plan.study.get("name") or study.resolve().name), convention,
+                     [r.to_dict() for r in plan.runs], [dict(d) for d in plan.dropped], kept, reasons,
+                     launched.first_launch(), max(ends) if ends and len(ends) == len(plan.runs) else None)
+
+
 class Collected(NamedTuple):
     results: Path
     curves: Path
@@ -111,22 +136,23 @@ class Collected(NamedTuple):
 
 def collect_tables(study: Path, max_retries: int | None = None) -> Collected:
     plan = st.load_plan(study)
-    launched = locks.read_json(study / "launched.json") or {}
-    retries = max_retries if max_retries is not None else launched.get("max_retries", DEFAULT_MAX_RETRIES)
-    records = {r.run_id: st.read_run_json(st.run_dir(study, r.run_id)) for r in plan.runs}
+    launched = st.read_launched(study) or st.Launched()
+    retries = next(r for r in (max_retries, launched.max_retries, DEFAULT_MAX_RETRIES) if r is not None)
+    records = {r.run_id: st.read_run(st.run_dir(study, r.run_id)) for r in plan.runs}
     conventions = _conventions(list(records.values()))
-    results, curves = [], []
+    results, curves, states = [], [], {}
     for spec in plan.runs:
         rdir = st.run_dir(study, spec.run_id)
-        state = st.run_state(study, spec, plan, retries).state
-        row = result_row(spec, records[spec.run_id], state, len(st.read_attempts(rdir)), conventions)
+        states[spec.run_id] = state = st.run_state(study, spec, plan, retries)
+        row = result_row(spec, records[spec.run_id], state.state, len(st.read_attempts(rdir)), conventions)
         results.append(row)
         curves += curve_rows(rdir, spec.run_id, row["params"])
-    columns = list(results[0]) if results else ["run_id"]
+    columns = schema.result_columns(conventions) if results else ["run_id"]
     locks.write_atomic(study / "results.csv", to_csv(results, columns))
     locks.write_atomic(study / "curves.csv", to_csv(curves, CURVE_COLUMNS))
     pts, seed_noise = point_rows(results)
     locks.write_atomic(study / "points.csv", to_csv(pts, POINT_COLUMNS))
+    locks.write_json_atomic(study / PROVENANCE_FILE, provenance(study, plan, launched, records, states).to_json())
     return Collected(study / "results.csv", study / "curves.csv", study / "points.csv", seed_noise)
 
 

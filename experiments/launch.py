@@ -24,7 +24,7 @@ from pathlib import Path
 from experiments import locks, status
 from plumbing import faults
 from experiments.executors import EXECUTORS, ExecutorUnavailable, make_executor, local
-from experiments.executors import study as st
+from experiments import study_dir as st
 from experiments.executors.worker import DEFAULT_TRAINER
 from plumbing.cli import Parser
 from scaling import allocator
@@ -83,10 +83,10 @@ def changed_runs(study: Path, plan: st.Plan) -> list[str]:
     """Run ids of the plan that a trainer already started from a different spec. Runs new to the
     plan, and runs the plan no longer lists, are not changes: a study grows by adding budgets or
     sizes (ids carry C and N) and keeps every completed run whose spec is the same."""
-    launched = locks.read_json(study / "launched.json")
-    if launched is None or launched.get("plan_hash") == plan.hash:
+    launched = st.read_launched(study)
+    if launched is None or launched.plan_hash == plan.hash:
         return []
-    specs = launched.get("specs")
+    specs = launched.specs
     # A study launched before per-run hashes were recorded: every started run is suspect.
     def same(r) -> bool:  # a run new to the plan is no change
         return specs is not None and specs.get(r.run_id, h := st.spec_hash(r)) == h
@@ -115,21 +115,18 @@ def archive(study: Path, run_ids: list[str]) -> Path:
     (dest / "runs").mkdir(parents=True)
     for r in run_ids:
         os.replace(st.run_dir(study, r), dest / "runs" / r)
-    for name in ("results.csv", "curves.csv", "points.csv"):  # they hold the archived runs' rows; collect rewrites them
+    for name in ("results.csv", "curves.csv", "points.csv", "provenance.json"):  # they hold the archived runs'; collect rewrites them
         if (study / name).exists():
             os.replace(study / name, dest / name)
     return dest
 
 
 def record_launch(study: Path, plan: st.Plan, executor: str, workers: int, max_retries: int) -> None:
-    launched = locks.read_json(study / "launched.json") or {"launches": []}
-    launched["plan_hash"] = plan.hash
+    launched = st.read_launched(study) or st.Launched()
+    this = st.Launch(time.time(), socket.gethostname(), os.getpid(), executor, workers)
     # Runs the plan dropped keep their entry: growing the plan back must not retrain them.
-    launched["specs"] = {**launched.get("specs", {}), **{r.run_id: st.spec_hash(r) for r in plan.runs}}
-    launched["max_retries"] = max_retries
-    launched["launches"].append({"time": time.time(), "host": socket.gethostname(), "pid": os.getpid(),
-                                 "executor": executor, "workers": workers})
-    locks.write_json_atomic(study / "launched.json", launched)
+    specs = {**(launched.specs or {}), **{r.run_id: st.spec_hash(r) for r in plan.runs}}
+    st.write_launched(study, st.Launched((*launched.launches, this), plan.hash, specs, max_retries))
 
 
 class _Stop:

@@ -6,7 +6,7 @@ within ±1% of C, drops the candidates that cannot train well (too few steps, to
 of bounds, more tokens than one epoch of the training split) with their reason, prints the table and
 writes `<study dir>/plan.json` atomically (`--study=DIR`, alias `--study_dir`, default study.dir):
 
-    {"study": {...the study section..., "hash": sha256 of (study, runs)},
+    {"study": {...the study section..., "hash": the plan's hash (experiments.study_dir.plan_hash)},
      "runs": [RunSpec.to_dict(), ...], "dropped": [{"C": .., "N": .., "reason": ..}, ...]}
 
 Each RunSpec's `config_file` is the study config file (whose `get_config()` is also a valid run config)

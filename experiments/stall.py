@@ -13,7 +13,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from experiments.executors import study as st
+from experiments import study_dir as st
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +34,10 @@ def quiet_s(rdir: Path, now: float) -> float | None:
 
 def allowance_s(rdir: Path, rule: StallRule) -> float:
     """How long this run may stay quiet: `factor` log intervals at its logged pace, at least min_s."""
-    record = st.read_run_json(rdir) or {}
+    record = st.read_run(rdir)
     prog = st.read_progress(rdir)
-    steps, tokens = record.get("steps"), record.get("tokens")
-    every = ((record.get("config") or {}).get("log") or {}).get("every_steps") or 1
+    steps, tokens = (record.steps, record.tokens) if record else (None, None)
+    every = (((record.config if record else None) or {}).get("log") or {}).get("every_steps") or 1
     if not (prog.tokens_per_s and steps and tokens):
         return rule.min_s
     return max(rule.min_s, rule.factor * every * (tokens / steps) / prog.tokens_per_s)

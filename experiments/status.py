@@ -3,7 +3,7 @@
     run_id              state      step/steps  loss    eval    tokens/s  ETA
     C1e+12-N5.2e+04     running    120/400     4.812   4.950   21.3k     13s
 
-Reads only files (see experiments.executors.study), so it is safe while a launcher is working.
+Reads only files (see experiments.study_dir), so it is safe while a launcher is working.
 The grid ETA divides the FLOPs still to spend by the FLOP rate of the runs training right now.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from experiments import locks, stall
-from experiments.executors import study as st
+from experiments import study_dir as st
 
 DEFAULT_MAX_RETRIES = 2
 
@@ -146,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     except st.StudyError as e:
         print(f"status: {e}", file=sys.stderr)
         return 2
-    launched = locks.read_json(args.study / "launched.json") or {}
-    rows = snapshot(args.study, plan, launched.get("max_retries", DEFAULT_MAX_RETRIES), queued_runs(args.study),
-                    stall_rule(args))
+    launched = st.read_launched(args.study) or st.Launched()
+    retries = launched.max_retries if launched.max_retries is not None else DEFAULT_MAX_RETRIES
+    rows = snapshot(args.study, plan, retries, queued_runs(args.study), stall_rule(args))
     print(table(rows))
     print(grid_line(rows))
     return 0

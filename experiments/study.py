@@ -29,7 +29,8 @@ import traceback
 from pathlib import Path
 
 from experiments import collect, launch, plan
-from experiments.executors import study as st
+from experiments import study_dir as st
+from experiments.executors import EXECUTORS
 from plumbing import atomic, faults
 from plumbing.cli import Parser
 
@@ -44,7 +45,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ap = Parser(prog="experiments.study", error_prefix="study", description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, help="study config file (get_config() with a `study` section)")
     ap.add_argument("--study", "--study_dir", dest="study", help="study directory (default: the config's study.dir)")
-    ap.add_argument("--executor", choices=("local", "slurm"), help="default: the plan's study.executor")
+    ap.add_argument("--executor", choices=EXECUTORS, help="default: the plan's study.executor")
     ap.add_argument("--workers", type=int, help="runs at once (default: the plan's study.workers)")
     ap.add_argument("--max-retries", type=int, help="retries of a failed run")
     ap.add_argument("--fresh", action="store_true", help="archive and retrain runs whose spec changed")

@@ -129,8 +129,8 @@ def score(model: trained_lib.Trained, source: Source, data: data_lib.DataPipelin
 
 def record(info: trained_lib.RunInfo, s: Score, elapsed_s: float) -> dict:
     out = {"workdir": str(info.workdir), **dataclasses.asdict(s), "elapsed_s": elapsed_s}
-    if s.source.kind == "validation" and s.step == info.record.get("steps"):
-        out["run_final_eval_loss"] = info.record.get("final_eval_loss")
+    if s.source.kind == "validation" and s.step == info.record.steps:
+        out["run_final_eval_loss"] = info.record.final_eval_loss
     return to_json_value(out)
 
 

@@ -1,5 +1,5 @@
 """The trainer's exit codes: the contract between `scaling.train` and the launchers that read them
-(experiments.executors.study turns each into a run state)."""
+(experiments.study_dir turns each into a run state)."""
 
 EXIT_OK = 0
 EXIT_CONFIG = 2  # invalid config or input, found before training: retrying cannot help

@@ -27,8 +27,6 @@ from plumbing import atomic, faults
 
 METRICS_FILE = "metrics.jsonl"
 TB_DIR = "tb"
-RUN_FILE = "run.json"
-RUN_STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 PACKAGES = (
     "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-datasets", "grain", "numpy",
 )
@@ -191,25 +189,20 @@ def _as_number(value: Any) -> float | None:
 
 
 # ------------------------------------------------------------------ run.json
+# The record itself lives in scaling.run_record (imported here lazily: it builds on to_json_value).
 def write_run_json(workdir: str | os.PathLike, record: dict) -> None:
-    """Atomically writes `workdir/run.json`. `record['status']` must be one of RUN_STATUSES."""
-    status = record.get("status")
-    if status not in RUN_STATUSES:
-        raise ValueError(f"run.json status must be one of {RUN_STATUSES}, got {status!r}")
-    atomic.write_json(pathlib.Path(workdir) / RUN_FILE, to_json_value(record))
+    """Atomically writes `workdir/run.json` from its JSON form; the status must be a run status."""
+    from scaling import run_record
+
+    run_record.write(workdir, run_record.RunRecord.from_json(record))
 
 
 def read_run_json(workdir: str | os.PathLike) -> dict | None:
-    """The run record, or None if the workdir has none yet."""
-    path = pathlib.Path(workdir) / RUN_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); delete it or rerun the run to rewrite it") from e
+    """run.json's JSON form, read through the run record; None if the workdir has none yet."""
+    from scaling import run_record
+
+    record = run_record.read(workdir)
+    return None if record is None else record.to_json()
 
 
 def environment_info() -> dict:

@@ -29,7 +29,7 @@ from jax.experimental import multihost_utils
 from plumbing import atomic, faults
 from plumbing.cli import one_line
 from scaling import data as data_lib
-from scaling import flops, metrics, step as step_lib, validate, xla_flags
+from scaling import flops, metrics, run_record, step as step_lib, validate, xla_flags
 from scaling.checkpoint import Checkpointer
 from scaling.data.prefetch import Prefetcher
 from scaling.exit_codes import EXIT_CONFIG, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK
@@ -212,13 +212,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     comp = step_lib.build(config, model_cfg, mesh)
     ckpt = Checkpointer(workdir / "checkpoints", every_steps=config.checkpoint.every_steps,
                         keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
-    record = {
-        "status": "running", "config": config.to_dict(), "params": dataclasses.asdict(counts),
-        "flops_per_token": per_token, "steps": steps, "tokens": steps * tokens_per_step,
-        "final_train_loss": None, "final_eval_loss": None, **metrics.environment_info(),
-    }
-    if data.true_loss is not None:  # the source's exact optimal loss on this eval set (synthetic:markov)
-        record["true_loss"] = data.true_loss
+    record = run_record.RunRecord(
+        status="running", config=config.to_dict(), params=dataclasses.asdict(counts),
+        flops_per_token=per_token, steps=steps, tokens=steps * tokens_per_step,
+        environment=run_record.Environment(**metrics.environment_info()),
+        true_loss=data.true_loss)  # the source's exact optimal loss on this eval set (synthetic:markov)
     is_writer = jax.process_index() == 0
     started = time.time()
 
@@ -228,41 +226,41 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     with jax.set_mesh(mesh):
         faults.point("restore")
         start, state, restored = _restore(ckpt, comp, init_from, init_step)
-        previous = metrics.read_run_json(workdir) if restored else None
-        if previous and previous.get("status") == "completed" and start >= steps:
+        previous = run_record.read(workdir) if restored else None
+        if previous and previous.completed and start >= steps:
             print(f"{workdir} already completed {steps} steps; nothing to do", flush=True)
             ckpt.close()
-            return Outcome("completed", start, previous.get("final_train_loss"),
-                           previous.get("final_eval_loss"))
+            return Outcome("completed", start, previous.final_train_loss, previous.final_eval_loss)
         writer = metrics.MetricsWriter(workdir, resume_step=start if restored else None,
                                        process_index=jax.process_index())
         faults.point("before_run_json")
         if is_writer:
-            metrics.write_run_json(workdir, record)
+            run_record.write(workdir, record)
         peak = _peak_flops(model_cfg.dtype)
         r = _Run(config, workdir, data, comp, ckpt, writer, steps, tokens_per_step, per_token,
                  peak, is_writer,
                  data.eval_batches(jax.process_index(), jax.process_count()))
         progress = _Progress(step=start,
                              last_train=_last_train_loss(workdir, start) if restored else None,
-                             step_time_s=float((previous or {}).get("step_time_s") or 0.0))
+                             step_time_s=float(previous and previous.step_time_s or 0.0))
         if start < steps:  # a run killed after its last checkpoint only has its final eval to do
             state = _loop(r, state, start, progress, preemption)
         ev = _finish(r, state, progress, preemption)
     faults.point("after_last_checkpoint")  # every save committed, run.json still says running
 
-    record.update(status=progress.status, final_train_loss=progress.last_train,
-                  final_eval_loss=progress.last_eval if progress.status == "completed" else None,
-                  wall_time_s=time.time() - started, compile_time_s=progress.compile_s,
-                  step_time_s=progress.step_time_s,
-                  tokens_per_s=steps * tokens_per_step / progress.step_time_s
-                  if progress.step_time_s and progress.status == "completed" else None)
+    record = dataclasses.replace(
+        record, status=progress.status, final_train_loss=progress.last_train,
+        final_eval_loss=progress.last_eval if progress.status == "completed" else None,
+        wall_time_s=time.time() - started, compile_time_s=progress.compile_s,
+        step_time_s=progress.step_time_s,
+        tokens_per_s=steps * tokens_per_step / progress.step_time_s
+        if progress.step_time_s and progress.status == "completed" else None)
     if progress.status == "completed":
-        record["final_eval_bits_per_byte"] = ev["eval_bits_per_byte"]
-        record["final_eval_loss_se"] = ev["eval_loss_se"]
-        record["eval_tokens_used"] = int(ev["eval_tokens"])
+        record = dataclasses.replace(record, final_eval_bits_per_byte=ev["eval_bits_per_byte"],
+                                     final_eval_loss_se=ev["eval_loss_se"],
+                                     eval_tokens_used=int(ev["eval_tokens"]))
     if is_writer:
-        metrics.write_run_json(workdir, record)
+        run_record.write(workdir, record)
     final_step = progress.step if progress.status != "diverged" else -1
     return Outcome(progress.status, final_step, progress.last_train, progress.last_eval)
 
@@ -474,9 +472,9 @@ def _mark_failed(workdir: str) -> None:
     if jax.process_index() != 0:
         return
     try:
-        record = metrics.read_run_json(pathlib.Path(workdir)) or {}
-        record["status"] = "failed"
-        metrics.write_run_json(pathlib.Path(workdir), record)
+        record = run_record.read(workdir)
+        run_record.write(workdir, dataclasses.replace(record, status="failed") if record
+                         else run_record.RunRecord(status="failed"))
     except Exception:  # the original exception matters more than this bookkeeping
         pass
 

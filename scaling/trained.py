@@ -7,7 +7,6 @@ the trainer that owns it), so a run may be scored or sampled while it is still t
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 
 import jax
@@ -15,7 +14,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from models.config import ConfigError, ModelConfig
-from scaling import metrics, step as step_lib, validate
+from scaling import run_record, step as step_lib, validate
 from scaling.checkpoint import Checkpointer
 from scaling.sharding import make_mesh
 
@@ -30,7 +29,7 @@ class RunError(ValueError):
 class RunInfo:
     """What run.json says, enough to check a request before any compute."""
     workdir: pathlib.Path
-    record: dict
+    record: run_record.RunRecord
     config: ml_collections.ConfigDict
     model_cfg: ModelConfig
 
@@ -45,14 +44,16 @@ class Trained:
 
 def read(workdir: str) -> RunInfo:
     path = pathlib.Path(workdir).expanduser().resolve()
-    run_file = path / metrics.RUN_FILE
+    run_file = path / run_record.FILE
     if not run_file.is_file():
-        raise RunError(f"--workdir={workdir} has no {metrics.RUN_FILE}: point it at a run directory "
+        raise RunError(f"--workdir={workdir} has no {run_record.FILE}: point it at a run directory "
                        "written by python -m scaling.train")
     try:
-        record = json.loads(run_file.read_text())
-        config = ml_collections.ConfigDict(record["config"])
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        record = run_record.read(path)
+        if record.config is None:
+            raise KeyError("config")
+        config = ml_collections.ConfigDict(dict(record.config))
+    except (ValueError, KeyError, TypeError) as e:
         raise RunError(f"{run_file} is not a readable run record ({type(e).__name__}: {e})") from None
     try:
         model_cfg = validate.check(config, jax.device_count(), jax.process_count())

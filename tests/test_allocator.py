@@ -141,7 +141,7 @@ def test_reexec_without_tcmalloc_returns(tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is only set on Linux")
 def test_local_executor_slots_start_trainers_under_tcmalloc(tmp_path, monkeypatch):
     from experiments.executors.local import LocalExecutor
-    from experiments.executors.study import Plan
+    from experiments.study_dir import Plan
     lib = fake_library(tmp_path / "lib")
     monkeypatch.setattr(allocator, "find_tcmalloc", lambda: find_tcmalloc_unpatched([str(tmp_path / "lib")]))
     monkeypatch.setenv("LD_PRELOAD", OTHER)

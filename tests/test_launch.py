@@ -471,7 +471,7 @@ def test_bad_input_is_one_line_exit_2_before_anything_runs(tmp_path, case, reque
 
 def test_an_unknown_allocator_is_a_one_line_launch_error(tmp_path, monkeypatch, capsys):
     from experiments import launch
-    from experiments.executors import study as st
+    from experiments import study_dir as st
     study = tmp_path / "s"
     study.mkdir()
     monkeypatch.setenv("SCALING_MALLOC", "jemalloc")

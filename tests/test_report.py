@@ -111,6 +111,8 @@ def test_study_directory_gives_plan_devices_commit_and_reasons(tmp_path):
         os.utime(study / "runs" / s["run_id"] / "run.json", (1.0 + 3600 * (1 + i / (len(specs) - 1)),) * 2)
     _write(study / "runs" / specs[1]["run_id"] / "attempts.json", [{"outcome": "failed", "exit_code": 1}] * 3)
     (study / "runs" / specs[1]["run_id"] / "train.log").write_text("...\nRuntimeError: out of memory\n")
+    from experiments import collect  # the report reads the study's provenance.json, which collect writes
+    collect.collect_tables(study)
     df.loc[0, "status"], df.loc[1, "status"] = "diverged", "failed"
     df.to_csv(tmp_path / "results.csv", index=False)
     out = tmp_path / "out"

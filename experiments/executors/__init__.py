@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.executors.study import Plan
+from experiments.study_dir import Plan
 
 EXECUTORS = ("local", "slurm")
 

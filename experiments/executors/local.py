@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from experiments.executors import worker
-from experiments.executors.study import Plan
+from experiments.study_dir import Plan
 from experiments.spec import RunSpec
 from scaling import allocator
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from experiments import locks
-from experiments.executors import study as st
+from experiments import study_dir as st
 from experiments.executors import worker
 from experiments.spec import RunSpec
 from scaling import allocator
@@ -155,13 +155,12 @@ class SlurmExecutor:
         attempts = st.read_attempts(rdir)
         if len(attempts) > job["attempts"] or locks.is_held(rdir):
             return
-        rj = st.read_run_json(rdir)
-        if rj is not None and rj.get("status") in (st.COMPLETED, st.DIVERGED):
+        rj = st.read_run(rdir)
+        if rj is not None and rj.status in (st.COMPLETED, st.DIVERGED):
             return
         rdir.mkdir(parents=True, exist_ok=True)
-        attempts.append({"start": None, "end": None, "exit_code": None, "outcome": st.FAILED,
-                         "owner": f"slurm job {job['job_id']} ended without starting the trainer; "
-                                  f"see {self.folder / job['job_id']}"})
+        attempts.append(st.Attempt(None, owner=f"slurm job {job['job_id']} ended without starting the "
+                                               f"trainer; see {self.folder / job['job_id']}", outcome=st.FAILED))
         st.write_attempts(rdir, attempts)
 
     def wait(self, timeout: float) -> None:

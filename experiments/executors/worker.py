@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from experiments import locks
-from experiments.executors import study as st
+from experiments import study_dir as st
 from experiments.spec import RunSpec
 
 DEFAULT_TRAINER = "scaling.train"
@@ -93,15 +93,13 @@ def run_one(study: Path, spec: RunSpec, plan: st.Plan, *, trainer: str = DEFAULT
 def _settle(rdir: Path) -> None:
     """Write down the outcome of an attempt whose recorder died (we hold the lock: it is over)."""
     attempts = st.read_attempts(rdir)
-    if attempts and not attempts[-1].get("outcome"):
-        write = st.settled_attempts(attempts, st.read_run_json(rdir))
-        write[-1]["end"] = None
-        st.write_attempts(rdir, write)
+    if attempts and not attempts[-1].outcome:
+        st.write_attempts(rdir, st.settled_attempts(attempts, st.read_run(rdir)))
 
 
 def _train(study, rdir, spec, lock, trainer, owner, env, cpus, on_start) -> Outcome:
     attempts = st.read_attempts(rdir)
-    attempts.append({"start": time.time(), "host": socket.gethostname(), "owner": owner})
+    attempts.append(st.Attempt(time.time(), socket.gethostname(), owner))
     st.write_attempts(rdir, attempts)
     with open(rdir / "train.log", "ab") as log:
         log.write(f"\n=== attempt {len(attempts)} on {socket.gethostname()} at {time.ctime()}\n".encode())
@@ -114,7 +112,7 @@ def _train(study, rdir, spec, lock, trainer, owner, env, cpus, on_start) -> Outc
     if on_start is not None:
         on_start(proc)
     code = proc.wait()
-    outcome = st.outcome_of_exit(code, st.read_run_json(rdir))
-    attempts[-1].update(end=time.time(), exit_code=code, outcome=outcome)
+    outcome = st.outcome_of_exit(code, st.read_run(rdir))
+    attempts[-1] = dataclasses.replace(attempts[-1], end=time.time(), exit_code=code, outcome=outcome)
     st.write_attempts(rdir, attempts)
     return Outcome(spec.run_id, outcome, code)

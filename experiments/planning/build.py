@@ -1,12 +1,10 @@
-"""The whole plan of a study, computed and validated (nothing written): the `Plan` record."""
+"""The whole plan of a study, computed and validated (nothing written): the `Plan` record
+(experiments.study_dir, which also reads it back from plan.json)."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import os
-from typing import Any, Sequence
 
 import ml_collections
 
@@ -15,37 +13,9 @@ from experiments.planning import estimate, forecast as forecast_lib, grid as gri
 from experiments.planning.errors import StudyError
 from experiments.planning.prior import NO_PRIOR
 from experiments.planning.study import Study
-from experiments.spec import RunSpec
+from experiments.study_dir import Plan, plan_hash
 from models.config import ConfigError
 from scaling import validate
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    study: dict[str, Any]  # the study section as given, plus "hash"
-    runs: tuple[RunSpec, ...]
-    dropped: tuple[grid_lib.Dropped, ...]
-    seconds: dict[str, float]  # estimated wall time per run_id
-    seconds_source: str  # "probe" or "assumed <x> FLOP/s"
-    cosine_equivalent_flops: float  # what one cosine run per grid point would cost
-    total_flops: float  # what the planned runs cost (trunks counted once)
-    prior: str = ""  # the prior's description, "" without one
-    windows: tuple[str, ...] = ()  # per budget: the sizes kept around the prior's N_opt
-    forecast: forecast_lib.Forecast | None = None
-    forecast_note: str = ""  # why there is no forecast, when one was asked for
-    memory_gb: dict[str, float] = dataclasses.field(default_factory=dict)  # per run, per device
-    memory_note: str = ""  # the memory limit the runs were fitted to ("" without one)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"study": self.study, "runs": [r.to_dict() for r in self.runs],
-                "dropped": [dataclasses.asdict(d) for d in self.dropped]}
-
-
-def study_hash(study: dict, runs: Sequence[RunSpec]) -> str:
-    """Identity of a plan: a launcher refuses a study directory whose plan changed under it."""
-    blob = json.dumps({"study": study, "runs": [r.to_dict() for r in runs]}, sort_keys=True,
-                      default=list)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overrides: dict | None = None,
@@ -73,16 +43,16 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
     make = {"wsd_branches": specs.wsd_runs, "lr_sweep": specs.sweep_runs}.get(study.mode, specs.independent_runs)
     runs, trained = make(points, study, os.path.abspath(config_file), dict(base_overrides or {}))
     # Micro-batches and remat so each run fits its device (scaling.memory), or the run is dropped.
-    runs, too_big, memory_gb, memory_note = memory_fit.fit_runs(config, runs)
+    runs, too_big, memory_gb, memory_note = memory_fit.fit_runs(config, study, runs)
     trained = {r.run_id: trained[r.run_id] for r in runs}
     dropped = [*dropped, *too_big]
     specs.check_runs(config, runs)
-    if throughput is not None and not estimate.plans_for_this_device(config):
+    if throughput is not None and not estimate.plans_for_this_device(study):
         throughput = None  # a probe on another kind of device measures the wrong machine
     seconds, source = estimate.estimate_seconds(runs, trained, config, study, throughput)
     study_dict = config.study.to_dict()
-    study_dict["hash"] = study_hash(study_dict, runs)
-    return Plan(study=study_dict, runs=tuple(runs), dropped=tuple(dropped), seconds=seconds,
+    study_dict["hash"] = plan_hash(study_dict, runs)
+    return Plan(study=study_dict, runs=tuple(runs), hash=study_dict["hash"], dropped=tuple(dropped), seconds=seconds,
                 seconds_source=source, cosine_equivalent_flops=sum(p.flops for p in points),
                 total_flops=sum(trained.values()),
                 prior=study.prior.describe() if study.prior.kind != "none" else "",

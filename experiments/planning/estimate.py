@@ -42,23 +42,20 @@ def estimate_seconds(runs: Sequence[RunSpec], trained_flops: dict[str, float], c
     return seconds, "probe"
 
 
-def plans_for_this_device(config) -> bool:
+def plans_for_this_device(study: Study) -> bool:
     """Whether the runs will train on this machine's kind of device (study.device_kind, "" = yes):
     only then does a throughput probe here measure them."""
     import jax
-    kind = str(config.study.get("device_kind", "") or "")
-    return not kind or kind == jax.devices()[0].device_kind
+    return not study.device_kind or study.device_kind == jax.devices()[0].device_kind
 
 
 def assumed_rate(config, study: Study) -> tuple[float, str]:
     """FLOP/s of one run without a probe: study.assumed_mfu of the peak of study.device_kind's
     devices (scaling.flops.PEAK_FLOPS) when both are known, else study.assumed_flops_per_second."""
     from scaling import flops
-    kind = str(config.study.get("device_kind", "") or "")
-    mfu = float(config.study.get("assumed_mfu", 0) or 0)
+    kind, mfu, devices = study.device_kind, study.assumed_mfu, study.devices_per_run
     peak = flops.peak_flops(kind, str(config.model.dtype)) if kind else None
     if peak and mfu > 0:
-        devices = int(config.study.get("devices_per_run", 1) or 1)
         return (mfu * peak * devices,
                 f"assumed {mfu:.0%} MFU of {devices} x {kind} ({peak:.3g} FLOP/s {config.model.dtype})")
     return study.assumed_flops_per_second, f"assumed {study.assumed_flops_per_second:.3g} FLOP/s"

@@ -20,9 +20,9 @@ from typing import Sequence
 
 import jax
 
-from experiments.planning.errors import StudyError
 from experiments.planning.grid import Dropped
 from experiments.planning.specs import run_config
+from experiments.planning.study import Study
 from experiments.spec import RunSpec
 from scaling import memory, validate
 from scaling.sharding import MESH_AXES, batch_shards, resolve_mesh_shape
@@ -38,25 +38,15 @@ class Choice:
     bytes_per_device: int
 
 
-def device_memory_gb(config) -> float | None:
+def device_memory_gb(study: Study) -> float | None:
     """study.device_memory_gb if set (> 0), else the planning device's when it is an accelerator."""
-    set_gb = float(config.study.get("device_memory_gb", 0) or 0)
-    if set_gb < 0:
-        raise StudyError(f"study.device_memory_gb={set_gb} must be >= 0 (0: the planning device's)")
-    if set_gb:
-        return set_gb
+    if study.device_memory_gb:
+        return study.device_memory_gb
     device = jax.devices()[0]
     if device.platform == "cpu":
         return None
     stats = device.memory_stats() or {}
     return stats["bytes_limit"] / GB if "bytes_limit" in stats else None
-
-
-def devices_per_run(config) -> int:
-    n = int(config.study.get("devices_per_run", 1) or 1)
-    if n < 1:
-        raise StudyError(f"study.devices_per_run={n} must be >= 1")
-    return n
 
 
 def choose(run_cfg, devices: int, limit_bytes: float) -> Choice | int:
@@ -81,12 +71,13 @@ def choose(run_cfg, devices: int, limit_bytes: float) -> Choice | int:
     return smallest
 
 
-def fit_runs(config, runs: Sequence[RunSpec]) -> tuple[list[RunSpec], list[Dropped], dict[str, float], str]:
+def fit_runs(config, study: Study, runs: Sequence[RunSpec]
+             ) -> tuple[list[RunSpec], list[Dropped], dict[str, float], str]:
     """(runs with train.grad_accum and model.remat set, runs dropped, GB per device per run, a note)."""
-    limit_gb = device_memory_gb(config)
+    limit_gb = device_memory_gb(study)
     if limit_gb is None:
         return list(runs), [], {}, ""
-    devices = devices_per_run(config)
+    devices = study.devices_per_run
     kept, dropped, gb, cache = [], [], {}, {}
     for r in runs:
         rc = run_config(config, r)

@@ -8,12 +8,13 @@ import pathlib
 import ml_collections
 
 from experiments import ladder as ladder_lib
+from experiments.executors import EXECUTORS
 from experiments.planning.errors import StudyError
 from experiments.planning.prior import NO_PRIOR, Prior
 from scaling import flops
+from scaling.config import SCHEDULES
 
 MODES = ("independent", "wsd_branches", "lr_sweep")
-EXECUTORS = ("local", "slurm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +67,7 @@ class Study:
     # `n_sizes` of them (prior.kind == "none": every rung the tokens_per_param band allows).
     prior: Prior = NO_PRIOR
     span: float = 0.4
-    n_sizes: int = 7
+    n_sizes: int = 3  # the fewest a parabola needs: a config without study.sizes.count gets this
     # Repeated seeds: the `seed_points` points of each budget nearest the prior's N_opt run at every
     # seed of `seeds`; the others at seeds[0].
     seeds: tuple[int, ...] = (0,)
@@ -75,6 +76,12 @@ class Study:
     noise: float = 0.0  # forecast: std of one run's final eval loss (nats), when noise_from is unset
     noise_from: str = ""  # forecast: a previous study's points.csv (median seed std) or results.csv
     simulations: int = 0  # forecast: Monte Carlo studies (0: no forecast)
+    # Where the runs train (memory_fit.py, estimate.py). device_kind "": the planning machine's kind;
+    # device_memory_gb 0: the planning device's memory (none on CPU).
+    device_kind: str = ""
+    assumed_mfu: float = 0.0  # with device_kind's peak: the FLOP/s assumed without a probe (0: unset)
+    devices_per_run: int = 1  # devices of one run (its mesh's -1 axis)
+    device_memory_gb: float = 0.0
 
     @classmethod
     def from_config(cls, s: ml_collections.ConfigDict) -> "Study":
@@ -90,11 +97,15 @@ class Study:
                     assumed_flops_per_second=float(s.assumed_flops_per_second),
                     executor=str(s.executor), workers=int(s.workers),
                     prior=Prior.from_config(s.get("prior")), span=float(s.get("sizes", {}).get("span", 0.4)),
-                    n_sizes=int(s.get("sizes", {}).get("count", 3)),
+                    n_sizes=int(s.get("sizes", {}).get("count", cls.n_sizes)),
                     seeds=tuple(int(x) for x in s.get("seeds", (0,))), seed_points=int(s.get("seed_points", 0)),
                     sweep=Sweep.from_config(s.lr_sweep) if str(s.mode) == "lr_sweep" else None,
                     noise=float(s.get("noise", 0.0)), noise_from=str(s.get("noise_from", "")),
-                    simulations=int(s.get("simulations", 0)))
+                    simulations=int(s.get("simulations", 0)),
+                    device_kind=str(s.get("device_kind", "") or ""),
+                    assumed_mfu=float(s.get("assumed_mfu", 0) or 0),
+                    devices_per_run=int(s.get("devices_per_run", 1) or 1),  # 0 reads as 1, as before
+                    device_memory_gb=float(s.get("device_memory_gb", 0) or 0))
         study.validate()
         return study
 
@@ -109,8 +120,8 @@ class Study:
             (self.min_steps >= 1, "study.min_steps", f"{self.min_steps} must be >= 1"),
             (self.flop_convention in flops.CONVENTIONS, "study.flop_convention",
              f"{self.flop_convention!r} is not one of {flops.CONVENTIONS}"),
-            (self.schedule in ("cosine", "wsd", "constant"), "study.schedule",
-             f"{self.schedule!r} is not one of cosine, wsd, constant"),
+            (self.schedule in SCHEDULES, "study.schedule",
+             f"{self.schedule!r} is not one of {', '.join(SCHEDULES)}"),
             (self.mode in MODES, "study.mode", f"{self.mode!r} is not one of {MODES}"),
             (self.mode != "wsd_branches" or self.schedule == "wsd", "study.schedule",
              f"{self.schedule!r} with study.mode='wsd_branches': set study.schedule='wsd'"),
@@ -131,6 +142,10 @@ class Study:
             (self.seed_points >= 0, "study.seed_points", f"{self.seed_points} must be >= 0"),
             (self.noise >= 0, "study.noise", f"{self.noise} must be >= 0 nats"),
             (self.simulations >= 0, "study.simulations", f"{self.simulations} must be >= 0"),
+            (0 <= self.assumed_mfu <= 1, "study.assumed_mfu", f"{self.assumed_mfu} must be in [0, 1]"),
+            (self.devices_per_run >= 1, "study.devices_per_run", f"{self.devices_per_run} must be >= 1"),
+            (self.device_memory_gb >= 0, "study.device_memory_gb",
+             f"{self.device_memory_gb} must be >= 0 (0: the planning device's)"),
         ]
         for ok, field, message in checks:
             if not ok:
