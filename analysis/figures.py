@@ -13,7 +13,6 @@ groups (read-off FLOPs of Chinchilla's Fig. 4) gets its budgets from the peaks o
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 
@@ -312,6 +311,102 @@ def kaplan_figure1(runs: tables.Runs, k: kaplan.KaplanResult, out_dir) -> list[s
     return save(draw_kaplan(runs, k), out_dir, "kaplan_fig1")
 
 
+# --- the library entry point -------------------------------------------------------------------------
+
+FIGURE_NAMES = ("2", "3", "4", "kaplan")
+
+
+@dataclasses.dataclass(frozen=True)
+class Drawn:
+    paths: tuple[str, ...]  # PNG and PDF of every figure drawn
+    notes: tuple[str, ...]  # figures skipped, with the reason
+
+
+def draw(runs: tables.Runs, options: fitters.FitOptions, out_dir: str, which: frozenset[str] | None = None,
+         targets: tuple[float, ...] | None = None, fits: fitters.FitResult | None = None,
+         projections: dict | None = None) -> Drawn:
+    """The figures of `which` (None: 3, 4, kaplan, and 2 with options.curves, each skipped with its
+    reason when the table cannot support it; named, each must be drawn) into out_dir. Figures 2-4 fit
+    as the fit does (options' curves, smoothing, profile model, edges, delta, start grid). With `fits`,
+    Figure 3 draws its Approach 2 fit and Figure 4 its approach3 law instead of fitting again;
+    `projections` (projection_intervals' result) saves Figure 3 its resampling."""
+    explicit = which is not None
+    which = figures_asked(which, options, targets)
+    targets = tuple(targets) if targets is not None else default_targets(float(runs.C.max()))
+    o = options
+
+    def fig2():
+        curves = fitters.usable_curves(o.curves, o.curve_loss_col, o.flops_convention, runs, o.smooth_dex)
+        return figure2(curves, approach1.fit_approach1(curves, drop_edges=not o.include_edges), out_dir, targets)
+
+    def fig3():
+        res = fits and fits.approach2_under(o.interp, o.include_edges)
+        res = res or approach2.fit_approach2(runs, o.interp, o.include_edges)
+        proj = projections if projections is not None else projection_intervals(runs, targets, o.interp, o.include_edges)
+        return figure3(runs, res, out_dir, targets, proj)
+
+    draw_one = {"2": fig2, "3": fig3, "4": lambda: figure4(runs, _approach3_law(o, runs, fits), out_dir, targets),
+                "kaplan": lambda: kaplan_figure1(runs, kaplan.fit_kaplan(runs), out_dir)}
+    written, notes = [], []
+    for name in FIGURE_NAMES:
+        if name not in which:
+            continue
+        try:
+            written += draw_one[name]()
+        except InputError as e:
+            if explicit:
+                raise
+            notes.append(f"figure {name} skipped: {e}")
+    if not written:
+        raise InputError("no figure could be drawn from this table (see the notes above)")
+    return Drawn(tuple(written), tuple(notes))
+
+
+def figures_asked(which: frozenset[str] | None, options: fitters.FitOptions, targets) -> set[str]:
+    """The figures to draw (see draw), or InputError for a request that cannot be met."""
+    which = set(which) if which is not None else {"3", "4", "kaplan", *(("2",) if options.curves else ())}
+    unknown = which - set(FIGURE_NAMES)
+    if unknown:
+        raise InputError(f"--which: unknown figure(s) {', '.join(sorted(unknown))}; choose from 2,3,4,kaplan")
+    if "2" in which and not options.curves:
+        raise InputError("--which 2 needs --curves FILE (loss curves in long format)")
+    if targets is not None and any(t <= 0 for t in targets):
+        raise InputError("--targets: budgets must be positive FLOP counts, e.g. 1e13,5.76e23")
+    return which
+
+
+def _approach3_law(options: fitters.FitOptions, runs, fits: fitters.FitResult | None) -> allocation.LawParams:
+    if fits is not None:
+        f = fits.fits.get("approach3")
+        keys = ("E", "A", "B", "alpha", "beta")
+        if f is None or not all(np.isfinite(f.params.get(k, np.nan)) for k in keys):
+            raise InputError(f"--fits {fits.source}: no approach3 fit with E, A, B, alpha, beta")
+        return allocation.LawParams(*(float(f.params[k]) for k in keys))
+    return approach3.fit_huber(runs.N, runs.D, runs.loss, delta=options.delta, grid=options.grid).params
+
+
+def detected_budgets(df, cols: tables.Columns) -> tuple[tuple[float, ...], str | None]:
+    """(budgets, note): budgets from the FLOP density when the table has no budget column, no
+    --budgets, and FLOPs that do not fall into groups; the note says so, or why none were found."""
+    if cols.budget or cols.budgets or "budget" in [str(h).strip() for h in df.columns]:
+        return (), None
+    runs = tables.runs_from(df, cols)
+    if not budgets.budgets_too_sparse(runs.C, cols.budget_gap_dex):
+        return (), None
+    found = budgets.detect_budgets(runs.C)
+    if len(found) < 2:
+        return (), (f"the table has no budget column and its FLOPs form {len(found)} cluster(s) of >= 3 runs: "
+                    "Approach 2 needs IsoFLOP budgets; pass --budgets C1,C2,... or --budget-col")
+    return found, (f"no budget column; {len(found)} IsoFLOP budgets detected from the FLOP density: "
+                   f"{', '.join(f'{b:.2g}' for b in found)} (--budgets to set them)")
+
+
+def table_columns(df, cols: tables.Columns) -> tuple[tables.Columns, tuple[float, ...], str | None]:
+    """(columns, budgets detected, note): the budgets detected from the FLOP density where the table has none."""
+    detected, note = detected_budgets(df, cols)
+    return (dataclasses.replace(cols, budgets=detected) if detected else cols), detected, note
+
+
 # --- CLI --------------------------------------------------------------------------------------------------
 
 def build_parser() -> Parser:
@@ -334,44 +429,25 @@ def build_parser() -> Parser:
     return p
 
 
-def detected_budgets(args) -> tuple[float, ...]:
-    """Budgets from the FLOP density when the table has no budget column, no --budgets, and FLOPs
-    that do not fall into groups (said on stderr, with the reason when none are found); else ()."""
-    if args.budget_col or args.budgets or "budget" in _header(args.results):
-        return ()
-    runs = tables.load_runs(args.results, columns_from(args))
-    if not budgets.budgets_too_sparse(runs.C, args.budget_gap_dex):
-        return ()
-    found = budgets.detect_budgets(runs.C)
-    if len(found) < 2:
-        print(f"note: the table has no budget column and its FLOPs form {len(found)} cluster(s) of >= 3 runs: "
-              "Approach 2 needs IsoFLOP budgets; pass --budgets C1,C2,... or --budget-col", file=sys.stderr)
-        return ()
-    print(f"note: no budget column; {len(found)} IsoFLOP budgets detected from the FLOP density: "
-          f"{', '.join(f'{b:.2g}' for b in found)} (--budgets to set them)", file=sys.stderr)
-    return found
+def load_table(args) -> tables.Runs:
+    df = tables.read_table(args.results)
+    cols, _, note = table_columns(df, columns_from(args))
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return tables.drop_highest_loss(tables.runs_from(df, cols, args.results), args.drop_highest)
 
 
-def load_table(args, detected: tuple[float, ...] = ()) -> tables.Runs:
-    cols = columns_from(args)
-    if detected:
-        cols = dataclasses.replace(cols, budgets=detected, snap_dex=args.snap_dex)
-    return tables.drop_highest_loss(tables.load_runs(args.results, cols), args.drop_highest)
+def print_drawn(drawn: Drawn) -> None:
+    for note in drawn.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for w in drawn.paths:
+        print(w)
 
 
-def _header(path) -> list[str]:
-    with open(path) as fh:
-        return [h.strip() for h in fh.readline().split(",")]
-
-
-def _approach3_law(args, runs) -> allocation.LawParams:
-    if args.fits:
-        with open(args.fits) as fh:
-            f = json.load(fh).get("approach3")
-        if not f or any(f.get(k) is None for k in ("E", "A", "B", "alpha", "beta")):
-            raise InputError(f"--fits {args.fits}: no approach3 fit with E, A, B, alpha, beta")
-        return allocation.LawParams(f["E"], f["A"], f["B"], f["alpha"], f["beta"])
-    return approach3.fit_huber(runs.N, runs.D, runs.loss, delta=args.delta, grid=grid_from(args)).params
+def options_from(args) -> fitters.FitOptions:
+    return fitters.FitOptions(curves=args.curves, curve_loss_col=args.curve_loss_col,
+                              flops_convention=args.flops_convention, smooth_dex=args.smooth_dex, interp=args.interp,
+                              include_edges=args.include_edges, delta=args.delta, grid=grid_from(args))
 
 
 def main_body(argv=None) -> int:
@@ -379,45 +455,12 @@ def main_body(argv=None) -> int:
     which = {w.strip() for w in args.which.split(",") if w.strip()}
     # By default, draw what the table supports; a figure asked for by name must be drawn.
     explicit = args.which != DEFAULT_FIGURES
-    if args.curves and "2" not in which and not explicit:
-        which.add("2")
-    unknown = which - {"2", "3", "4", "kaplan"}
-    if unknown:
-        raise InputError(f"--which: unknown figure(s) {', '.join(sorted(unknown))}; choose from 2,3,4,kaplan")
-    if "2" in which and not args.curves:
-        raise InputError("--which 2 needs --curves FILE (loss curves in long format)")
-    if args.targets is not None and any(t <= 0 for t in args.targets):
-        raise InputError("--targets: budgets must be positive FLOP counts, e.g. 1e13,5.76e23")
-    runs = load_table(args, detected_budgets(args))
-    targets = tuple(args.targets) if args.targets is not None else default_targets(float(runs.C.max()))
-
-    def fig3():
-        res = approach2.fit_approach2(runs, args.interp, args.include_edges)
-        return figure3(runs, res, args.out, targets,
-                       projection_intervals(runs, targets, args.interp, args.include_edges))
-
-    draw = {
-        "2": lambda: figure2(curves := fitters.usable_curves(args.curves, args.curve_loss_col, args.flops_convention,
-                                                             runs, args.smooth_dex),
-                             approach1.fit_approach1(curves, drop_edges=not args.include_edges), args.out, targets),
-        "3": fig3,
-        "4": lambda: figure4(runs, _approach3_law(args, runs), args.out, targets),
-        "kaplan": lambda: kaplan_figure1(runs, kaplan.fit_kaplan(runs), args.out),
-    }
-    written = []
-    for name in ("2", "3", "4", "kaplan"):
-        if name not in which:
-            continue
-        try:
-            written += draw[name]()
-        except InputError as e:
-            if explicit:
-                raise
-            print(f"note: figure {name} skipped: {e}", file=sys.stderr)
-    if not written:
-        raise InputError("no figure could be drawn from this table (see the notes above)")
-    for w in written:
-        print(w)
+    options = options_from(args)
+    asked = frozenset(which) if explicit else None
+    figures_asked(asked, options, args.targets)  # bad flags fail before the table is read
+    runs = load_table(args)
+    fits = fitters.FitResult.read(args.fits) if args.fits else None
+    print_drawn(draw(runs, options, args.out, asked, args.targets, fits))
     return 0
 
 

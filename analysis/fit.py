@@ -79,14 +79,7 @@ def main_body(argv=None) -> int:
     args = build_parser().parse_args(argv)
     options = options_from(args)
     runs = tables.drop_highest_loss(tables.load_runs(args.results, columns_from(args)), args.drop_highest)
-    for note in runs.notes:
-        print(f"note: {note}", file=sys.stderr)
-    result = fitters.fit(runs, options)
-    for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
-    os.makedirs(args.out, exist_ok=True)
-    result.write(os.path.join(args.out, "fits.json"))
-    print_result(result, runs)
+    fit_and_write(runs, options, args.out)
     if args.validate:
         rows = validate.holdout_largest_budget(runs, options.delta, options.grid)
         text = "run_id,N,D,loss,predicted,rel_error\n" + "".join(
@@ -98,6 +91,19 @@ def main_body(argv=None) -> int:
             print(f"  {r.run_id:>10}  N={r.N:.4g}  D={r.D:.4g}  loss={r.loss:.4f}  pred={r.predicted:.4f}  "
                   f"err={r.rel_error:+.3%}")
     return 0
+
+
+def fit_and_write(runs: tables.Runs, options: fitters.FitOptions, out_dir: str) -> fitters.FitResult:
+    """What `python -m analysis.fit` does after reading its flags: fit, write out_dir/fits.json, print."""
+    for note in runs.notes:
+        print(f"note: {note}", file=sys.stderr)
+    result = fitters.fit(runs, options)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    os.makedirs(out_dir, exist_ok=True)
+    result = result.write(os.path.join(out_dir, "fits.json"))
+    print_result(result, runs)
+    return result
 
 
 def print_result(result: fitters.FitResult, runs: tables.Runs) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Mapping
 
 import numpy as np
@@ -78,10 +79,20 @@ class FitResult:
     convention: str  # the one FLOP convention every fit used
     diagnostics: Mapping[str, object]  # analysis.diagnostics.build's sections
     notes: tuple[str, ...] = ()  # what the fit noted: skipped approaches, partial E*
-    approach2: approach2.Approach2Result | None = None
+    approach2: approach2.Approach2Result | None = None  # fitted under `options`
+    options: FitOptions | None = None  # what it was fitted with (None: read from a file)
+    source: str | None = None  # the fits.json it was read from or written to
 
-    def write(self, path) -> None:
+    def approach2_under(self, interp: str, include_edges: bool) -> approach2.Approach2Result | None:
+        """The Approach 2 fit, if this result fitted it with that profile model and edge rule."""
+        o = self.options
+        ok = o is not None and (o.interp, o.include_edges) == (interp, include_edges)
+        return self.approach2 if ok else None
+
+    def write(self, path) -> "FitResult":
+        """fits.json at `path`; returns the record that knows where it lives."""
         write_fits(path, self.fits, self._top())
+        return dataclasses.replace(self, source=os.fspath(path))
 
     def to_json(self) -> dict:
         """fits.json's body, as `read` gives it back."""
@@ -98,7 +109,7 @@ class FitResult:
     @classmethod
     def read(cls, path) -> "FitResult":
         with open(path) as fh:
-            return cls.from_json(json.load(fh))
+            return dataclasses.replace(cls.from_json(json.load(fh)), source=os.fspath(path))
 
 
 @dataclasses.dataclass
@@ -300,4 +311,4 @@ def fit(runs: tables.Runs, options: FitOptions) -> FitResult:
     fits = true_e.attach(fits, e_star)
     notes = ([e_note] if e_note else []) + [f"approach {name} skipped: {reason}" for name, reason in skipped.items()]
     diag = diagnostics.build(ctx, fits, validate_runs=options.validation)
-    return FitResult(fits, runs.convention, diag, tuple(notes), ctx.r2)
+    return FitResult(fits, runs.convention, diag, tuple(notes), ctx.r2, options)
