@@ -16,8 +16,10 @@ import tempfile
 
 import numpy as np
 
-from analysis import allocation, approach3, fitters, parametric, tables
-from analysis.synthetic import isoflop_table
+from analysis.laws import allocation, approach3, fitters
+from analysis.tables import tables
+from analysis.uncertainty import parametric
+from analysis.uncertainty.synthetic import isoflop_table
 
 LAW = allocation.LawParams(E=1.7, A=400.0, B=1500.0, alpha=0.33, beta=0.36)
 SMALL_GRID = approach3.StartGrid(alpha=(0.0, 0.5, 1.0), beta=(0.0, 0.5, 1.0), e=(0.0, 0.5), a=(5.0, 10.0), b=(5.0, 10.0))

@@ -4,7 +4,7 @@ Fits scaling laws to a results table, prints one table and the diagnostics, and 
 DIR/fits.json (per approach: E, A, B, alpha, beta, a, b, G where they apply, the objective, and
 bootstrap intervals; then "convention", the one FLOP convention every fit used, and "diagnostics":
 checks, IsoFLOP minima, a by approach, validation, the FLOP-convention audit, seed noise).
-A thin shell over analysis.fitters.fit (FitOptions -> FitResult); the checks live in
+A thin shell over analysis.laws.fitters.fit (FitOptions -> FitResult); the checks live in
 analysis.diagnostics.
 """
 from __future__ import annotations
@@ -14,7 +14,10 @@ import sys
 
 import numpy as np
 
-from analysis import diagnostics, fitters, noise, tables, true_e, validate
+from analysis.diagnostics import diagnostics, validate
+from analysis.laws import fitters, true_e
+from analysis.tables import tables
+from analysis.uncertainty import noise
 from analysis.cli_common import (Parser, add_grid_flags, add_smoothing_flag, add_table_flags, columns_from, grid_from,
                                  run_main)
 from analysis.records import Fit, write_atomic

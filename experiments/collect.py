@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from analysis import noise
+from analysis.uncertainty import noise
 from experiments import locks
 from experiments.executors import study as st
 from experiments.status import DEFAULT_MAX_RETRIES
@@ -65,7 +65,7 @@ def result_row(spec, rj: dict | None, state: str, attempts: int, conventions: li
 
 
 def point_rows(results: list[dict]) -> tuple[list[dict], noise.SeedNoise]:
-    """IsoFLOP points over their seeds, and the pooled seed noise (analysis.noise)."""
+    """IsoFLOP points over their seeds, and the pooled seed noise (analysis.uncertainty.noise)."""
     done = [r for r in results if r["role"] == "isoflop" and r["status"] == st.COMPLETED
             and r["final_eval_loss"] is not None]
     pts = noise.points(*([r[k] for r in done] for k in ("budget", "params", "tokens", "final_eval_loss")))

@@ -210,10 +210,13 @@ def analysis_phases(args, study: Path, state: dict, progress: Progress) -> str |
     """fit -> figures -> report, unless their inputs are those of the last report: the table is read
     once, fitted once, and figures and report draw that fit (records passed, no argv). Returns the
     reason the analysis stopped, or None."""
-    from analysis import figures, fit, fitters, report
+    from analysis import fit
+    from analysis.figures import print_drawn
+    from analysis.laws import fitters
+    from analysis.output import figures, report
+    from analysis.output.report_study import read_study
     from analysis.records import InputError
-    from analysis.report_study import read_study
-    from analysis.tables import Columns
+    from analysis.tables.tables import Columns
 
     h = inputs_hash(study, args)
     if state.get("report_inputs") == h and (study / "report.html").exists() and not args.reanalyse:
@@ -234,7 +237,7 @@ def analysis_phases(args, study: Path, state: dict, progress: Progress) -> str |
         done["approach2"] = a2 = report.approach2_projection(table, fits, options)
         drawn = figures.draw(table.runs, fit_options, str(study / "figures"), None, table.targets(options), fits,
                              report.figure_projections(options, a2[1]))
-        figures.print_drawn(drawn)
+        print_drawn(drawn)
         notes.extend([*([table.note] if table.note else []), *drawn.notes])
 
     def report_phase():

@@ -1,7 +1,7 @@
 """The fits as a library: `fit(runs, FitOptions(...)) -> FitResult`, one function per approach
 behind it (fit, resample for intervals, keep what the diagnostics need in a `Context`).
 `python -m analysis.fit` is a thin shell over `fit`. Every fit uses the table's one FLOP convention
-(runs.convention) and, for intervals, the one resampling plan of the table (analysis.parametric).
+(runs.convention) and, for intervals, the one resampling plan of the table (analysis.uncertainty.parametric).
 """
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from analysis import (allocation, approach1, approach2, approach3, conventions, diagnostics, kaplan, noise, parametric,
-                      tables, true_e)
+from analysis.diagnostics import diagnostics
+from analysis.laws import allocation, approach1, approach2, approach3, kaplan, true_e
+from analysis.tables import conventions, tables
+from analysis.uncertainty import noise, parametric
 from analysis.records import Fit, InputError, fits_json, write_fits
 
 

@@ -11,7 +11,10 @@ import dataclasses
 
 import numpy as np
 
-from analysis import approach2, conventions, noise, validate
+from analysis.diagnostics import validate
+from analysis.laws import approach2
+from analysis.tables import conventions
+from analysis.uncertainty import noise
 from analysis.records import Fit, InputError
 
 A_HALF_WIDTH = 0.08
