@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from analysis import approach3
+from analysis.laws import approach3
 from analysis.records import InputError
-from analysis.tables import Columns
+from analysis.tables.tables import Columns
 
 CHINCHILLA_BUDGETS = (6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21)
 

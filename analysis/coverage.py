@@ -13,16 +13,16 @@ import argparse
 import os
 import sys
 import tempfile
-from types import SimpleNamespace
 
 import numpy as np
 
-from analysis import allocation, fitters, parametric, tables
-from analysis.synthetic import isoflop_table
+from analysis.laws import allocation, approach3, fitters
+from analysis.tables import tables
+from analysis.uncertainty import parametric
+from analysis.uncertainty.synthetic import isoflop_table
 
 LAW = allocation.LawParams(E=1.7, A=400.0, B=1500.0, alpha=0.33, beta=0.36)
-SMALL_GRID = dict(grid_alpha=(0.0, 0.5, 1.0), grid_beta=(0.0, 0.5, 1.0), grid_e=(0.0, 0.5),
-                  grid_a=(5.0, 10.0), grid_b=(5.0, 10.0))
+SMALL_GRID = approach3.StartGrid(alpha=(0.0, 0.5, 1.0), beta=(0.0, 0.5, 1.0), e=(0.0, 0.5), a=(5.0, 10.0), b=(5.0, 10.0))
 
 
 def trial(path, k: int, args) -> dict[str, bool]:
@@ -30,8 +30,8 @@ def trial(path, k: int, args) -> dict[str, bool]:
                   sigma_nats=args.sigma, seeds=args.seeds, replicated=3, seed=100 + k,
                   eval_se=None if args.seeds > 1 else args.sigma)
     runs = tables.load_runs(path)
-    opts = SimpleNamespace(interp="parabola", include_edges=False, bootstrap=args.resamples, seed=k, level=0.95,
-                           delta=1e-3, no_ml=True, **SMALL_GRID)
+    opts = fitters.FitOptions(interp="parabola", include_edges=False, bootstrap=args.resamples, seed=k, level=0.95,
+                              delta=1e-3, ml=False, grid=SMALL_GRID)
     ctx = fitters.Context(opts, runs, parametric.plan(runs))
     f2, f3 = fitters.approach2_fit(ctx)["approach2"], fitters.approach3_fit(ctx)["approach3"]
     truth = {"a": allocation.exponents(LAW)[0], "E": LAW.E, "alpha": LAW.alpha}

@@ -4,7 +4,8 @@ Fits scaling laws to a results table, prints one table and the diagnostics, and 
 DIR/fits.json (per approach: E, A, B, alpha, beta, a, b, G where they apply, the objective, and
 bootstrap intervals; then "convention", the one FLOP convention every fit used, and "diagnostics":
 checks, IsoFLOP minima, a by approach, validation, the FLOP-convention audit, seed noise).
-The per-approach fits live in analysis.fitters, the checks in analysis.diagnostics.
+A thin shell over analysis.laws.fitters.fit (FitOptions -> FitResult); the checks live in
+analysis.diagnostics.
 """
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import sys
 
 import numpy as np
 
-from analysis import diagnostics, fitters, noise, parametric, tables, true_e, validate
+from analysis.diagnostics import diagnostics, validate
+from analysis.laws import fitters, true_e
+from analysis.tables import tables
+from analysis.uncertainty import noise
 from analysis.cli_common import (add_grid_flags, add_smoothing_flag, add_table_flags, columns_from, grid_from,
                                  run_main)
-from analysis.records import Fit, InputError, write_atomic, write_fits
+from analysis.records import Fit, write_atomic
 from plumbing.cli import Parser
 
 
@@ -52,38 +56,14 @@ def build_parser() -> Parser:
     return p
 
 
-def _check_args(args) -> None:
-    if args.bootstrap < 0:
-        raise InputError("--bootstrap must be >= 0")
-    if not 0 < args.level < 1:
-        raise InputError("--level must be between 0 and 1, e.g. 0.95")
-    if args.delta <= 0:
-        raise InputError("--delta must be positive")
-    if args.smooth_dex < 0:
-        raise InputError("--smooth-dex must be >= 0 (0: no smoothing)")
-    if args.approach == "1" and not args.curves:
-        raise InputError("--approach 1 needs --curves FILE (loss curves in long format)")
-
-
-def fit_all(args, runs: tables.Runs, ctx: fitters.Context | None = None) -> tuple[dict[str, Fit], dict[str, str]]:
-    """The fits asked for. Under --approach all, an approach this table cannot support (too few
-    budgets, an envelope with no interior optimum, ...) is skipped with its reason instead of
-    failing the others; asked for by name, the same problem is an error."""
-    ctx = ctx or fitters.Context(args, runs, parametric.plan(runs))
-    fits: dict[str, Fit] = {}
-    skipped: dict[str, str] = {}
-    for name, fit_one in fitters.FITTERS:
-        if args.approach not in (name, "all") or (name == "1" and not args.curves):
-            continue
-        try:
-            fits.update(fit_one(ctx))
-        except InputError as e:
-            if args.approach != "all":
-                raise
-            skipped[name] = str(e)
-    if not fits:
-        raise InputError("no approach could be fitted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    return fits, skipped
+def options_from(args) -> fitters.FitOptions:
+    """The parsed flags as the fit's typed options (validated there)."""
+    return fitters.FitOptions(
+        approach=args.approach, curves=args.curves, curve_loss_col=args.curve_loss_col,
+        flops_convention=args.flops_convention, smooth=args.smooth, smooth_dex=args.smooth_dex, interp=args.interp,
+        include_edges=args.include_edges, delta=args.delta, ml=not args.no_ml, bootstrap=args.bootstrap,
+        seed=args.seed, level=args.level, validation=not args.no_validation, true_e=args.true_e,
+        grid=grid_from(args))
 
 
 def format_table(fits: dict[str, Fit]) -> str:
@@ -101,31 +81,11 @@ def format_table(fits: dict[str, Fit]) -> str:
 
 def main_body(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    _check_args(args)
+    options = options_from(args)
     runs = tables.drop_highest_loss(tables.load_runs(args.results, columns_from(args)), args.drop_highest)
-    for note in runs.notes:
-        print(f"note: {note}", file=sys.stderr)
-    ctx = fitters.Context(args, runs, parametric.plan(runs))
-    fits, skipped = fit_all(args, runs, ctx)
-    e_star, e_note = true_e.value(runs, args.true_e)
-    fits = true_e.attach(fits, e_star)
-    if e_note:
-        print(f"note: {e_note}", file=sys.stderr)
-    for name, reason in skipped.items():
-        print(f"note: approach {name} skipped: {reason}", file=sys.stderr)
-    diag = diagnostics.build(ctx, fits, validate_runs=not args.no_validation)
-    os.makedirs(args.out, exist_ok=True)
-    write_fits(os.path.join(args.out, "fits.json"), fits, {"convention": runs.convention, "diagnostics": diag})
-    print(f"FLOP convention of every fit: {runs.convention}; {noise.run_noise(runs).noise.line()}")
-    print(format_table(fits))
-    for line in true_e.lines(fits):
-        print(line)
-    print(diagnostics.format_diagnostics(diag))
-    for f in fits.values():
-        for note in f.notes:
-            print(f"note ({f.approach}): {note}", file=sys.stderr)
+    fit_and_write(runs, options, args.out)
     if args.validate:
-        rows = validate.holdout_largest_budget(runs, args.delta, grid_from(args))
+        rows = validate.holdout_largest_budget(runs, options.delta, options.grid)
         text = "run_id,N,D,loss,predicted,rel_error\n" + "".join(
             f"{r.run_id},{r.N:.6g},{r.D:.6g},{r.loss:.6g},{r.predicted:.6g},{r.rel_error:.6g}\n" for r in rows)
         write_atomic(os.path.join(args.out, "holdout.csv"), text)
@@ -135,6 +95,31 @@ def main_body(argv=None) -> int:
             print(f"  {r.run_id:>10}  N={r.N:.4g}  D={r.D:.4g}  loss={r.loss:.4f}  pred={r.predicted:.4f}  "
                   f"err={r.rel_error:+.3%}")
     return 0
+
+
+def fit_and_write(runs: tables.Runs, options: fitters.FitOptions, out_dir: str) -> fitters.FitResult:
+    """What `python -m analysis.fit` does after reading its flags: fit, write out_dir/fits.json, print."""
+    for note in runs.notes:
+        print(f"note: {note}", file=sys.stderr)
+    result = fitters.fit(runs, options)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    os.makedirs(out_dir, exist_ok=True)
+    result = result.write(os.path.join(out_dir, "fits.json"))
+    print_result(result, runs)
+    return result
+
+
+def print_result(result: fitters.FitResult, runs: tables.Runs) -> None:
+    """The table of fits, E against E*, the diagnostics (stdout) and each fit's notes (stderr)."""
+    print(f"FLOP convention of every fit: {result.convention}; {noise.run_noise(runs).noise.line()}")
+    print(format_table(result.fits))
+    for line in true_e.lines(result.fits):
+        print(line)
+    print(diagnostics.format_diagnostics(result.diagnostics))
+    for f in result.fits.values():
+        for note in f.notes:
+            print(f"note ({f.approach}): {note}", file=sys.stderr)
 
 
 def main(argv=None) -> int:

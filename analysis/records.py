@@ -40,6 +40,23 @@ class Fit:
             **({"extra": self.extra} if self.extra else {}),
         }
 
+    @classmethod
+    def from_json(cls, body: Mapping[str, object]) -> "Fit":
+        """The inverse of `to_json`: null (a non-finite value in fits.json) reads back as NaN."""
+        num = lambda v: math.nan if v is None else float(v)
+        return cls(
+            approach=str(body["approach"]),
+            params={k: num(v) for k, v in body.items() if k not in _FIT_FIELDS},
+            objective=None if body.get("objective") is None else float(body["objective"]),
+            intervals={k: (num(lo), num(hi)) for k, (lo, hi) in (body.get("intervals") or {}).items()},
+            n_runs=int(body.get("n_runs") or 0),
+            notes=tuple(body.get("notes") or ()),
+            extra=dict(body.get("extra") or {}),
+        )
+
+
+_FIT_FIELDS = ("approach", "objective", "intervals", "n_runs", "notes", "extra")
+
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
     """Readers never see a half-written file (plumbing.atomic: the one mechanism analysis writes with)."""
@@ -48,8 +65,12 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_fits(path, fits: Mapping[str, Fit], top: Mapping[str, object] | None = None) -> None:
     """One key per approach, then `top`'s keys (fits.json's "convention" and "diagnostics")."""
-    body = _json_safe({**{k: f.to_json() for k, f in fits.items()}, **(top or {})})
-    write_atomic(path, json.dumps(body, indent=2, sort_keys=False, allow_nan=False) + "\n")
+    write_atomic(path, json.dumps(fits_json(fits, top), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def fits_json(fits: Mapping[str, Fit], top: Mapping[str, object] | None = None) -> dict:
+    """fits.json's body: NaN as null, numpy scalars as Python numbers."""
+    return _json_safe({**{k: f.to_json() for k, f in fits.items()}, **(top or {})})
 
 
 def _json_safe(v):

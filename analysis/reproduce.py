@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from analysis import allocation, approach3, bootstrap, tables
+from analysis.laws import allocation, approach3
+from analysis.tables import tables
+from analysis.uncertainty import bootstrap
 from analysis.cli_common import run_main
 from analysis.records import InputError
 from plumbing.cli import Parser

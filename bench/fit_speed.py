@@ -19,7 +19,9 @@ os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
 import numpy as np  # noqa: E402
 import scipy.optimize  # noqa: E402
 
-from analysis import approach3, bootstrap, tables  # noqa: E402
+from analysis.laws import approach3  # noqa: E402
+from analysis.tables import tables  # noqa: E402
+from analysis.uncertainty import bootstrap  # noqa: E402
 
 DEFAULT = pathlib.Path(__file__).resolve().parents[2] / "shared/data/chinchilla-svg/svg_extracted_data.csv"
 

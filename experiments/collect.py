@@ -12,7 +12,7 @@ points.csv -- one row per IsoFLOP point (budget, params) over its seeds, complet
     budget, params, tokens, n_seeds, mean_eval_loss, std_eval_loss (empty with one seed)
 curves.csv -- long format for Approach 1 (Hoffmann et al. 2022, Sec. 3.1: the envelope of all training
 curves): run_id, params, step, tokens, flops, train_loss, eval_loss, one row per logged step.
-provenance.json -- how the results were made, for the report (analysis.report_study.StudyInfo): the plan,
+provenance.json -- how the results were made, for the report (analysis.output.report_study.StudyInfo): the plan,
 each started run's devices, versions and times, why each run has no result, the study's wall time.
 The columns are declared once, in analysis.schema.
 """
@@ -26,8 +26,9 @@ import sys
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
-from analysis import noise, schema
-from analysis.report_study import PROVENANCE_FILE, RUN_KEYS, StudyInfo
+from analysis import schema
+from analysis.output.report_study import PROVENANCE_FILE, RUN_KEYS, StudyInfo
+from analysis.uncertainty import noise
 from experiments import locks
 from experiments import study_dir as st
 from experiments.status import DEFAULT_MAX_RETRIES
@@ -74,7 +75,7 @@ def result_row(spec, rec: RunRecord | Mapping | None, state: str, attempts: int,
 
 
 def point_rows(results: list[dict]) -> tuple[list[dict], noise.SeedNoise]:
-    """IsoFLOP points over their seeds, and the pooled seed noise (analysis.noise)."""
+    """IsoFLOP points over their seeds, and the pooled seed noise (analysis.uncertainty.noise)."""
     done = [r for r in results if r["role"] == "isoflop" and r["status"] == st.COMPLETED
             and r["final_eval_loss"] is not None]
     pts = noise.points(*([r[k] for r in done] for k in ("budget", "params", "tokens", "final_eval_loss")))
@@ -113,7 +114,7 @@ def to_csv(rows: list[dict], columns) -> str:
 
 def provenance(study: Path, plan: st.Plan, launched: st.Launched, records: dict[str, RunRecord | None],
                states: dict[str, st.RunState]) -> StudyInfo:
-    """What the report says about how the results were made (analysis.report_study), so the
+    """What the report says about how the results were made (analysis.output.report_study), so the
     analysis reads a file of the study instead of its run directories."""
     kept = {rid: {k: v for k, v in rec.to_json().items() if k in RUN_KEYS}
             for rid, rec in records.items() if rec is not None}

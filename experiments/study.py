@@ -6,7 +6,8 @@ study config to a report: plan -> train -> collect -> fit -> figures -> report.
         [--targets 1e13,5.76e23] [--bootstrap 200]
 
 Each phase is the existing command's own entry point (experiments.plan, experiments.launch,
-experiments.collect, analysis.fit, analysis.figures, analysis.report); their output goes to
+experiments.collect) or the analysis library under analysis.fit, analysis.figures and
+analysis.report (one fit, drawn and reported from the record it returns); their output goes to
 DIR/logs/<phase>.log and the terminal shows one progress line for the whole study (phase, runs
 done/running/failed, ETA). Idempotent and safe to kill at any moment: the plan is rewritten only
 when the config or its overrides changed (a grown plan keeps its completed runs, see
@@ -203,41 +204,59 @@ def inputs_hash(study: Path, args) -> str:
 
 
 def analysis_phases(args, study: Path, state: dict, progress: Progress) -> str | None:
-    """fit -> figures -> report, unless their inputs are those of the last report. Returns the reason
-    the analysis stopped, or None."""
-    from analysis import figures, fit, report
+    """fit -> figures -> report, unless their inputs are those of the last report: the table is read
+    once, fitted once, and figures and report draw that fit (records passed, no argv). Returns the
+    reason the analysis stopped, or None."""
+    from analysis import fit
+    from analysis.figures import print_drawn
+    from analysis.laws import fitters
+    from analysis.output import figures, report
+    from analysis.output.report_study import read_study
+    from analysis.records import InputError
+    from analysis.tables.tables import Columns
 
     h = inputs_hash(study, args)
     if state.get("report_inputs") == h and (study / "report.html").exists() and not args.reanalyse:
         return None
-    results, curves = str(study / "results.csv"), str(study / "curves.csv")
-    fits = str(study / "fits" / "fits.json")
-    targets = [f"--targets={args.targets}"] if args.targets else []
-    steps = (("fit", fit.main, ["--results", results, "--curves", curves, "--approach", "all",
-                                "--out", str(study / "fits"), "--bootstrap", str(args.bootstrap)]),
-             ("figures", figures.main, ["--results", results, "--curves", curves, "--out", str(study / "figures"),
-                                        "--fits", fits, *targets]),
-             ("report", report.main, ["--results", results, "--curves", curves, "--out", str(study), "--study",
-                                      str(study), "--fits", fits, "--figures", str(study / "figures"),
-                                      "--bootstrap", str(args.bootstrap), *targets]))
-    notes: list[str] = []
-    for phase, main, argv in steps:
-        progress.show(phase, {"fit": "fitting Approaches 1-3 and Kaplan, with bootstrap intervals",
-                              "figures": "drawing Chinchilla Figs. 2-4 and Kaplan Fig. 1",
-                              "report": "writing report.md and report.html"}[phase])
-        if phase == "report":  # what fit and figures noted (skipped approaches, figures) goes in the report
-            atomic.write_text(study / "logs" / "analysis_notes.txt", "".join(f"{n}\n" for n in notes))
-            argv = [*argv, "--notes", str(study / "logs" / "analysis_notes.txt")]
+    targets = tuple(float(t) for t in args.targets.split(",") if t.strip()) if args.targets else None
+    options = report.ReportOptions(targets=targets, bootstrap=args.bootstrap)
+    fit_options = fitters.FitOptions(curves=str(study / "curves.csv"), bootstrap=args.bootstrap)
+    done: dict = {}  # what each phase hands the next
+    notes: list[str] = []  # what fit and figures noted (skipped approaches, figures) goes in the report
+
+    def fit_phase():
+        done["table"] = table = report.Table.load(str(study / "results.csv"), Columns(), curves=fit_options.curves)
+        done["fits"] = fit.fit_and_write(table.runs, fit_options, str(study / "fits"))
+        notes.extend([*table.runs.notes, *done["fits"].notes])
+
+    def figures_phase():
+        table, fits = done["table"], done["fits"]
+        done["approach2"] = a2 = report.approach2_projection(table, fits, options)
+        drawn = figures.draw(table.runs, fit_options, str(study / "figures"), None, table.targets(options), fits,
+                             report.figure_projections(options, a2[1]))
+        print_drawn(drawn)
+        notes.extend([*([table.note] if table.note else []), *drawn.notes])
+
+    def report_phase():
+        for path in report.report(done["table"], done["fits"], str(study), str(study / "figures"), options,
+                                  read_study(str(study)), notes, done["approach2"]):
+            print(path)
+
+    steps = (("fit", fit_phase, "fitting Approaches 1-3 and Kaplan, with bootstrap intervals"),
+             ("figures", figures_phase, "drawing Chinchilla Figs. 2-4 and Kaplan Fig. 1"),
+             ("report", report_phase, "writing report.md and report.html"))
+    for phase, step, what in steps:
+        progress.show(phase, what)
         faults.point(phase)
-        with logged(study, phase) as log:
+        with logged(study, phase):
             try:
-                code = main(argv)
+                step()
+            except InputError as e:  # bad input, one line, as the analysis commands print it
+                print(f"error: {e}", file=sys.stderr)
+                return f"{phase}: error: {e} (DIR/logs/{phase}.log)"
             except Exception as e:  # a bug in an analysis step: its traceback goes to the log, not the terminal
                 traceback.print_exc()
                 return f"{phase}: {type(e).__name__}: {e} (traceback in DIR/logs/{phase}.log)"
-        notes += log.lines
-        if code != 0:
-            return f"{phase}: {_last_error(study, phase)} (DIR/logs/{phase}.log)"
     state["report_inputs"] = h
     write_state(study, state)
     return None

@@ -2,9 +2,11 @@
 import numpy as np
 import pytest
 
-from analysis import allocation, approach2, bootstrap, parametric, tables
+from analysis.laws import allocation, approach2
+from analysis.tables import tables
+from analysis.uncertainty import bootstrap, parametric
 from analysis.records import InputError
-from analysis.synthetic import isoflop_table
+from analysis.uncertainty.synthetic import isoflop_table
 
 LAW = allocation.LawParams(E=1.7, A=400.0, B=1500.0, alpha=0.33, beta=0.36)
 

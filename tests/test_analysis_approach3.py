@@ -7,9 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from analysis import allocation, approach3, bootstrap, fit, tables
-from analysis.lbfgs import minimize_batched
-from analysis.synthetic import isoflop_table
+from analysis import fit
+from analysis.laws import allocation, approach3
+from analysis.tables import tables
+from analysis.uncertainty import bootstrap
+from analysis.laws.lbfgs import minimize_batched
+from analysis.uncertainty.synthetic import isoflop_table
 
 REFERENCE = pathlib.Path(__file__).parents[2] / "shared/data/chinchilla-svg/svg_extracted_data.csv"
 

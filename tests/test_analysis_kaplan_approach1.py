@@ -3,8 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import allocation, approach1, kaplan, tables
-from analysis.synthetic import curves_table
+from analysis.laws import allocation, approach1, kaplan
+from analysis.tables import tables
+from analysis.uncertainty.synthetic import curves_table
 
 
 def test_single_laws_recover_power_laws():

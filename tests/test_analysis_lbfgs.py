@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-from analysis.lbfgs import LbfgsOptions, minimize_batched
+from analysis.laws.lbfgs import LbfgsOptions, minimize_batched
 
 
 def rosenbrock(x_SxP, shared, lane):

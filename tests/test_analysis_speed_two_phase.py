@@ -5,9 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from analysis import allocation, approach3, tables
-from analysis.lbfgs import LbfgsOptions, minimize_batched, precompile
-from analysis.synthetic import isoflop_table
+from analysis.laws import allocation, approach3
+from analysis.tables import tables
+from analysis.laws.lbfgs import LbfgsOptions, minimize_batched, precompile
+from analysis.uncertainty.synthetic import isoflop_table
 
 LAW = allocation.LawParams(E=1.7, A=400.0, B=1500.0, alpha=0.33, beta=0.36)
 GRID_96 = approach3.StartGrid(alpha=(0.0, 0.5, 1.0, 2.0), beta=(0.0, 0.5, 1.0, 2.0), e=(-1.0, 1.0),

@@ -8,10 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import (allocation, approach1, approach2, conventions, diagnostics, fit, noise, parametric,
-                      tables, validate)
+from analysis import fit
+from analysis.diagnostics import diagnostics, validate
+from analysis.laws import allocation, approach1, approach2
+from analysis.tables import conventions, tables
+from analysis.uncertainty import noise, parametric
 from analysis.records import InputError
-from analysis.synthetic import isoflop_table
+from analysis.uncertainty.synthetic import isoflop_table
 
 LAW = allocation.LawParams(E=1.7, A=400.0, B=1500.0, alpha=0.33, beta=0.36)
 SMALL = ["--grid-alpha", "0.5", "--grid-beta", "0.5", "--grid-e", "0.5", "--grid-a", "6", "--grid-b", "7"]
@@ -184,7 +187,7 @@ def test_allocation_under_a_convention(tmp_path):
 def test_rolling_origin_and_leave_one_out(tmp_path):
     isoflop_table(tmp_path / "r.csv", LAW, budgets=BUDGETS, per_budget=7, span_dex=0.5, noise=0.0005, seed=2)
     runs = tables.load_runs(tmp_path / "r.csv")
-    from analysis import approach3
+    from analysis.laws import approach3
     grid = approach3.StartGrid(alpha=(0.5,), beta=(0.5,), e=(0.5,), a=(6.0,), b=(7.0,))
     rows = validate.rolling_origin(runs, grid=grid)
     assert [r.budget for r in rows] == [1e19, 1e20] and [r.n_fit_budgets for r in rows] == [2, 3]
@@ -193,7 +196,7 @@ def test_rolling_origin_and_leave_one_out(tmp_path):
     loo = validate.loo_approach3(runs, best.x)
     assert loo.failed == 0 and 0 < loo.max_shift < 0.02
     # A full fit whose allocation is off range (a is NaN) leaves no shift to report, not a crash.
-    from analysis.allocation import LawParams
+    from analysis.laws.allocation import LawParams
     full = LawParams.from_logs(*best.x)
     off = validate.loo_approach3(runs, best.x,
                                  a_of=lambda p: float("nan") if p == full else p.beta / (p.alpha + p.beta))
@@ -227,7 +230,7 @@ def test_diagnostic_tables_print_generically():
 
 
 def test_approach1_from_noisy_train_curves_with_an_interval(seeded, tmp_path):
-    from analysis.synthetic import curves_table
+    from analysis.uncertainty.synthetic import curves_table
     df = curves_table(tmp_path / "c.csv", LAW, np.logspace(7, 10, 10), max_flops=1e20, points=60)
     df["train_loss"] *= np.exp(0.02 * np.random.default_rng(0).standard_normal(len(df)))
     df["eval_loss"] = np.where(df.step % 20 == 0, df.eval_loss, np.nan)  # an eval every 20 logs
@@ -287,7 +290,7 @@ def test_coverage_command_reports_every_interval(capsys):
 
 
 def test_curves_without_flops_are_counted_in_the_tables_convention(tmp_path):
-    from analysis import fitters
+    from analysis.laws import fitters
     df = isoflop_table(tmp_path / "r.csv", LAW, budgets=(1e18, 1e19), per_budget=5)
     df["flops_chinchilla"] = 2 * df.flops_6n
     df["flop_convention"] = "chinchilla"

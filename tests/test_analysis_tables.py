@@ -3,9 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import allocation, tables
+from analysis.laws import allocation
+from analysis.tables import tables
 from analysis.records import InputError
-from analysis.synthetic import isoflop_table
+from analysis.uncertainty.synthetic import isoflop_table
 
 LAW = allocation.LawParams(E=1.7, A=400.0, B=1500.0, alpha=0.33, beta=0.36)
 

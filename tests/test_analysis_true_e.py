@@ -4,8 +4,9 @@ import json
 import pandas as pd
 import pytest
 
-from analysis import allocation, fit
-from analysis.synthetic import isoflop_table
+from analysis import fit
+from analysis.laws import allocation
+from analysis.uncertainty.synthetic import isoflop_table
 
 LAW = allocation.LawParams(E=1.7, A=400.0, B=1500.0, alpha=0.33, beta=0.36)
 SMALL = ["--grid-alpha", "0.5", "--grid-beta", "0.5", "--grid-e", "0.5", "--grid-a", "6", "--grid-b", "7"]

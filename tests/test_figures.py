@@ -4,8 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import allocation, approach1, approach2, budgets, figures, kaplan, tables
-from analysis.synthetic import curves_table, isoflop_table
+from analysis import figures as figures_cli
+from analysis.laws import allocation, approach1, approach2, kaplan
+from analysis.output import figures
+from analysis.tables import budgets, tables
+from analysis.uncertainty.synthetic import curves_table, isoflop_table
 
 LAW = allocation.LawParams(E=1.7, A=400.0, B=1500.0, alpha=0.33, beta=0.36)
 BUDGETS = (1e17, 1e18, 1e19, 1e20)
@@ -106,7 +109,7 @@ def test_budgets_detected_from_flop_density_when_there_is_no_budget_column(tmp_p
     found = budgets.detect_budgets(df["flops_6n"].to_numpy())
     assert len(found) == len(BUDGETS) and np.allclose(np.log10(found), np.log10(BUDGETS), atol=0.05)
     out = tmp_path / "figs"
-    assert figures.main(["--results", str(tmp_path / "r.csv"), "--out", str(out), "--which", "3"]) == 0
+    assert figures_cli.main(["--results", str(tmp_path / "r.csv"), "--out", str(out), "--which", "3"]) == 0
     assert "4 IsoFLOP budgets detected" in capsys.readouterr().err
     assert (out / "chinchilla_fig3.png").exists()
 
@@ -115,7 +118,7 @@ def test_one_cluster_says_why_fig3_is_skipped(tmp_path, capsys):
     df = pd.DataFrame({"params": [1e8, 2e8, 4e8, 8e8], "flops_6n": [1e18, 1.3e19, 1e20, 2e21],
                        "final_eval_loss": [3.0, 2.8, 2.6, 2.4]})
     df.to_csv(tmp_path / "r.csv", index=False)
-    assert figures.main(["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "f"), "--which", "3,kaplan"]) == 2
+    assert figures_cli.main(["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "f"), "--which", "3,kaplan"]) == 2
     err = capsys.readouterr().err
     assert "--budgets" in err
 

@@ -4,7 +4,7 @@ A Monte Carlo of the analysis itself (no tool we know of does this): every simul
 plan's IsoFLOP runs -- the same (N, D, C) points, seed repeats included -- with final losses drawn
 from the study's prior law (experiments.planning.prior: the law whose optimum is the prior's N_opt,
 profiles `prior.depth` deep at 0.4 decades) plus Gaussian noise of std `noise` per run, and is fitted
-by analysis.approach2.fit_approach2 exactly as `analysis.fit` fits a real study (seed noise pooled
+by analysis.laws.approach2.fit_approach2 exactly as `analysis.fit` fits a real study (seed noise pooled
 from the repeats weights the vertices). The spread of the fitted a and b over the simulated studies
 is what one real study's interval should be; the noiseless fit is where they centre.
 
@@ -20,10 +20,10 @@ from typing import Sequence
 
 import numpy as np
 
-from analysis.approach2 import fit_approach2
-from analysis.noise import Point, seed_noise
+from analysis.laws.approach2 import fit_approach2
+from analysis.uncertainty.noise import Point, seed_noise
 from analysis.records import InputError
-from analysis.tables import Runs
+from analysis.tables.tables import Runs
 from experiments.planning.errors import StudyError
 from experiments.planning.prior import Law, Prior
 from experiments.spec import RunSpec
@@ -80,7 +80,7 @@ def fpt_curve(runs: Sequence[RunSpec]):
 
 def noise_level(noise: float, noise_from: str) -> tuple[float, str]:
     """The per-run noise: study.noise, or from a previous study's table. points.csv gives the seed
-    noise pooled over its points with repeats (analysis.noise.seed_noise: the estimate analysis.fit
+    noise pooled over its points with repeats (analysis.uncertainty.noise.seed_noise: the estimate analysis.fit
     weights and bootstraps with); results.csv the median eval standard error."""
     if not noise_from:
         return noise, "study.noise"

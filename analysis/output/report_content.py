@@ -10,9 +10,11 @@ import time
 
 import numpy as np
 
-from analysis import allocation, parametric, tables
-from analysis.report_render import Bullets, Image, Section, Table
-from analysis.report_study import StudyInfo
+from analysis.laws import allocation
+from analysis.output.report_render import Bullets, Image, Section, Table
+from analysis.output.report_study import StudyInfo
+from analysis.tables import tables
+from analysis.uncertainty import parametric
 
 PF_DAY = 1e15 * 86400
 # Hoffmann et al. 2022, Table 2: a, b with their 10th-90th percentile bootstrap ranges.
@@ -222,7 +224,7 @@ def _approach3_law(fits: dict) -> allocation.LawParams | None:
 
 def approach3_predictions(inp: Inputs, law: allocation.LawParams, k: float) -> dict:
     """{C: {"N": (mid, lo, hi), "D": ..., "L": ...}} with percentile intervals over the fit's own
-    resampling (analysis.parametric, as fits.json's intervals)."""
+    resampling (analysis.uncertainty.parametric, as fits.json's intervals)."""
     mid = allocation.optimal_allocation(law, np.asarray(inp.targets), k)
     out = {t: {"N": [mid.N_opt[i]], "D": [mid.D_opt[i]], "L": [mid.loss[i]]} for i, t in enumerate(inp.targets)}
     if inp.n_boot:

@@ -1,17 +1,23 @@
-"""One function per approach for `python -m analysis.fit`: fit, resample for intervals, and keep
-what the diagnostics need in a `Context`. Every fit uses the table's one FLOP convention
-(runs.convention) and, for intervals, the one resampling plan of the table (analysis.parametric).
+"""The fits as a library: `fit(runs, FitOptions(...)) -> FitResult`, one function per approach
+behind it (fit, resample for intervals, keep what the diagnostics need in a `Context`).
+`python -m analysis.fit` is a thin shell over `fit`. Every fit uses the table's one FLOP convention
+(runs.convention) and, for intervals, the one resampling plan of the table (analysis.uncertainty.parametric).
 """
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
-from analysis import allocation, approach1, approach2, approach3, conventions, kaplan, noise, parametric, tables
-from analysis.cli_common import grid_from
-from analysis.records import Fit
+from analysis.diagnostics import diagnostics
+from analysis.laws import allocation, approach1, approach2, approach3, kaplan, true_e
+from analysis.tables import conventions, tables
+from analysis.uncertainty import noise, parametric
+from analysis.records import Fit, InputError, fits_json, write_fits
 
 
 # The ML variant has 6 free parameters (5 + the Huber scale): on a handful of runs its scale
@@ -25,9 +31,92 @@ ML_MIN_RUNS_FOR_INTERVAL = 12
 ML_RESAMPLE_MAXITER = 10000
 
 
+APPROACHES = ("1", "2", "3", "kaplan", "all")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """Everything a fit depends on besides the table (analysis.fit's flags, validated here).
+    approach: one of APPROACHES ('all': 2, 3, kaplan, and 1 when there are curves, each skipped
+    with its reason when the table cannot support it)."""
+
+    approach: str = "all"
+    curves: str | None = None  # loss curves CSV (Approach 1)
+    curve_loss_col: str | None = None
+    flops_convention: str = "6nd"  # how the curves' FLOPs are counted when they have no flops column
+    smooth: int = 1  # Approach 1: moving-average window over logged points
+    smooth_dex: float = 0.1  # Approach 1: local linear smoothing over this many decades of tokens
+    interp: str = "parabola"  # Approach 2's IsoFLOP profile model
+    include_edges: bool = False  # Approaches 1-2: keep optima at the edge of the sampled N range
+    delta: float = 1e-3  # Approach 3's Huber delta
+    ml: bool = True  # Approach 3: also Epoch's maximum-likelihood variant
+    bootstrap: int = 200  # resamples (0: no intervals)
+    seed: int = 0
+    level: float = 0.95
+    validation: bool = True  # the diagnostics' rolling-origin and leave-one-out refits
+    true_e: float | None = None  # the source's exact E* (None: the table's true_loss column, if any)
+    grid: approach3.StartGrid = approach3.StartGrid()
+
+    def __post_init__(self):
+        if self.approach not in APPROACHES:
+            raise InputError(f"--approach {self.approach}: choose from {', '.join(APPROACHES)}")
+        if self.bootstrap < 0:
+            raise InputError("--bootstrap must be >= 0")
+        if not 0 < self.level < 1:
+            raise InputError("--level must be between 0 and 1, e.g. 0.95")
+        if self.delta <= 0:
+            raise InputError("--delta must be positive")
+        if self.smooth_dex < 0:
+            raise InputError("--smooth-dex must be >= 0 (0: no smoothing)")
+        if self.approach == "1" and not self.curves:
+            raise InputError("--approach 1 needs --curves FILE (loss curves in long format)")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """What a fit produced: fits.json's content as records, plus the Approach 2 fit itself (not in
+    fits.json) so figures and the report draw it instead of fitting it again."""
+
+    fits: Mapping[str, Fit]
+    convention: str  # the one FLOP convention every fit used
+    diagnostics: Mapping[str, object]  # analysis.diagnostics.build's sections
+    notes: tuple[str, ...] = ()  # what the fit noted: skipped approaches, partial E*
+    approach2: approach2.Approach2Result | None = None  # fitted under `options`
+    options: FitOptions | None = None  # what it was fitted with (None: read from a file)
+    source: str | None = None  # the fits.json it was read from or written to
+
+    def approach2_under(self, interp: str, include_edges: bool) -> approach2.Approach2Result | None:
+        """The Approach 2 fit, if this result fitted it with that profile model and edge rule."""
+        o = self.options
+        ok = o is not None and (o.interp, o.include_edges) == (interp, include_edges)
+        return self.approach2 if ok else None
+
+    def write(self, path) -> "FitResult":
+        """fits.json at `path`; returns the record that knows where it lives."""
+        write_fits(path, self.fits, self._top())
+        return dataclasses.replace(self, source=os.fspath(path))
+
+    def to_json(self) -> dict:
+        """fits.json's body, as `read` gives it back."""
+        return json.loads(json.dumps(fits_json(self.fits, self._top())))
+
+    def _top(self) -> dict:
+        return {"convention": self.convention, "diagnostics": self.diagnostics}
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, object]) -> "FitResult":
+        fits = {k: Fit.from_json(v) for k, v in body.items() if isinstance(v, dict) and "approach" in v}
+        return cls(fits, str(body.get("convention", "?")), dict(body.get("diagnostics") or {}))
+
+    @classmethod
+    def read(cls, path) -> "FitResult":
+        with open(path) as fh:
+            return dataclasses.replace(cls.from_json(json.load(fh)), source=os.fspath(path))
+
+
 @dataclasses.dataclass
 class Context:
-    args: object
+    options: FitOptions
     runs: tables.Runs
     plan: parametric.Plan
     r1: approach1.Approach1Result | None = None
@@ -39,7 +128,7 @@ class Context:
 
 def _intervals(ctx: Context, key: str, s: parametric.Samples) -> dict:
     ctx.samples[key] = s
-    return s.intervals(ctx.args.level)
+    return s.intervals(ctx.options.level)
 
 
 def usable_curves(path, loss_col, flops_convention: str, runs: tables.Runs, smooth_dex: float) -> tables.Curves:
@@ -57,12 +146,12 @@ def usable_curves(path, loss_col, flops_convention: str, runs: tables.Runs, smoo
 
 
 def _curves(ctx: Context) -> tables.Curves:
-    a = ctx.args
+    a = ctx.options
     return usable_curves(a.curves, a.curve_loss_col, a.flops_convention, ctx.runs, a.smooth_dex)
 
 
 def approach1_fit(ctx: Context) -> dict[str, Fit]:
-    a = ctx.args
+    a = ctx.options
     curves = _curves(ctx)
     fit1 = lambda cv, sm: approach1.fit_approach1(cv, smooth=sm, drop_edges=not a.include_edges)
     ctx.r1 = r1 = fit1(curves, a.smooth)
@@ -89,7 +178,7 @@ def _boot_extra(ctx: Context, key: str) -> dict:
 
 
 def approach2_fit(ctx: Context) -> dict[str, Fit]:
-    a, runs = ctx.args, ctx.runs
+    a, runs = ctx.options, ctx.runs
     sig = noise.run_noise(runs).sigma  # the measured noise weights the full fit and every resample's
     ctx.r2 = r2 = approach2.fit_approach2(runs, a.interp, a.include_edges, sig)
     ints = {}
@@ -120,9 +209,9 @@ def _convention_ab(ctx: Context, law: allocation.LawParams) -> tuple[float, floa
 
 
 def approach3_fit(ctx: Context) -> dict[str, Fit]:
-    a, runs = ctx.args, ctx.runs
+    a, runs = ctx.options, ctx.runs
     approach3.check_runs(runs.N, runs.D, runs.loss)
-    ctx.r3 = r3 = approach3.fit_huber(runs.N, runs.D, runs.loss, delta=a.delta, grid=grid_from(a))
+    ctx.r3 = r3 = approach3.fit_huber(runs.N, runs.D, runs.loss, delta=a.delta, grid=a.grid)
     eq4 = conventions.is_6n_like(runs) is not None
     ints = {}
     if a.bootstrap:
@@ -132,7 +221,7 @@ def approach3_fit(ctx: Context) -> dict[str, Fit]:
             s.values["a"], s.values["b"] = (np.asarray(v) for v in zip(*(_convention_ab(ctx, p) for p in laws)))
         ints = _intervals(ctx, "approach3", s)
     fits = {"approach3": _law_fit(ctx, r3, "approach3", ints, eq4)}
-    if not a.no_ml:
+    if a.ml:
         # Hoffmann's start as Epoch, and the Huber fit's: on small models the first can stall on a
         # plateau where B/D^beta has vanished (approach3.fit_ml); the higher likelihood wins.
         ml, sigma_ml = approach3.fit_ml(runs.N, runs.D, runs.loss, delta=a.delta, also_from=(r3.params,))
@@ -181,7 +270,7 @@ def _law_fit(ctx, res, key, ints, eq4, notes=()) -> Fit:
 
 
 def kaplan_fit(ctx: Context) -> dict[str, Fit]:
-    a, runs = ctx.args, ctx.runs
+    a, runs = ctx.options, ctx.runs
     k = kaplan.fit_kaplan(runs)
     ints = {}
     if a.bootstrap:
@@ -193,3 +282,35 @@ def kaplan_fit(ctx: Context) -> dict[str, Fit]:
 
 
 FITTERS = (("1", approach1_fit), ("2", approach2_fit), ("3", approach3_fit), ("kaplan", kaplan_fit))
+
+
+def fit_all(ctx: Context) -> tuple[dict[str, Fit], dict[str, str]]:
+    """The fits asked for. Under approach 'all', an approach this table cannot support (too few
+    budgets, an envelope with no interior optimum, ...) is skipped with its reason instead of
+    failing the others; asked for by name, the same problem is an error."""
+    o = ctx.options
+    fits: dict[str, Fit] = {}
+    skipped: dict[str, str] = {}
+    for name, fit_one in FITTERS:
+        if o.approach not in (name, "all") or (name == "1" and not o.curves):
+            continue
+        try:
+            fits.update(fit_one(ctx))
+        except InputError as e:
+            if o.approach != "all":
+                raise
+            skipped[name] = str(e)
+    if not fits:
+        raise InputError("no approach could be fitted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return fits, skipped
+
+
+def fit(runs: tables.Runs, options: FitOptions) -> FitResult:
+    """Every fit `options` asks for, their intervals, E* where the source knows it, and the diagnostics."""
+    ctx = Context(options, runs, parametric.plan(runs))
+    fits, skipped = fit_all(ctx)
+    e_star, e_note = true_e.value(runs, options.true_e)
+    fits = true_e.attach(fits, e_star)
+    notes = ([e_note] if e_note else []) + [f"approach {name} skipped: {reason}" for name, reason in skipped.items()]
+    diag = diagnostics.build(ctx, fits, validate_runs=options.validation)
+    return FitResult(fits, runs.convention, diag, tuple(notes), ctx.r2, options)

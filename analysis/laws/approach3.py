@@ -19,8 +19,8 @@ import numpy as np
 import scipy.optimize
 import scipy.stats
 
-from analysis import allocation
-from analysis.lbfgs import LbfgsOptions, minimize_batched, precompile
+from analysis.laws import allocation
+from analysis.laws.lbfgs import LbfgsOptions, minimize_batched, precompile
 from analysis.records import Fit, InputError
 
 PARAM_ORDER = ("log_A", "log_B", "log_E", "alpha", "beta")  # x_P columns everywhere below

@@ -11,7 +11,10 @@ import dataclasses
 
 import numpy as np
 
-from analysis import approach2, conventions, noise, validate
+from analysis.diagnostics import validate
+from analysis.laws import approach2
+from analysis.tables import conventions
+from analysis.uncertainty import noise
 from analysis.records import Fit, InputError
 
 A_HALF_WIDTH = 0.08
@@ -40,7 +43,7 @@ def minima(ctx) -> list[dict]:
     if ctx.r2 is not None:
         optima, used = ctx.r2.optima, ctx.r2.used_budgets
     else:
-        optima = approach2.budget_optima(ctx.runs, ctx.args.interp, noise.run_noise(ctx.runs).sigma, skip_small=True)
+        optima = approach2.budget_optima(ctx.runs, ctx.options.interp, noise.run_noise(ctx.runs).sigma, skip_small=True)
         used = ()
     return [flat({"C": o.C, "N_opt": o.N_opt, "N_parabola": o.N_parabola, "N_akima": o.N_akima,
                   "log10_N_se": o.log10_N_se, "vertices_differ": o.vertices_differ, "convex": o.convex,
@@ -71,13 +74,12 @@ def huber_vs_ml(fits) -> list[dict]:
 
 def validation(ctx) -> tuple[list[dict], list[dict], list[str]]:
     """(rolling_origin rows, leave_one_out rows, notes)."""
-    from analysis.cli_common import grid_from
-    a, runs, notes = ctx.args, ctx.runs, []
+    a, runs, notes = ctx.options, ctx.runs, []
     rows, loo = [], []
     sigma = noise.run_noise(runs).sigma  # the measured noise, as the fits themselves use it
     try:
         rows = [flat(dataclasses.asdict(r)) for r in
-                validate.rolling_origin(runs, a.interp, a.delta, grid_from(a), sigma)]
+                validate.rolling_origin(runs, a.interp, a.delta, a.grid, sigma)]
     except InputError as e:
         notes.append(f"rolling origin: {e}")
     try:
@@ -170,7 +172,7 @@ def _noise_checks(sec, fits) -> list[dict]:
 
 
 def checks(ctx, fits, sec) -> list[dict]:
-    return [*_minima_checks(sec["minima"]), *_a_checks(fits, ctx.args.level),
+    return [*_minima_checks(sec["minima"]), *_a_checks(fits, ctx.options.level),
             *_holdout_checks(sec["rolling_origin"]), *_noise_checks(sec, fits)]
 
 

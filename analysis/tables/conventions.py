@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.optimize
 
-from analysis import allocation
-from analysis.approach2 import Approach2Result, fit_power_law, interp_log
-from analysis.tables import Runs
+from analysis.laws import allocation
+from analysis.laws.approach2 import Approach2Result, fit_power_law, interp_log
+from analysis.tables.tables import Runs
 
 NAMES = {"6nd": "C = 6ND", "6n": "6N (total)", "6n_nonembed": "6N non-embedding", "chinchilla": "Appendix F",
          "chinchilla_causal": "Appendix F causal"}

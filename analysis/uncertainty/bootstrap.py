@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from analysis import allocation, approach2, approach3
-from analysis.lbfgs import minimize_batched
-from analysis.tables import Runs
+from analysis.laws import allocation, approach2, approach3
+from analysis.laws.lbfgs import minimize_batched
+from analysis.tables.tables import Runs
 
 
 def percentiles(samples: dict[str, np.ndarray], level: float = 0.95) -> dict[str, tuple[float, float]]:

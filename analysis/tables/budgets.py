@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis import tables
+from analysis.tables import tables
 
 
 def detect_budgets(c, *, bandwidth_dex: float = 0.02, window_dex: float = 0.03, min_runs: int = 3,

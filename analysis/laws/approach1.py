@@ -23,9 +23,9 @@ import dataclasses
 
 import numpy as np
 
-from analysis.approach2 import PowerLaw, fit_power_law
+from analysis.laws.approach2 import PowerLaw, fit_power_law
 from analysis.records import InputError
-from analysis.tables import Curves
+from analysis.tables.tables import Curves
 
 
 @dataclasses.dataclass(frozen=True)

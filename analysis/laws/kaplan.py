@@ -13,7 +13,7 @@ import numpy as np
 import scipy.optimize
 
 from analysis.records import Fit, InputError
-from analysis.tables import Runs
+from analysis.tables.tables import Runs
 
 
 @dataclasses.dataclass(frozen=True)

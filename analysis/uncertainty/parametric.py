@@ -8,7 +8,7 @@ stratified by budget by construction) and redraws every run's final loss as mu +
   its runs (the noise-free curve the IsoFLOP analysis assumes; per-point means where a budget has
   fewer than 3 sizes);
 - sigma: the pooled seed noise, or each run's eval standard error where no point has repeats
-  (analysis.noise.run_noise), times max(1, sqrt(reduced chi^2)) of the data around mu: where the
+  (analysis.uncertainty.noise.run_noise), times max(1, sqrt(reduced chi^2)) of the data around mu: where the
   model misses the data by more than the measured noise (a profile that is no parabola, eval SE
   without seed noise), the resamples scatter as much as the data do. With seed noise measured on
   few degrees of freedom, each resample also draws its sigma from sigma * sqrt(chi2_dof / dof), so
@@ -25,9 +25,9 @@ from typing import Callable
 
 import numpy as np
 
-from analysis import bootstrap, noise
+from analysis.uncertainty import bootstrap, noise
 from analysis.records import InputError
-from analysis.tables import Runs
+from analysis.tables.tables import Runs
 
 PARAMETRIC, NONPARAMETRIC = "parametric", "nonparametric"
 
@@ -157,8 +157,8 @@ def generic(runs: Runs, fit: Callable[[Runs], dict], n_boot: int, seed: int, p: 
 def approach3(runs: Runs, best_x, n_boot: int, seed: int, delta: float = 1e-3, p: Plan | None = None) -> Samples:
     """Approach 3's Huber fit: all resamples as lanes of one batched L-BFGS from the full-data
     optimum, drawn around the fitted law."""
-    from analysis import allocation
-    from analysis import approach3 as a3
+    from analysis.laws import allocation
+    from analysis.laws import approach3 as a3
     p = around_law(runs, p or plan(runs), allocation.LawParams.from_logs(*best_x))
     if p.kind == NONPARAMETRIC:
         s = bootstrap.approach3_samples(runs.N, runs.D, runs.loss, best_x, n_boot, seed, delta, groups=runs.budget)
@@ -177,7 +177,7 @@ def approach3(runs: Runs, best_x, n_boot: int, seed: int, delta: float = 1e-3, p
 def curves(cv, sigma_per_row, fit: Callable, n_boot: int, seed: int, source: str) -> Samples:
     """Approach 1's resamples: seed noise moves a whole run's curve (init and data order persist
     through training), so each resample shifts every run's (smoothed) curve by sigma_run * z_run."""
-    from analysis.tables import Curves
+    from analysis.tables.tables import Curves
     ids, inv = np.unique(cv.run_id, return_inverse=True)
     rng = np.random.default_rng(seed)
 

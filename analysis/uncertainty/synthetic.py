@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis import allocation
+from analysis.laws import allocation
 
 
 def isoflop_table(path, law: allocation.LawParams, budgets=(1e18, 3e18, 1e19, 3e19, 1e20),

@@ -114,7 +114,8 @@ class Curves:
     loss: np.ndarray
 
 
-def _read(path) -> pd.DataFrame:
+def read_table(path) -> pd.DataFrame:
+    """The results table as read, once: `runs_from` takes the runs out of it."""
     if not os.path.exists(path):
         raise InputError(f"--results: file {path} does not exist")
     try:
@@ -215,7 +216,10 @@ def _table_convention(df, cols: Columns, c_col_named: bool) -> str | None:
 
 
 def load_runs(path, cols: Columns = Columns()) -> Runs:
-    df = _read(path)
+    return runs_from(read_table(path), cols, path)
+
+
+def runs_from(df: pd.DataFrame, cols: Columns = Columns(), path="the table") -> Runs:
     notes: list[str] = []
     n_col = _pick(df, cols.n, N_CANDIDATES, "--n-col")
     loss_col = _pick(df, cols.loss, LOSS_CANDIDATES, "--loss-col")
@@ -259,7 +263,7 @@ def load_curves(path, loss_col: str | None = None, flops_convention: str = "6nd"
     """Long-format curves (run_id, params, tokens, [flops], loss); the loss column defaults to
     train_loss (then eval_loss, loss). Rows whose loss is missing (e.g. eval loss logged every k
     steps) are skipped; steps before any token was seen are skipped."""
-    df = _read(path)
+    df = read_table(path)
     run_col = _pick(df, None, ("run_id", "run"), "--curve-run-col")
     n_col = _pick(df, None, N_CANDIDATES, "--curve-n-col")
     t_col = _pick(df, None, ("tokens",), "--curve-tokens-col")

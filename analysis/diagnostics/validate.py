@@ -7,9 +7,9 @@ import dataclasses
 
 import numpy as np
 
-from analysis import approach2, approach3
+from analysis.laws import approach2, approach3
 from analysis.records import InputError
-from analysis.tables import Runs
+from analysis.tables.tables import Runs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,13 +124,13 @@ def loo_approach3(runs: Runs, best_x, delta: float = 1e-3, a_of=None) -> LeaveOn
     `a_of(LawParams) -> a` (default eq. 4's beta/(alpha+beta)) is the allocation exponent of a fit."""
     import jax
     import jax.numpy as jnp
-    from analysis.lbfgs import minimize_batched
+    from analysis.laws.lbfgs import minimize_batched
     w = 1.0 - np.eye(len(runs))
     with jax.enable_x64(True):
         shared = (jnp.log(runs.N), jnp.log(runs.D), jnp.log(runs.loss), jnp.float64(delta), jnp.bool_(False))
         x0 = jnp.asarray(np.repeat(np.asarray(best_x, float)[None], len(runs), 0))
         res = minimize_batched(approach3.huber_value_and_grad, x0, shared, jnp.asarray(w), approach3.POLISH_OPTIONS)
-    from analysis.allocation import LawParams
+    from analysis.laws.allocation import LawParams
     a_of = a_of or (lambda p: p.beta / (p.alpha + p.beta))
     a = np.array([a_of(LawParams.from_logs(*x)) if np.all(np.isfinite(x)) else np.nan for x in res.x_SxP])
     full = a_of(LawParams.from_logs(*best_x))
@@ -143,5 +143,5 @@ def loo_approach3(runs: Runs, best_x, delta: float = 1e-3, a_of=None) -> LeaveOn
 
 
 def noise_sigma(runs: Runs):
-    from analysis.noise import run_noise
+    from analysis.uncertainty.noise import run_noise
     return run_noise(runs).sigma

@@ -10,7 +10,7 @@ least squares in log-log space.
 
 Seed replicates: the parabola is fitted to every run, which is the same least-squares problem as
 fitting per-point means weighted by their seed counts; Akima interpolates per-point means. When the
-loss noise is known (per-run sigma: pooled seed noise or the eval's standard error, analysis.noise),
+loss noise is known (per-run sigma: pooled seed noise or the eval's standard error, analysis.uncertainty.noise),
 the parabola is weighted by 1/sigma^2, its vertex gets a standard error by the delta method
 (inflated by the reduced chi^2 where the profile scatters more than the noise says), and each budget
 enters the power laws with weight 1/SE^2. Without known noise, budgets are weighted by their run
@@ -26,7 +26,7 @@ import numpy as np
 import scipy.interpolate
 
 from analysis.records import InputError
-from analysis.tables import Runs
+from analysis.tables.tables import Runs
 
 MIN_RUNS_PER_BUDGET = 3
 # Parabola and Akima vertices "differ" when further apart than this many decades, 2 standard errors
@@ -179,9 +179,9 @@ def budget_optima(runs: Runs, method: str = "parabola", sigma=None, skip_small: 
 
 def fit_approach2(runs: Runs, method: str = "parabola", include_edges: bool = False,
                   sigma="auto") -> Approach2Result:
-    """`sigma`: per-run loss std; "auto" takes the table's measured noise (analysis.noise.run_noise),
+    """`sigma`: per-run loss std; "auto" takes the table's measured noise (analysis.uncertainty.noise.run_noise),
     None fits unweighted."""
-    from analysis.noise import run_noise  # noise imports nothing of approach2; kept local to stay one-way
+    from analysis.uncertainty.noise import run_noise  # noise imports nothing of approach2; kept local to stay one-way
     if isinstance(sigma, str):
         sigma = run_noise(runs).sigma
     optima = budget_optima(runs, method, sigma)

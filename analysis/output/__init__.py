@@ -1,0 +1,1 @@
+"""Figures and report: the paper figures and report.md/report.html drawn from a FitResult."""

@@ -1,0 +1,1 @@
+"""Tables in: the results and curves tables read into typed runs, their IsoFLOP budgets, FLOP conventions."""
