@@ -98,7 +98,7 @@ def study_dir(args, config, overrides: list[str]) -> Path:
 
 # --- one progress line ----------------------------------------------------------------------------------
 
-class Progress:
+class StudyLine:
     """The study's one line: rewritten in place on a terminal, a new line per change elsewhere."""
 
     def __init__(self, name: str):
@@ -117,23 +117,6 @@ class Progress:
         print(("\r\033[K" if self.tty else "") + text, flush=True)
 
 
-class _Notes:
-    """A phase's stderr: into its log, and its "note: ..." lines kept for the report."""
-
-    def __init__(self, log):
-        self.log, self.lines, self._part = log, [], ""
-
-    def write(self, text: str) -> int:
-        self.log.write(text)
-        self._part += text
-        *done, self._part = self._part.split("\n")
-        self.lines += [x[len("note: "):] for x in done if x.startswith("note: ")]
-        return len(text)
-
-    def flush(self) -> None:
-        self.log.flush()
-
-
 @contextlib.contextmanager
 def logged(study: Path, phase: str):
     """The phase's stdout and stderr appended to DIR/logs/<phase>.log (the terminal keeps one line)."""
@@ -141,9 +124,8 @@ def logged(study: Path, phase: str):
     with open(study / "logs" / f"{phase}.log", "a") as log:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
         log.flush()
-        notes = _Notes(log)
-        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(notes):
-            yield notes
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            yield log
 
 
 def _last_error(study: Path, phase: str) -> str:
@@ -156,7 +138,7 @@ def _last_error(study: Path, phase: str) -> str:
 
 # --- phases ---------------------------------------------------------------------------------------------
 
-def plan_phase(args, study: Path, overrides: list[str], chash: str, state: dict, progress: Progress) -> None:
+def plan_phase(args, study: Path, overrides: list[str], chash: str, state: dict, progress: StudyLine) -> None:
     """Plan into DIR/.plan-new, and put it in place only if no started run's spec changed (or --fresh):
     a refused plan leaves the study's plan.json, and so its status and report, as they were."""
     if state.get("config_hash") == chash and (study / "plan.json").exists():
@@ -178,7 +160,7 @@ def plan_phase(args, study: Path, overrides: list[str], chash: str, state: dict,
     write_state(study, state)
 
 
-def train_phase(args, study: Path, progress: Progress) -> int:
+def train_phase(args, study: Path, progress: StudyLine) -> int:
     flags = [f"--study={study}", f"--poll-s={args.poll_s}"]
     flags += [f"--executor={args.executor}"] if args.executor else []
     flags += [f"--workers={args.workers}"] if args.workers else []
@@ -203,7 +185,7 @@ def inputs_hash(study: Path, args) -> str:
     return _sha(*files, json.dumps([args.targets, args.bootstrap]).encode())
 
 
-def analysis_phases(args, study: Path, state: dict, progress: Progress) -> str | None:
+def analysis_phases(args, study: Path, state: dict, progress: StudyLine) -> str | None:
     """fit -> figures -> report, unless their inputs are those of the last report: the table is read
     once, fitted once, and figures and report draw that fit (records passed, no argv). Returns the
     reason the analysis stopped, or None."""
@@ -311,7 +293,7 @@ def run(args, overrides: list[str]) -> int:
         study = study_dir(args, config, overrides)
         study.mkdir(parents=True, exist_ok=True)
         state = read_state(study)
-        progress = Progress(str(config.study.name))
+        progress = StudyLine(str(config.study.name))
         plan_phase(args, study, overrides, config_hash(config, overrides), state, progress)
     except (StudyInputError, OSError, SyntaxError) as e:
         print(f"study: {' '.join(str(e).split())}", file=sys.stderr)
