@@ -13,6 +13,7 @@ CUDNN_DTYPES = ("bfloat16", "float16")  # what cuDNN's flash attention takes
 CUDNN_MAX_HEAD_DIM = 128
 ATTENTION_KINDS = ("auto", "cudnn", "dot_product", "einsum")
 DTYPES = ("float32", "bfloat16")
+PARAMETRIZATIONS = ("sp", "mup")
 
 
 class ConfigError(ValueError):
@@ -42,9 +43,17 @@ class ModelConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
     init_std: float = 0.02
+    # "sp": every weight at init_std, one lr. "mup": μP for Adam (Yang et al. 2022), relative to a
+    # model of d_model = mup_base_width, where both agree exactly (models/mup.py has the rules).
+    parametrization: str = "sp"
+    mup_base_width: int = 64
+    # The base model's head width, for μP's 1/K attention. 0: head_dim · mup_base_width / d_model
+    # (wider models have wider heads, as the cpu recipe's one head); set it to head_dim where wider
+    # models have more heads of a fixed width (the standard recipe).
+    mup_base_head_dim: int = 0
 
     def __post_init__(self):
-        for name in ("n_layer", "d_model", "n_heads", "vocab_size", "seq_len"):
+        for name in ("n_layer", "d_model", "n_heads", "vocab_size", "seq_len", "mup_base_width"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"model.{name}={value!r} must be a positive integer")
@@ -73,6 +82,12 @@ class ModelConfig:
                               f"(got {self.dtype}, {self.head_dim}): use attention='auto' or 'dot_product'")
         if self.dtype not in DTYPES:
             raise ConfigError(f"model.dtype={self.dtype!r} is not one of {DTYPES}")
+        if self.parametrization not in PARAMETRIZATIONS:
+            raise ConfigError(f"model.parametrization={self.parametrization!r} is not one of "
+                              f"{PARAMETRIZATIONS}")
+        if not isinstance(self.mup_base_head_dim, int) or self.mup_base_head_dim < 0:
+            raise ConfigError(f"model.mup_base_head_dim={self.mup_base_head_dim!r} must be an integer "
+                              ">= 0 (0: head_dim scaled with the width)")
 
     @property
     def cudnn_attention_fits(self) -> bool:

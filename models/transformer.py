@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from models import kv_cache
+from models import kv_cache, mup
 from models.causal_attention import causal_attention
 from models.config import ModelConfig
 from models.constraints import constrain
@@ -125,13 +125,13 @@ class Attention(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.cfg = cfg
         D, H, K = cfg.d_model, cfg.n_heads, cfg.head_dim
+        std = cfg.init_std * mup.hidden_init_mult(cfg)
         qkv_axes = ("embed", "heads", "head_dim")
-        self.wq = _param(rngs, (D, H, K), qkv_axes, cfg.init_std)
-        self.wk = _param(rngs, (D, H, K), qkv_axes, cfg.init_std)
-        self.wv = _param(rngs, (D, H, K), qkv_axes, cfg.init_std)
+        self.wq = _param(rngs, (D, H, K), qkv_axes, std)
+        self.wk = _param(rngs, (D, H, K), qkv_axes, std)
+        self.wv = _param(rngs, (D, H, K), qkv_axes, std)
         # Residual-branch outputs scaled by 1/sqrt(2·n_layer) as in GPT-2 (Radford et al. 2019).
-        self.wo = _param(rngs, (H, K, D), ("heads", "head_dim", "embed"),
-                         cfg.init_std / (2 * cfg.n_layer) ** 0.5)
+        self.wo = _param(rngs, (H, K, D), ("heads", "head_dim", "embed"), std / (2 * cfg.n_layer) ** 0.5)
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         dtype = x_BxLxD.dtype
@@ -161,6 +161,8 @@ class Attention(nnx.Module):
         dtype = x_BxLxD.dtype
         q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (project("bld,dhk->blhk", x_BxLxD, w[...].astype(dtype))
                                            for w in (self.wq, self.wk, self.wv))
+        if mup.is_mup(self.cfg):  # μP's 1/K attention through the kernels' 1/sqrt(K) (models/mup.py)
+            q_BxLxHxK = q_BxLxHxK * jnp.asarray(mup.query_mult(self.cfg), dtype)
         q_BxLxHxK = rotary(q_BxLxHxK, self.cfg.rope_theta, seq_axis=1, positions_BxL=positions_BxL)
         k_BxLxHxK = rotary(k_BxLxHxK, self.cfg.rope_theta, seq_axis=1, positions_BxL=positions_BxL)
         return q_BxLxHxK, k_BxLxHxK, v_BxLxHxK
@@ -214,11 +216,12 @@ def softmax_attention(q_BxHxLxK: jax.Array, blocks) -> jax.Array:
 class Mlp(nnx.Module):
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         D, F = cfg.d_model, cfg.d_ff
+        std = cfg.init_std * mup.hidden_init_mult(cfg)
         self.swiglu = cfg.mlp == "swiglu"
         if self.swiglu:
-            self.w_gate = _param(rngs, (D, F), ("embed", "mlp"), cfg.init_std)
-        self.w_up = _param(rngs, (D, F), ("embed", "mlp"), cfg.init_std)
-        self.w_down = _param(rngs, (F, D), ("mlp", "embed"), cfg.init_std / (2 * cfg.n_layer) ** 0.5)
+            self.w_gate = _param(rngs, (D, F), ("embed", "mlp"), std)
+        self.w_up = _param(rngs, (D, F), ("embed", "mlp"), std)
+        self.w_down = _param(rngs, (F, D), ("mlp", "embed"), std / (2 * cfg.n_layer) ** 0.5)
 
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         dtype = x_BxLxD.dtype
@@ -248,6 +251,11 @@ class Block(nnx.Module):
         h_BxLxD, layer = self.attn.extend(self.attn_norm(x_BxLxD), layer, at)
         x_BxLxD = x_BxLxD + h_BxLxD
         return x_BxLxD + self.mlp(self.mlp_norm(x_BxLxD)), layer
+
+
+def _output_mult(cfg: ModelConfig, logits_BxLxV: jax.Array) -> jax.Array:
+    """μP's 1/m on the logits (models/mup.py); SP's logits untouched."""
+    return logits_BxLxV * mup.output_mult(cfg) if mup.is_mup(cfg) else logits_BxLxV
 
 
 def _block_forward(block: Block, x_BxLxD: jax.Array) -> jax.Array:
@@ -301,6 +309,7 @@ class Transformer(nnx.Module):
         unembed_DxV = self.embed[...].T if cfg.tie_embeddings else self.unembed[...]
         # Logits in float32: the softmax over V loses too much in bf16.
         logits_BxLxV = project("bld,dv->blv", x_BxLxD, unembed_DxV.astype(dtype), jnp.float32)
+        logits_BxLxV = _output_mult(cfg, logits_BxLxV)
         return constrain(logits_BxLxV, "batch", "length", "vocab")
 
     def extend(self, tokens_BxL: jax.Array,
@@ -329,4 +338,5 @@ class Transformer(nnx.Module):
         x_BxLxD = self.final_norm(x_BxLxD)
         unembed_DxV = self.embed[...].T if cfg.tie_embeddings else self.unembed[...]
         logits_BxLxV = project("bld,dv->blv", x_BxLxD, unembed_DxV.astype(dtype), jnp.float32)
+        logits_BxLxV = _output_mult(cfg, logits_BxLxV)
         return logits_BxLxV, kv_cache.advance(cache, layers, tokens_BxL.shape[1])

@@ -1,4 +1,5 @@
-"""AdamW with global-norm clipping, and the learning-rate schedules of scaling studies.
+"""AdamW with global-norm clipping (and μP's per-weight lr multipliers), and the learning-rate
+schedules of scaling studies.
 
 Step t (0-based) applies the update with `schedule(t)`; the last update is t = steps - 1, where a
 cosine schedule reaches exactly `final_lr_frac · peak` (Hoffmann et al. 2022 §3.1: the cosine cycle
@@ -9,9 +10,13 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+
+from models import mup
+from models.config import ModelConfig
 
 Schedule = Callable[[int], float]
 
@@ -64,14 +69,27 @@ def decay_mask(axes_tree: dict, exclude: tuple[str, ...]) -> dict:
                         is_leaf=lambda x: isinstance(x, tuple))
 
 
-def optimizer(train: ml_collections.ConfigDict, axes_tree: dict) -> optax.GradientTransformation:
+def scale_by_tree(factors: dict) -> optax.GradientTransformation:
+    """Multiplies each update by its weight's constant factor (a tree shaped like the params)."""
+    return optax.stateless(lambda updates, params=None: jax.tree.map(jnp.multiply, updates, factors))
+
+
+def optimizer(train: ml_collections.ConfigDict, axes_tree: dict,
+              model: ModelConfig | None = None) -> optax.GradientTransformation:
     """AdamW (Loshchilov & Hutter 2019) without its learning rate: the step multiplies the update by
-    the lr it is given. Same arithmetic as `optax.adamw(lr)`, whose last stage is `-lr * update`."""
+    the lr it is given. Same arithmetic as `optax.adamw(lr)`, whose last stage is `-lr * update`.
+
+    Under μP (`model.parametrization = "mup"`) each weight's update, decay included, is scaled by its
+    lr multiplier from models/mup.py (hidden weights 1/m), as the `mup` package's MuAdamW scales each
+    group's lr; under SP the chain is unchanged.
+    """
     parts = []
     if train.clip_norm > 0:
         parts.append(optax.clip_by_global_norm(train.clip_norm))
     parts += [optax.scale_by_adam(b1=train.b1, b2=train.b2, eps=train.eps),
               optax.add_decayed_weights(train.weight_decay,
-                                        mask=decay_mask(axes_tree, tuple(train.wd_exclude))),
-              optax.scale(-1.0)]
+                                        mask=decay_mask(axes_tree, tuple(train.wd_exclude)))]
+    if model is not None and mup.is_mup(model):
+        parts.append(scale_by_tree(mup.lr_multipliers(model, axes_tree)))
+    parts.append(optax.scale(-1.0))
     return optax.chain(*parts)

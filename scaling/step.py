@@ -67,7 +67,7 @@ def build(config: ml_collections.ConfigDict, model_cfg: ModelConfig, mesh: Mesh)
     graphdef, abstract_vars = nnx.split(abstract_model)
     axes = logical_axes_tree(abstract_vars)
     abstract_params = nnx.to_pure_dict(abstract_vars)
-    tx = optim.optimizer(config.train, axes)
+    tx = optim.optimizer(config.train, axes, model_cfg)
     schedule = optim.schedule(config.train)
 
     p_specs = param_specs(abstract_params, axes, mesh, rules)

@@ -32,7 +32,8 @@ _forward = jax.jit(lambda g, p, t: nnx.merge(g, p)(t), static_argnums=0)
 
 
 @pytest.mark.parametrize("changes", [{}, {"scan_layers": True}, {"attention": "dot_product"},
-                                     {"tie_embeddings": True, "mlp": "gelu"}])
+                                     {"tie_embeddings": True, "mlp": "gelu"},
+                                     {"parametrization": "mup", "mup_base_width": 16}])
 def test_cached_decoding_equals_the_full_forward_pass_at_every_position(changes):
     cfg, graphdef, params = _model(**changes)
     tokens = _tokens(2, cfg.seq_len)
