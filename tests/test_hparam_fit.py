@@ -120,3 +120,28 @@ def test_a_3000_row_table_fits_in_seconds():
     elapsed = time.perf_counter() - t0
     print(f"\n3,000-row fit (1000 resamples, both laws): {elapsed:.2f} s")  # no assertion: machines vary
     assert f.lr.resamples_used > 900
+
+
+def test_an_optimum_beyond_the_swept_lrs_is_flagged_edge(capsys):
+    t = synthetic_sweep(n_lr=12, n_batch=6)
+    t = t[(np.log10(t["lr"]) < -2.2)]  # the largest sizes' lr* stays inside, the smallest' falls outside
+    f = hparam_fit.fit(hparam_fit.sweep_from(t), hparam_fit.Options(rule="valley"))
+    edges = {(g.N, g.D) for g in f.groups if g.edge}
+    assert (1e6, 1e10) in edges and (1e8, 1e8) not in edges
+    assert "edge of the sweep" in hparam_fit.report(f)
+
+
+def test_one_budget_sweep_fits_the_n_exponent_and_says_why():
+    # An IsoFLOP lr sweep (our lr_sweep_cpu): D = C / 6N, so log D is a function of log N.
+    t = synthetic_sweep(tokens=(1e9,), n_lr=12, n_batch=6)
+    t["tokens"] = 6e15 / (6 * t["params"])
+    f = hparam_fit.fit(hparam_fit.sweep_from(t))
+    assert f.lr.exponents["D"] is None and "lockstep" in f.lr.note
+
+
+def test_no_resamples_writes_point_estimates_only(table, tmp_path):
+    table.to_csv(tmp_path / "results.csv", index=False)
+    assert hparam_fit.main(["--study", str(tmp_path), "--resamples", "0", "--rule", "valley"]) == 0
+    rec = json.loads((tmp_path / "hparam_fit.json").read_text())
+    assert rec["lr"]["intervals"]["N"] is None and rec["lr"]["prefactor_interval"] is None
+    assert rec["lr"]["kept"]["window"] == 0.05

@@ -13,8 +13,11 @@ Method (Step Law: Li et al. 2025, "Predictable Scale: Part I", arXiv:2503.04715)
      group's best; lr* and B* are the GEOMETRIC MEAN of the kept runs. Geometric, because the law
      is linear in log lr and log B, and unweighted, because the loss differences inside the
      tolerance are at the level of run-to-run noise: weighting by them would weight by noise.
-   - `valley`: a quadratic in (log10 lr, log10 B) fitted to all the group's runs (a parabola in
-     the one axis when the other has < 3 distinct values); lr* and B* its vertex. A vertex outside
+   - `valley`: a quadratic in (log10 lr, log10 B) fitted to the group's runs within `window` (5%)
+     of its best loss (a parabola in the one axis when the other has < 3 distinct values); lr* and
+     B* its vertex. The window because a quadratic is the valley's Taylor expansion about its
+     floor: runs near divergence, or an order of magnitude too slow, would bend it (with fewer
+     runs in the window than the quadratic has terms, all the group's runs are used). A vertex outside
      the swept values or a valley that does not open upward is flagged `edge` and the group's
      best run stands in.
    A group whose best run sits at the smallest or largest swept lr (or batch) is flagged `edge`
@@ -67,7 +70,8 @@ class Options:
     loss_col: str | None = None
     group_cols: tuple[str, ...] = ()  # () = (N column, D column)
     rule: str = "near_best"
-    tolerance: float = 0.0025  # fraction of the group's best loss
+    tolerance: float = 0.0025  # near_best: fraction of the group's best loss
+    window: float = 0.05  # the valley fits: runs within this fraction of the group's best loss
     resamples: int = 1000
     seed: int = 0
 
@@ -76,6 +80,8 @@ class Options:
             raise InputError(f"--rule {self.rule!r}: expected one of {', '.join(RULES)}")
         if not 0 <= self.tolerance < 1:
             raise InputError(f"--tolerance {self.tolerance}: expected a fraction of the best loss in [0, 1)")
+        if not self.window > 0:
+            raise InputError(f"--valley-window {self.window}: expected a positive fraction of the best loss")
         if self.resamples < 0:
             raise InputError(f"--resamples {self.resamples}: expected >= 0")
 
@@ -116,7 +122,7 @@ class Law:
     """hparam* = prefactor * N^exponents["N"] * D^exponents["D"] (an exponent not identified is None)."""
     name: str
     prefactor: float
-    prefactor_interval: tuple[float, float]
+    prefactor_interval: tuple[float, float] | None  # None: no resamples
     exponents: dict
     intervals: dict
     n_groups: int
@@ -165,8 +171,7 @@ def sweep_from(df: pd.DataFrame, opts: Options = Options()) -> Sweep:
     rows = np.flatnonzero(keep)
     if len(rows) == 0:
         raise InputError("no run with a finite loss in the table")
-    keys = df.iloc[rows][list(group_cols)].astype(str).agg("\x1f".join, axis=1)
-    group = pd.factorize(keys, sort=True)[0]
+    group = df.iloc[rows].groupby(list(group_cols), sort=True, dropna=False).ngroup().to_numpy()
     ids = df[cols["id"]].astype(str).to_numpy()[rows] if cols["id"] else rows.astype(str)
     return Sweep({**cols, "group": list(group_cols)}, ids, rows, *(num[r][rows] for r in ("n", "d", "lr", "batch", "loss")),
                  group, tuple(notes))
@@ -203,14 +208,18 @@ def group_optimum(idx: np.ndarray, s: Sweep, opts: Options) -> GroupOptimum:
     x, y, loss = np.log10(s.lr[idx]), np.log10(s.batch[idx]), s.loss[idx]
     ux, uy = np.unique(x), np.unique(y)
     best = int(np.argmin(loss))
-    vx, vy, ok, cxx, cyy = _valley(x, y, loss, len(ux) >= 3, len(uy) >= 3)
+    near = loss <= loss[best] + opts.window * abs(loss[best])
+    fx, fy = len(ux) >= 3, len(uy) >= 3
+    if near.sum() <= 1 + 2 * fx + 2 * fy + (fx and fy):
+        near[:] = True
+    vx, vy, ok, cxx, cyy = _valley(x[near], y[near], loss[near], fx, fy)
     at_edge = lambda u, v: len(u) >= 2 and (v <= u[0] or v >= u[-1])
     edge = at_edge(ux, x[best]) or at_edge(uy, y[best])
     if opts.rule == "near_best":
         kept = np.flatnonzero(loss <= loss[best] + opts.tolerance * abs(loss[best]))
         lx, ly = x[kept].mean(), y[kept].mean()
     else:
-        kept = np.arange(len(idx))
+        kept = np.flatnonzero(near)
         inside = ok and (len(ux) < 3 or ux[0] <= vx <= ux[-1]) and (len(uy) < 3 or uy[0] <= vy <= uy[-1])
         edge = edge or not inside
         lx = vx if inside and len(ux) >= 3 else x[best]
@@ -276,11 +285,12 @@ def fit_law(name: str, N, D, star, resamples: int, seed: int) -> Law:
     boot, ok = _lstsq_batched(X[pick], y[pick])
     boot = boot[ok]  # resamples that drew too few distinct N (or D) identify nothing
     to_prefactor = lambda c: c[..., 0] - sum(c[..., i + 1] * centre[k] for i, k in enumerate(which))
-    ci = lambda v: tuple(float(q) for q in np.percentile(v, [2.5, 97.5])) if len(v) else (math.nan, math.nan)
+    ci = lambda v: tuple(float(q) for q in np.percentile(v, [2.5, 97.5])) if len(v) else None
     exps = {k: (float(coef[which.index(k) + 1]) if k in which else None) for k in ("N", "D")}
     ints = {k: (ci(boot[:, which.index(k) + 1]) if k in which else None) for k in ("N", "D")}
-    lo, hi = ci(to_prefactor(boot))
-    return Law(name, float(10 ** to_prefactor(coef)), (10**lo, 10**hi), exps, ints, len(y), resid, int(ok.sum()), note)
+    pre = ci(to_prefactor(boot))
+    return Law(name, float(10 ** to_prefactor(coef)), pre and (10 ** pre[0], 10 ** pre[1]), exps, ints, len(y),
+               resid, int(ok.sum()), note)
 
 
 # ---- the whole fit ---------------------------------------------------------------------------
@@ -322,13 +332,14 @@ def to_json(f: HparamFit) -> dict:
     s, o = f.sweep, f.options
     kept = sorted({i for g in f.groups for i in g.kept})
     selection = {"rule": o.rule, "tolerance": o.tolerance if o.rule == "near_best" else None,
+                 "window": o.window if o.rule == "valley" else None,
                  "centre": "geometric mean of the kept runs" if o.rule == "near_best" else "quadratic vertex",
                  "rows": [s.ids[i] for i in kept]}
 
     def law(l: Law | None, attr: str, swept: str):
         if l is None:
             return None
-        return {"prefactor": l.prefactor, "prefactor_interval": list(l.prefactor_interval),
+        return {"prefactor": l.prefactor, "prefactor_interval": l.prefactor_interval and list(l.prefactor_interval),
                 "exponents": l.exponents, "intervals": {k: (list(v) if v else None) for k, v in l.intervals.items()},
                 "n_groups": l.n_groups, "residual_dex": l.residual_dex, "resamples_used": l.resamples_used,
                 "note": l.note, "kept": {**selection, "rows": [s.ids[i] for g in f.groups if getattr(g, swept)
@@ -359,16 +370,16 @@ def report(f: HparamFit) -> str:
         if law is None:
             lines.append("batch: no group sweeps more than one batch size; no batch law")
             continue
-        terms = " * ".join(f"{k}^{v:+.3f} [{law.intervals[k][0]:+.3f}, {law.intervals[k][1]:+.3f}]"
-                           for k, v in law.exponents.items() if v is not None)
+        ci = lambda k: f" [{law.intervals[k][0]:+.3f}, {law.intervals[k][1]:+.3f}]" if law.intervals[k] else ""
+        terms = " * ".join(f"{k}^{v:+.3f}{ci(k)}" for k, v in law.exponents.items() if v is not None)
         lines.append(f"{law.name}*(N, D) = {law.prefactor:.4g} * {terms}   "
                      f"({law.n_groups} groups, scatter {law.residual_dex:.3f} dex)")
         if law.note:
             lines.append(f"  note: {law.note}")
         p = f.penalty(attr)
         if p["mean"] is not None:
-            spread = f" +- {p['std']:.4f}" if p["std"] is not None else ""
-            lines.append(f"  off by x2 in {law.name}: +{p['mean']:.4f}{spread} loss "
+            spread = f" +- {p['std']:.2g}" if p["std"] is not None else ""
+            lines.append(f"  off by x2 in {law.name}: +{p['mean']:.4g}{spread} loss "
                          f"({100 * p['relative_mean']:.2f}% of the best; {p['n_groups']} convex valleys)")
     lines.append(f"fitted in {f.seconds:.2f} s")
     return "\n".join(lines)
@@ -386,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--group-cols", default="", help="comma-separated columns a group shares (default: N and D)")
     ap.add_argument("--rule", default="near_best", help="near_best (Step Law) or valley")
     ap.add_argument("--tolerance", type=float, default=0.0025, help="near_best: fraction of the group's best loss")
+    ap.add_argument("--valley-window", type=float, default=0.05,
+                    help="valley fits (and the x2 penalties): runs within this fraction of the group's best loss")
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     try:
@@ -398,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results, out = a.results, a.out
         opts = Options(a.n_col, a.d_col, a.lr_col, a.batch_col, a.loss_col,
                        tuple(c for c in a.group_cols.split(",") if c.strip()), a.rule, a.tolerance,
-                       a.resamples, a.seed)
+                       a.valley_window, a.resamples, a.seed)
         f = fit(sweep_from(read_table(results), opts), opts)
     except InputError as e:
         print(f"hparam_fit: {one_line(e)}", file=sys.stderr)
