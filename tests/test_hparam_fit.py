@@ -72,7 +72,10 @@ def test_near_best_keeps_the_runs_within_tolerance(table):
 
 def test_cli_writes_the_record(table, tmp_path, capsys):
     path = tmp_path / "results.csv"
-    table.to_csv(path, index=False)
+    extra = pd.DataFrame([{**table.iloc[0].to_dict(), "run_id": "trunk", "role": "trunk", "final_eval_loss": 0.1},
+                          {**table.iloc[0].to_dict(), "run_id": "nan", "final_eval_loss": float("nan")},
+                          {**table.iloc[0].to_dict(), "run_id": "div", "status": "diverged"}])
+    pd.concat([table.assign(role="hparam_sweep"), extra]).to_csv(path, index=False)
     assert hparam_fit.main(["--study", str(tmp_path), "--resamples", "200"]) == 0
     rec = json.loads((tmp_path / "hparam_fit.json").read_text())
     assert rec["columns"]["batch"] == "batch_tokens" and rec["columns"]["id"] == "run_id"
@@ -82,6 +85,8 @@ def test_cli_writes_the_record(table, tmp_path, capsys):
         assert law["kept"]["rule"] == "near_best" and law["kept"]["tolerance"] == 0.0025
         assert law["kept"]["rows"][0].startswith("n1e+06-")
         assert law["penalty_x2"]["mean"] > 0
+        assert not {"trunk", "nan", "div"} & set(law["kept"]["rows"])
+    assert rec["n_runs"] == len(table) and len(rec["notes"]) == 3
     assert "lr*(N, D) =" in capsys.readouterr().out
 
 

@@ -5,7 +5,8 @@
 
 Any table with one row per run works; the columns are auto-detected for our own results.csv
 (params, tokens, lr, batch_tokens or global_batch — sequences per step, as the planner records it —,
-final_eval_loss). Rows with status diverged/failed or no finite loss are left out and counted.
+final_eval_loss). Rows with status diverged/failed, role trunk/validation or no finite loss are left
+out and counted.
 
 Method (Step Law: Li et al. 2025, "Predictable Scale: Part I", arXiv:2503.04715):
 1. Group the runs by (N, D) (or --group-cols) and find each group's optimum (lr*, B*):
@@ -57,6 +58,7 @@ AUTO = {  # flag -> candidate column names, first present wins
     "id": ("run_id", "run", "id"),
 }
 DROPPED_STATUS = ("diverged", "failed")
+DROPPED_ROLES = ("trunk", "validation")  # a WSD trunk is never cooled down; validation runs are never fitted
 LOG2 = math.log10(2.0)
 
 
@@ -157,6 +159,11 @@ def sweep_from(df: pd.DataFrame, opts: Options = Options()) -> Sweep:
         if bad.any():
             notes.append(f"left out {int(bad.sum())} runs with status diverged/failed")
         keep &= ~bad
+    if "role" in df.columns:
+        other = df["role"].astype(str).str.strip().isin(DROPPED_ROLES).to_numpy() & keep
+        if other.any():
+            notes.append(f"left out {int(other.sum())} runs whose role is trunk or validation")
+        keep &= ~other
     num = {r: pd.to_numeric(df[cols[r]], errors="coerce").to_numpy(float) for r in ("n", "d", "lr", "batch", "loss")}
     no_loss = keep & ~np.isfinite(num["loss"])
     if no_loss.any():
