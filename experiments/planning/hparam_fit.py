@@ -180,8 +180,8 @@ def sweep_from(df: pd.DataFrame, opts: Options = Options()) -> Sweep:
         raise InputError("no run with a finite loss in the table")
     group = df.iloc[rows].groupby(list(group_cols), sort=True, dropna=False).ngroup().to_numpy()
     ids = df[cols["id"]].astype(str).to_numpy()[rows] if cols["id"] else rows.astype(str)
-    return Sweep({**cols, "group": list(group_cols)}, ids, rows, *(num[r][rows] for r in ("n", "d", "lr", "batch", "loss")),
-                 group, tuple(notes))
+    values = (num[r][rows] for r in ("n", "d", "lr", "batch", "loss"))
+    return Sweep({**cols, "group": list(group_cols)}, ids, rows, *values, group, tuple(notes))
 
 
 # ---- one group's optimum ----------------------------------------------------------------------
@@ -367,8 +367,10 @@ def to_json(f: HparamFit) -> dict:
 
 
 def report(f: HparamFit) -> str:
-    lines = [f"{len(f.sweep.loss)} runs in {len(f.groups)} (N, D) groups; rule {f.options.rule}"
-             + (f" (within {100 * f.options.tolerance:g}% of each group's best)" if f.options.rule == "near_best" else "")]
+    o = f.options
+    within = f"{100 * o.tolerance:g}" if o.rule == "near_best" else f"fitted to the runs within {100 * o.window:g}"
+    lines = [f"{len(f.sweep.loss)} runs in {len(f.groups)} (N, D) groups; "
+             f"rule {o.rule} ({within}% of each group's best)"]
     lines += [f"note: {n}" for n in f.sweep.notes]
     edges = sum(g.edge for g in f.groups)
     if edges:
