@@ -1,0 +1,435 @@
+"""`python -m experiments.planning.hparam_fit`: learning-rate and batch-size laws from a sweep across scale.
+
+    --results FILE --out DIR [--n-col --d-col --lr-col --batch-col --loss-col --group-cols ...]
+    --study DIR      (DIR/results.csv in, DIR/hparam_fit.json out)
+
+Any table with one row per run works; the columns are auto-detected for our own results.csv
+(params, tokens, lr, batch_tokens or global_batch — sequences per step, as the planner records it —,
+final_eval_loss). Rows with status diverged/failed, role trunk/validation or no finite loss are left
+out and counted.
+
+Method (Step Law: Li et al. 2025, "Predictable Scale: Part I", arXiv:2503.04715):
+1. Group the runs by (N, D) (or --group-cols) and find each group's optimum (lr*, B*):
+   - `near_best` (default): the runs whose loss is within `tolerance` (0.25%, Step Law's) of the
+     group's best; lr* and B* are the GEOMETRIC MEAN of the kept runs. Geometric, because the law
+     is linear in log lr and log B, and unweighted, because the loss differences inside the
+     tolerance are at the level of run-to-run noise: weighting by them would weight by noise.
+   - `valley`: a quadratic in (log10 lr, log10 B) fitted to the group's runs within `window` (5%)
+     of its best loss (a parabola in the one axis when the other has < 3 distinct values); lr* and
+     B* its vertex. The window because a quadratic is the valley's Taylor expansion about its
+     floor: runs near divergence, or an order of magnitude too slow, would bend it (with fewer
+     runs in the window than the quadratic has terms, all the group's runs are used). A vertex outside
+     the swept values or a valley that does not open upward is flagged `edge` and the group's
+     best run stands in.
+   A group whose best run sits at the smallest or largest swept lr (or batch) is flagged `edge`
+   under either rule: its optimum may lie outside the sweep.
+2. log10 lr* = log10 P + a log10 N + b log10 D (and B* = Q N^c D^d) by least squares over the
+   groups, one point per group so a flat valley with many near-best runs weighs no more than a
+   sharp one. Only the exponents the table identifies are fitted: with one D (or D moving in
+   lockstep with N) the D exponent is not fitted and the note says so. Intervals: 95% percentile
+   bootstrap over groups (default 1000 resamples, seeded), vectorised.
+3. The loss penalty of a factor 2 off in lr (or batch) at the other's optimum: each convex
+   valley's rise at +-log10(2) from its vertex, mean and spread over groups.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from analysis.records import InputError
+from analysis.tables.tables import read_table
+from plumbing import atomic
+from plumbing.cli import Parser, one_line
+
+RULES = ("near_best", "valley")
+AUTO = {  # flag -> candidate column names, first present wins
+    "n": ("params", "N", "n_params", "Model Size"),
+    "d": ("tokens", "D", "n_tokens", "Training Tokens"),
+    "lr": ("lr", "learning_rate", "peak_lr"),
+    "batch": ("batch_tokens", "global_batch", "batch_size", "batch", "bs"),
+    "loss": ("final_eval_loss", "loss", "eval_loss", "final_train_loss"),
+    "id": ("run_id", "run", "id"),
+}
+DROPPED_STATUS = ("diverged", "failed")
+DROPPED_ROLES = ("trunk", "validation")  # a WSD trunk is never cooled down; validation runs are never fitted
+LOG2 = math.log10(2.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What the fit depends on; tests build it without argparse. Column names None: auto-detect."""
+    n_col: str | None = None
+    d_col: str | None = None
+    lr_col: str | None = None
+    batch_col: str | None = None
+    loss_col: str | None = None
+    group_cols: tuple[str, ...] = ()  # () = (N column, D column)
+    rule: str = "near_best"
+    tolerance: float = 0.0025  # near_best: fraction of the group's best loss
+    window: float = 0.05  # the valley fits: runs within this fraction of the group's best loss
+    resamples: int = 1000
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.rule not in RULES:
+            raise InputError(f"--rule {self.rule!r}: expected one of {', '.join(RULES)}")
+        if not 0 <= self.tolerance < 1:
+            raise InputError(f"--tolerance {self.tolerance}: expected a fraction of the best loss in [0, 1)")
+        if not self.window > 0:
+            raise InputError(f"--valley-window {self.window}: expected a positive fraction of the best loss")
+        if self.resamples < 0:
+            raise InputError(f"--resamples {self.resamples}: expected >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """The runs the fit reads, one entry per kept row; `row` is the 0-based data row in the file."""
+    columns: dict  # role -> column name
+    ids: np.ndarray
+    row: np.ndarray
+    N: np.ndarray
+    D: np.ndarray
+    lr: np.ndarray
+    batch: np.ndarray
+    loss: np.ndarray
+    group: np.ndarray  # group index per run
+    notes: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupOptimum:
+    N: float
+    D: float
+    lr_star: float
+    batch_star: float
+    best_loss: float
+    n_runs: int
+    kept: tuple[int, ...]  # indices into the Sweep arrays
+    lr_swept: bool  # >= 2 distinct lrs: the group speaks to the lr law
+    batch_swept: bool
+    edge: bool
+    lr_rise_x2: float  # valley's loss rise at lr*x2 (nan: no convex valley along lr)
+    batch_rise_x2: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Law:
+    """hparam* = prefactor * N^exponents["N"] * D^exponents["D"] (an exponent not identified is None)."""
+    name: str
+    prefactor: float
+    prefactor_interval: tuple[float, float] | None  # None: no resamples
+    exponents: dict
+    intervals: dict
+    n_groups: int
+    residual_dex: float  # rms residual of the groups' log10 optima about the law
+    resamples_used: int
+    note: str
+
+
+# ---- the table -------------------------------------------------------------------------------
+
+def _pick(df, name, role, flag):
+    if name is not None:
+        if name not in df.columns:
+            raise InputError(f"{flag} {name!r}: no such column (columns: {', '.join(map(str, df.columns))})")
+        return name
+    found = next((c for c in AUTO[role] if c in df.columns), None)
+    if found is None and role != "id":
+        raise InputError(f"missing column: none of {', '.join(AUTO[role])} found; name it with {flag}")
+    return found
+
+
+def sweep_from(df: pd.DataFrame, opts: Options = Options()) -> Sweep:
+    cols = {role: _pick(df, getattr(opts, f"{role}_col", None), role, f"--{role}-col")
+            for role in ("n", "d", "lr", "batch", "loss", "id")}
+    group_cols = opts.group_cols or (cols["n"], cols["d"])
+    for g in group_cols:
+        _pick(df, g, "n", "--group-cols")
+    notes = []
+    keep = np.ones(len(df), bool)
+    if "status" in df.columns:
+        bad = df["status"].astype(str).str.lower().isin(DROPPED_STATUS).to_numpy()
+        if bad.any():
+            notes.append(f"left out {int(bad.sum())} runs with status diverged/failed")
+        keep &= ~bad
+    if "role" in df.columns:
+        other = df["role"].astype(str).str.strip().isin(DROPPED_ROLES).to_numpy() & keep
+        if other.any():
+            notes.append(f"left out {int(other.sum())} runs whose role is trunk or validation")
+        keep &= ~other
+    num = {r: pd.to_numeric(df[cols[r]], errors="coerce").to_numpy(float) for r in ("n", "d", "lr", "batch", "loss")}
+    no_loss = keep & ~np.isfinite(num["loss"])
+    if no_loss.any():
+        notes.append(f"left out {int(no_loss.sum())} runs with no finite {cols['loss']}")
+    keep &= np.isfinite(num["loss"])
+    for r in ("n", "d", "lr", "batch"):
+        bad = keep & ~(num[r] > 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(f"column {cols[r]!r}: value {df[cols[r]].iloc[i]!r} in row {i} is not a positive "
+                             f"number ({int(bad.sum())} such rows); fix or drop those rows")
+    rows = np.flatnonzero(keep)
+    if len(rows) == 0:
+        raise InputError("no run with a finite loss in the table")
+    group = df.iloc[rows].groupby(list(group_cols), sort=True, dropna=False).ngroup().to_numpy()
+    ids = df[cols["id"]].astype(str).to_numpy()[rows] if cols["id"] else rows.astype(str)
+    values = (num[r][rows] for r in ("n", "d", "lr", "batch", "loss"))
+    return Sweep({**cols, "group": list(group_cols)}, ids, rows, *values, group, tuple(notes))
+
+
+# ---- one group's optimum ----------------------------------------------------------------------
+
+def _valley(x, y, loss, fit_x: bool, fit_y: bool):
+    """Quadratic in the swept axes (>= 3 distinct values each): (vertex x, vertex y, ok, cxx, cyy).
+    cxx, cyy: the curvatures, so the rise at +-delta from the vertex along x is cxx * delta^2."""
+    cols = [np.ones_like(x)]
+    if fit_x:
+        cols += [x, x * x]
+    if fit_y:
+        cols += [y, y * y]
+    if fit_x and fit_y:
+        cols.append(x * y)
+    A = np.stack(cols, 1)
+    if len(loss) <= A.shape[1]:
+        return math.nan, math.nan, False, math.nan, math.nan
+    c = np.linalg.lstsq(A, loss, rcond=None)[0]
+    if fit_x and fit_y:
+        H = np.array([[2 * c[2], c[5]], [c[5], 2 * c[4]]])
+        if np.linalg.det(H) <= 0 or H[0, 0] <= 0:
+            return math.nan, math.nan, False, c[2], c[4]
+        vx, vy = np.linalg.solve(H, -np.array([c[1], c[3]]))
+        return vx, vy, True, c[2], c[4]
+    if fit_x:
+        return (-c[1] / (2 * c[2]) if c[2] > 0 else math.nan), math.nan, c[2] > 0, c[2], math.nan
+    return math.nan, -c[1] / (2 * c[2]) if c[2] > 0 else math.nan, c[2] > 0, math.nan, c[2]
+
+
+def group_optimum(idx: np.ndarray, s: Sweep, opts: Options) -> GroupOptimum:
+    x, y, loss = np.log10(s.lr[idx]), np.log10(s.batch[idx]), s.loss[idx]
+    ux, uy = np.unique(x), np.unique(y)
+    best = int(np.argmin(loss))
+    near = loss <= loss[best] + opts.window * abs(loss[best])
+    fx, fy = len(ux) >= 3, len(uy) >= 3
+    if near.sum() <= 1 + 2 * fx + 2 * fy + (fx and fy):
+        near[:] = True
+    vx, vy, ok, cxx, cyy = _valley(x[near], y[near], loss[near], fx, fy)
+    at_edge = lambda u, v: len(u) >= 2 and (v <= u[0] or v >= u[-1])
+    edge = at_edge(ux, x[best]) or at_edge(uy, y[best])
+    if opts.rule == "near_best":
+        kept = np.flatnonzero(loss <= loss[best] + opts.tolerance * abs(loss[best]))
+        lx, ly = x[kept].mean(), y[kept].mean()
+    else:
+        kept = np.flatnonzero(near)
+        inside = ok and (len(ux) < 3 or ux[0] <= vx <= ux[-1]) and (len(uy) < 3 or uy[0] <= vy <= uy[-1])
+        edge = edge or not inside
+        lx = vx if inside and len(ux) >= 3 else x[best]
+        ly = vy if inside and len(uy) >= 3 else y[best]
+    rise = lambda c: float(c * LOG2**2) if ok and c > 0 else math.nan
+    return GroupOptimum(float(s.N[idx][0]), float(s.D[idx][0]), float(10**lx), float(10**ly), float(loss[best]),
+                        len(idx), tuple(int(i) for i in idx[kept]), len(ux) >= 2, len(uy) >= 2, bool(edge),
+                        rise(cxx), rise(cyy))
+
+
+def optima(s: Sweep, opts: Options) -> list[GroupOptimum]:
+    out = []
+    for g in range(int(s.group.max()) + 1):
+        idx = np.flatnonzero(s.group == g)
+        for col, v in (("N", s.N[idx]), ("D", s.D[idx])):
+            if np.ptp(v) > 1e-9 * v.max():
+                raise InputError(f"--group-cols: group {g} mixes several {col} values ({v.min():g}..{v.max():g}); "
+                                 f"group by the {col} column too")
+        out.append(group_optimum(idx, s, opts))
+    return out
+
+
+# ---- the law ---------------------------------------------------------------------------------
+
+def _identified(log_n, log_d) -> tuple[tuple[str, ...], str]:
+    """Which exponents the groups identify: both when log N and log D are not collinear."""
+    vn, vd = np.ptp(log_n) > 1e-9, np.ptp(log_d) > 1e-9
+    if vn and vd:
+        Z = np.stack([log_n - log_n.mean(), log_d - log_d.mean()], 1)
+        s = np.linalg.svd(Z, compute_uv=False)
+        if s[1] > 1e-6 * s[0]:
+            return ("N", "D"), ""
+        return ("N",), ("D moves in lockstep with N in this table: only the N exponent is fitted and it "
+                        "carries D's effect too")
+    if vn:
+        return ("N",), "one D in the table: only the N exponent is fitted (D's is not identified)"
+    if vd:
+        return ("D",), "one N in the table: only the D exponent is fitted (N's is not identified)"
+    return (), "one (N, D) in the table"
+
+
+def _lstsq_batched(X, y):
+    """Least squares for a stack of designs X (R, G, p), y (R, G) -> coefficients (R, p), rank ok (R,)."""
+    coef = np.linalg.pinv(X) @ y[..., None]
+    sv = np.linalg.svd(X, compute_uv=False)
+    return coef[..., 0], sv[:, -1] > 1e-8 * sv[:, 0]
+
+
+def fit_law(name: str, N, D, star, resamples: int, seed: int) -> Law:
+    log_n, log_d, y = np.log10(N), np.log10(D), np.log10(star)
+    which, note = _identified(log_n, log_d)
+    if len(y) < len(which) + 2:
+        raise InputError(f"{name}: {len(y)} (N, D) groups with a swept {name}; need at least {len(which) + 2} "
+                         f"to fit {len(which) + 1} parameters with a residual to bootstrap")
+    # Centred regressors: the intercept is then the value at the table's centre, well conditioned.
+    centre = {"N": log_n.mean(), "D": log_d.mean()}
+    cols = {"N": log_n - centre["N"], "D": log_d - centre["D"]}
+    X = np.stack([np.ones_like(y)] + [cols[k] for k in which], 1)
+    coef = np.linalg.lstsq(X, y, rcond=None)[0]
+    resid = float(np.sqrt(np.mean((y - X @ coef) ** 2)))
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(y), size=(resamples, len(y)))
+    boot, ok = _lstsq_batched(X[pick], y[pick])
+    boot = boot[ok]  # resamples that drew too few distinct N (or D) identify nothing
+    to_prefactor = lambda c: c[..., 0] - sum(c[..., i + 1] * centre[k] for i, k in enumerate(which))
+    ci = lambda v: tuple(float(q) for q in np.percentile(v, [2.5, 97.5])) if len(v) else None
+    exps = {k: (float(coef[which.index(k) + 1]) if k in which else None) for k in ("N", "D")}
+    ints = {k: (ci(boot[:, which.index(k) + 1]) if k in which else None) for k in ("N", "D")}
+    pre = ci(to_prefactor(boot))
+    return Law(name, float(10 ** to_prefactor(coef)), pre and (10 ** pre[0], 10 ** pre[1]), exps, ints, len(y),
+               resid, int(ok.sum()), note)
+
+
+# ---- the whole fit ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class HparamFit:
+    sweep: Sweep
+    groups: tuple[GroupOptimum, ...]
+    lr: Law
+    batch: Law | None
+    options: Options
+    seconds: float
+
+    def penalty(self, attr: str) -> dict:
+        rise = np.array([getattr(g, attr) for g in self.groups])
+        rel = rise / np.array([g.best_loss for g in self.groups])
+        ok = np.isfinite(rise)
+        if not ok.any():
+            return {"mean": None, "std": None, "relative_mean": None, "n_groups": 0}
+        return {"mean": float(rise[ok].mean()), "std": float(rise[ok].std(ddof=1)) if ok.sum() > 1 else None,
+                "relative_mean": float(rel[ok].mean()), "n_groups": int(ok.sum())}
+
+
+def fit(s: Sweep, opts: Options = Options()) -> HparamFit:
+    t0 = time.perf_counter()
+    groups = optima(s, opts)
+    arrays = lambda gs, attr: (np.array([g.N for g in gs]), np.array([g.D for g in gs]),
+                               np.array([getattr(g, attr) for g in gs]))
+    lr_groups = [g for g in groups if g.lr_swept]
+    if not lr_groups:
+        raise InputError(f"--lr-col {s.columns['lr']!r}: no (N, D) group sweeps more than one lr")
+    lr = fit_law("lr", *arrays(lr_groups, "lr_star"), opts.resamples, opts.seed)
+    b_groups = [g for g in groups if g.batch_swept]
+    batch = fit_law("batch", *arrays(b_groups, "batch_star"), opts.resamples, opts.seed + 1) if b_groups else None
+    return HparamFit(s, tuple(groups), lr, batch, opts, time.perf_counter() - t0)
+
+
+def to_json(f: HparamFit) -> dict:
+    s, o = f.sweep, f.options
+    kept = sorted({i for g in f.groups for i in g.kept})
+    selection = {"rule": o.rule, "tolerance": o.tolerance if o.rule == "near_best" else None,
+                 "window": o.window if o.rule == "valley" else None,
+                 "centre": "geometric mean of the kept runs" if o.rule == "near_best" else "quadratic vertex",
+                 "rows": [s.ids[i] for i in kept]}
+
+    def law(l: Law | None, attr: str, swept: str):
+        if l is None:
+            return None
+        return {"prefactor": l.prefactor, "prefactor_interval": l.prefactor_interval and list(l.prefactor_interval),
+                "exponents": l.exponents, "intervals": {k: (list(v) if v else None) for k, v in l.intervals.items()},
+                "n_groups": l.n_groups, "residual_dex": l.residual_dex, "resamples_used": l.resamples_used,
+                "note": l.note, "kept": {**selection, "rows": [s.ids[i] for g in f.groups if getattr(g, swept)
+                                                               for i in g.kept]},
+                "penalty_x2": f.penalty(attr)}
+
+    return {
+        "columns": s.columns, "n_runs": len(s.loss), "notes": list(s.notes),
+        "form": "hparam* = prefactor * N^exponents.N * D^exponents.D, in the units of the columns",
+        "interval": f"95% percentile bootstrap over (N, D) groups, {o.resamples} resamples, seed {o.seed}",
+        "lr": law(f.lr, "lr_rise_x2", "lr_swept"),
+        "batch": law(f.batch, "batch_rise_x2", "batch_swept") if f.batch else None,
+        "groups": [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                    for k, v in dataclasses.asdict(g).items() if k != "kept"} | {"n_kept": len(g.kept)}
+                   for g in f.groups],
+        "seconds": f.seconds,
+    }
+
+
+def report(f: HparamFit) -> str:
+    o = f.options
+    within = f"{100 * o.tolerance:g}" if o.rule == "near_best" else f"fitted to the runs within {100 * o.window:g}"
+    lines = [f"{len(f.sweep.loss)} runs in {len(f.groups)} (N, D) groups; "
+             f"rule {o.rule} ({within}% of each group's best)"]
+    lines += [f"note: {n}" for n in f.sweep.notes]
+    edges = sum(g.edge for g in f.groups)
+    if edges:
+        lines.append(f"warning: {edges} group(s) have their optimum at the edge of the sweep; widen it there")
+    for law, attr in ((f.lr, "lr_rise_x2"), (f.batch, "batch_rise_x2")):
+        if law is None:
+            lines.append("batch: no group sweeps more than one batch size; no batch law")
+            continue
+        ci = lambda k: f" [{law.intervals[k][0]:+.3f}, {law.intervals[k][1]:+.3f}]" if law.intervals[k] else ""
+        terms = " * ".join(f"{k}^{v:+.3f}{ci(k)}" for k, v in law.exponents.items() if v is not None)
+        lines.append(f"{law.name}*(N, D) = {law.prefactor:.4g} * {terms}   "
+                     f"({law.n_groups} groups, scatter {law.residual_dex:.3f} dex)")
+        if law.note:
+            lines.append(f"  note: {law.note}")
+        p = f.penalty(attr)
+        if p["mean"] is not None:
+            spread = f" +- {p['std']:.2g}" if p["std"] is not None else ""
+            lines.append(f"  off by x2 in {law.name}: +{p['mean']:.4g}{spread} loss "
+                         f"({100 * p['relative_mean']:.2f}% of the best; {p['n_groups']} convex valleys)")
+    lines.append(f"fitted in {f.seconds:.2f} s")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = Parser(prog="python -m experiments.planning.hparam_fit", error_prefix="hparam_fit", raises=InputError,
+                description=__doc__.splitlines()[0])
+    ap.add_argument("--study", type=Path, help="shortcut: --results DIR/results.csv --out DIR")
+    ap.add_argument("--results", type=Path, help="CSV, one row per run")
+    ap.add_argument("--out", type=Path, help="directory for hparam_fit.json")
+    for role, what in (("n", "parameters N"), ("d", "tokens D"), ("lr", "learning rate"),
+                       ("batch", "batch size"), ("loss", "final loss")):
+        ap.add_argument(f"--{role}-col", help=f"{what} (default: first of {', '.join(AUTO[role])})")
+    ap.add_argument("--group-cols", default="", help="comma-separated columns a group shares (default: N and D)")
+    ap.add_argument("--rule", default="near_best", help="near_best (Step Law) or valley")
+    ap.add_argument("--tolerance", type=float, default=0.0025, help="near_best: fraction of the group's best loss")
+    ap.add_argument("--valley-window", type=float, default=0.05,
+                    help="valley fits (and the x2 penalties): runs within this fraction of the group's best loss")
+    ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    try:
+        a = ap.parse_args(argv)
+        if a.study is not None:
+            results, out = a.results or a.study / "results.csv", a.out or a.study
+        elif a.results is None or a.out is None:
+            raise InputError("give --results FILE --out DIR, or --study DIR")
+        else:
+            results, out = a.results, a.out
+        opts = Options(a.n_col, a.d_col, a.lr_col, a.batch_col, a.loss_col,
+                       tuple(c for c in a.group_cols.split(",") if c.strip()), a.rule, a.tolerance,
+                       a.valley_window, a.resamples, a.seed)
+        f = fit(sweep_from(read_table(results), opts), opts)
+    except InputError as e:
+        print(f"hparam_fit: {one_line(e)}", file=sys.stderr)
+        return 2
+    print(report(f))
+    atomic.write_json(out / "hparam_fit.json", to_json(f), parents=True)
+    print(f"wrote {out / 'hparam_fit.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
