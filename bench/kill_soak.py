@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import random
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -78,35 +80,9 @@ def _train_outcome(workdir: Path) -> dict:
              if x.strip() and "train_loss" in x]
     final = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     fingerprint = json.loads((workdir / "checkpoints" / str(final) / "fingerprint" / "metadata").read_text())
-    temps = [p.name for p in workdir.glob(".*.tmp")]
+    temps = [p.name for p in workdir.glob(".*.tmp")]  # none may be left, in the reference either
     return {"status": record["status"], "train": record["final_train_loss"], "eval": record["final_eval_loss"],
             "steps": steps, "fingerprint": fingerprint, "temps": temps}
-
-
-def train_trials(out: Path, n: int, rng: random.Random) -> list[bool]:
-    data = out / "tfds"
-    ref_dir = out / "train-ref"
-    shutil.rmtree(ref_dir, ignore_errors=True)
-    t0 = time.time()
-    assert _attempt([*TRAIN, f"--workdir={ref_dir}", f"--config.data.data_dir={data}"], None, None, 900) == 0
-    wall = time.time() - t0
-    ref = _train_outcome(ref_dir)
-    results = []
-    for i in range(n):
-        workdir = out / f"train-{i}"
-        shutil.rmtree(workdir, ignore_errors=True)
-        cmd = [*TRAIN, f"--workdir={workdir}", f"--config.data.data_dir={data}"]
-        fault, delay, label = _choose(rng, TRAIN_ARRIVALS, wall)
-        first = _attempt(cmd, fault, delay, 900)
-        second = _attempt(cmd, None, None, 900)
-        got = _train_outcome(workdir) if (workdir / "run.json").exists() else {"status": "missing"}
-        ok = second == 0 and got == {**ref, "temps": []} and ref["temps"] == []
-        results.append(ok)
-        print(f"train {i:3d} kill {label:28s} first exit {first:4d} restart exit {second:3d} "
-              f"{'bitwise equal' if ok else 'DIFFERENT: ' + str({k for k in ref if got.get(k) != ref[k]})}",
-              flush=True)
-        shutil.rmtree(workdir, ignore_errors=True)
-    return results
 
 
 # --- study ------------------------------------------------------------------------------------------
@@ -121,27 +97,46 @@ def _study_outcome(study: Path) -> dict:
             "report": (study / "report.html").exists()}
 
 
-def study_trials(out: Path, n: int, rng: random.Random) -> list[bool]:
-    ref_dir = out / "study-ref"
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What a trial kills and how its end is read."""
+    name: str
+    command: Callable[[Path], list[str]]  # the command for one run (or study) directory
+    outcome: Callable[[Path], dict]  # what must equal the reference's; raises if there is none
+    arrivals: dict  # fault point -> how many times one uninterrupted attempt passes it
+    timeout_s: float
+
+
+def _outcome_or_error(target: Target, directory: Path) -> dict:
+    try:
+        return target.outcome(directory)
+    except (OSError, ValueError, KeyError) as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def trials(target: Target, out: Path, n: int, rng: random.Random) -> list[bool]:
+    """n trials: one attempt killed (a random point and arrival, or a random moment of the
+    reference's wall time), then a plain rerun, compared with an uninterrupted reference."""
+    ref_dir = out / f"{target.name}-ref"
     shutil.rmtree(ref_dir, ignore_errors=True)
     t0 = time.time()
-    assert _attempt([*STUDY, f"--study={ref_dir}"], None, None, 3600) == 0
+    assert _attempt(target.command(ref_dir), None, None, target.timeout_s) == 0, "the reference failed"
     wall = time.time() - t0
-    ref = _study_outcome(ref_dir)
+    ref = target.outcome(ref_dir)
     results = []
     for i in range(n):
-        study = out / f"study-{i}"
-        shutil.rmtree(study, ignore_errors=True)
-        fault, delay, label = _choose(rng, STUDY_ARRIVALS, wall)
-        first = _attempt([*STUDY, f"--study={study}"], fault, delay, 3600)
-        second = _attempt([*STUDY, f"--study={study}"], None, None, 3600)
-        got = _study_outcome(study) if (study / "results.csv").exists() else {}
+        directory = out / f"{target.name}-{i}"
+        shutil.rmtree(directory, ignore_errors=True)
+        fault, delay, label = _choose(rng, target.arrivals, wall)
+        first = _attempt(target.command(directory), fault, delay, target.timeout_s)
+        second = _attempt(target.command(directory), None, None, target.timeout_s)
+        got = _outcome_or_error(target, directory)
         ok = second == 0 and got == ref
         results.append(ok)
-        print(f"study {i:3d} kill {label:28s} first exit {first:4d} rerun exit {second:3d} "
-              f"{'same runs, losses and fits' if ok else 'DIFFERENT: ' + str({k for k in ref if got.get(k) != ref[k]})}",
-              flush=True)
-        shutil.rmtree(study, ignore_errors=True)
+        differs = sorted(k for k in {*ref, *got} if got.get(k) != ref.get(k))
+        print(f"{target.name} {i:3d} kill {label:28s} first exit {first:4d} rerun exit {second:3d} "
+              f"{'equal to the reference' if ok else f'DIFFERENT: {differs}'}", flush=True)
+        shutil.rmtree(directory, ignore_errors=True)
     return results
 
 
@@ -155,12 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
     tally, ok = [], True
+    data = args.out / "tfds"
+    train = Target("train", lambda d: [*TRAIN, f"--workdir={d}", f"--config.data.data_dir={data}"],
+                   _train_outcome, TRAIN_ARRIVALS, 900)
+    study = Target("study", lambda d: [*STUDY, f"--study={d}"], _study_outcome, STUDY_ARRIVALS, 3600)
     if args.train_trials:
-        r = train_trials(args.out, args.train_trials, rng)
+        r = trials(train, args.out, args.train_trials, rng)
         tally.append(f"train_tiny: {sum(r)} of {len(r)} random kills ended completed and bitwise equal")
         ok &= all(r)
     if args.study_trials:
-        r = study_trials(args.out, args.study_trials, rng)
+        r = trials(study, args.out, args.study_trials, rng)
         tally.append(f"isoflop_ci study: {sum(r)} of {len(r)} random kills ended with every run trained once "
                      f"and the same losses and fits")
         ok &= all(r)
