@@ -4,7 +4,7 @@
                                [--tokens=N] [--output=PATH]
 
 Default: the run's own validation tokens, the very eval set the trainer scores, through the same
-mesh, sharded eval step and averaging (`scaling.train.evaluate`), so at the final step it reproduces
+mesh, sharded eval step and averaging (`scaling.eval_loss.evaluate`), so at the final step it reproduces
 run.json's `final_eval_loss`. `--dataset` scores a split of another dataset (or of the run's with
 `--split`); `--text-file` one plain file as a single document. Prints one line and writes the result
 atomically to RUN/evals/<source>-step<K>.json (or --output). Exit codes: 0 done, 2 bad input.
@@ -25,7 +25,7 @@ import numpy as np
 from models.config import ConfigError
 from plumbing import atomic
 from plumbing.cli import Parser, one_line
-from scaling import data as data_lib, trained as trained_lib, train, xla_flags
+from scaling import data as data_lib, eval_loss, trained as trained_lib, xla_flags
 from scaling.data import batches, packing
 from scaling.metrics import to_json_value
 
@@ -61,7 +61,7 @@ class Score:
     tokens: int
     bytes: int
     loss: float  # nats per target token (EOD targets included, as in training)
-    loss_se: float | None  # standard error, clustered by document (scaling.train.eval_standard_error)
+    loss_se: float | None  # standard error, clustered by document (scaling.eval_loss.eval_standard_error)
     bits_per_byte: float
     perplexity: float  # exp(loss): per token, and with byte tokens nearly per byte
     true_loss: float | None  # the source's exact optimal loss, when it knows it (synthetic:markov)
@@ -107,7 +107,7 @@ def text_file_data(path: str, seq_len: int, tokens: int | None, eval_batch: int)
     packed = packing.Packed(np.concatenate([eod, ids, eod]), seq_len)
     n = _positive_tokens(tokens, packed.n_targets, packed.n_targets, path)
     eval_set = batches.eval_set(packed, n, eval_batch)
-    # No eval_docs: train.evaluate then clusters the standard error by sequence (one document's
+    # No eval_docs: eval_loss.evaluate then clusters the standard error by sequence (one document's
     # sequences taken as independent, which understates it for text whose difficulty drifts slowly).
     return data_lib.DataPipeline(
         dataset=f"file:{path}", tokenizer=tokenizer, train=packed, eval=packed, seed=0,
@@ -119,7 +119,7 @@ def text_file_data(path: str, seq_len: int, tokens: int | None, eval_batch: int)
 def score(model: trained_lib.Trained, source: Source, data: data_lib.DataPipeline) -> Score:
     eval_batches = data.eval_batches(jax.process_index(), jax.process_count())
     with jax.set_mesh(model.comp.mesh):
-        ev = train.evaluate(model.comp, {"params": model.params}, data, eval_batches)
+        ev = eval_loss.evaluate(model.comp, {"params": model.params}, data, eval_batches)
     loss = ev["eval_loss"]
     return Score(step=model.step, source=source, tokens=int(ev.get("eval_tokens", data.eval_tokens)),
                  bytes=int(data.eval_bytes), loss=loss, loss_se=ev.get("eval_loss_se"),

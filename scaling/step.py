@@ -117,7 +117,7 @@ def build(config: ml_collections.ConfigDict, model_cfg: ModelConfig, mesh: Mesh)
         return new_state, metrics
 
     def eval_step(params: dict, batch_BxL: dict):
-        # Per row, not summed: the eval's standard error is measured across sequences (train.evaluate).
+        # Per row, not summed: the eval's standard error is measured across sequences (eval_loss.evaluate).
         nll_BxL, _ = _weighted_nll(params, graphdef, batch_BxL)
         return jnp.sum(nll_BxL, axis=1), jnp.sum(batch_BxL["weights"], axis=1)
 

@@ -23,13 +23,12 @@ if __name__ == "__main__":  # before the heavy imports below (~1.5 s): this proc
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from jax.experimental import multihost_utils
 
 from plumbing import atomic, faults
 from plumbing.cli import one_line
 from scaling import data as data_lib
-from scaling import flops, metrics, run_record, step as step_lib, validate, xla_flags
+from scaling import eval_loss, flops, metrics, run_record, step as step_lib, validate, xla_flags
 from scaling.checkpoint import Checkpointer
 from scaling.data.prefetch import Prefetcher
 from scaling.exit_codes import EXIT_CONFIG, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK
@@ -87,54 +86,9 @@ def _peak_flops(dtype: str) -> float | None:
     return flops.peak_flops(jax.devices()[0].device_kind, dtype)
 
 
-def evaluate(comp: step_lib.Compiled, state, data, eval_batches,
-             stop=lambda: False) -> dict | None:
-    """Mean eval loss over the fixed eval set, and its standard error (see `eval_standard_error`);
-    None if `stop()` turned true before the last batch (a SIGTERM must not wait out a long eval)."""
-    nll_rows, w_rows = [], []
-    for local in map(_arrays, eval_batches):
-        if stop():
-            return None
-        rows = local["inputs"].shape[0] * jax.process_count()
-        batch = step_lib.global_batch(local, comp.eval_batch_sharding, rows)
-        n_B, w_B = comp.eval_step(state["params"], batch)  # global rows, replicated
-        nll_rows.append(n_B)
-        w_rows.append(w_B)
-    nll_R = np.concatenate([np.asarray(jax.device_get(n), np.float64) for n in nll_rows])
-    w_R = np.concatenate([np.asarray(jax.device_get(w), np.float64) for w in w_rows])
-    loss = float(nll_R.sum() / w_R.sum())
-    docs_R = np.concatenate(data.eval_docs) if data.eval_docs else np.arange(len(w_R))
-    return {"eval_loss": loss, "eval_bits_per_byte": data.bits_per_byte(loss),
-            "eval_loss_se": eval_standard_error(nll_R, w_R, docs_R), "eval_tokens": float(w_R.sum())}
-
-
-def eval_standard_error(nll_R: np.ndarray, w_R: np.ndarray, cluster_R: np.ndarray) -> float | None:
-    """Standard error of the ratio mean sum(nll)/sum(w), clustered by document.
-
-    Tokens of one sequence, and sequences of one document, are correlated (a hard file is hard
-    throughout), so the eval's rows are grouped by the document their first target is in and the
-    groups treated as independent draws: the cluster-robust (linearised) variance of a ratio
-    estimator, G/(G-1) * sum_g (NLL_g - L*W_g)^2 / W^2 (Cameron & Miller 2015, eq. 12). With one
-    document per row this is the per-sequence estimator. None when fewer than 2 groups.
-    """
-    keep = w_R > 0
-    groups, inverse = np.unique(cluster_R[keep], return_inverse=True)
-    if len(groups) < 2:
-        return None
-    nll_G = np.bincount(inverse, nll_R[keep])
-    w_G = np.bincount(inverse, w_R[keep])
-    loss = nll_G.sum() / w_G.sum()
-    var = len(groups) / (len(groups) - 1) * np.sum((nll_G - loss * w_G) ** 2) / w_G.sum() ** 2
-    return float(np.sqrt(var))
-
-
 @jax.jit
 def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
-
-
-def _arrays(batch: data_lib.Batch) -> dict[str, np.ndarray]:
-    return {"inputs": batch.inputs, "targets": batch.targets, "weights": batch.weights}
 
 
 @dataclasses.dataclass
@@ -247,22 +201,25 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
             state = _loop(r, state, start, progress, preemption)
         ev = _finish(r, state, progress, preemption)
     faults.point("after_last_checkpoint")  # every save committed, run.json still says running
-
-    record = dataclasses.replace(
-        record, status=progress.status, final_train_loss=progress.last_train,
-        final_eval_loss=progress.last_eval if progress.status == "completed" else None,
-        wall_time_s=time.time() - started, compile_time_s=progress.compile_s,
-        step_time_s=progress.step_time_s,
-        tokens_per_s=steps * tokens_per_step / progress.step_time_s
-        if progress.step_time_s and progress.status == "completed" else None)
-    if progress.status == "completed":
-        record = dataclasses.replace(record, final_eval_bits_per_byte=ev["eval_bits_per_byte"],
-                                     final_eval_loss_se=ev["eval_loss_se"],
-                                     eval_tokens_used=int(ev["eval_tokens"]))
     if is_writer:
-        run_record.write(workdir, record)
+        run_record.write(workdir, _final_record(record, progress, ev, time.time() - started))
     final_step = progress.step if progress.status != "diverged" else -1
     return Outcome(progress.status, final_step, progress.last_train, progress.last_eval)
+
+
+def _final_record(record: run_record.RunRecord, progress: _Progress, ev: dict | None,
+                  wall_s: float) -> run_record.RunRecord:
+    """The run record as the run ends: its status, losses and times (the eval's details if done)."""
+    completed = progress.status == "completed"
+    record = dataclasses.replace(
+        record, status=progress.status, final_train_loss=progress.last_train,
+        final_eval_loss=progress.last_eval if completed else None,
+        wall_time_s=wall_s, compile_time_s=progress.compile_s, step_time_s=progress.step_time_s,
+        tokens_per_s=record.tokens / progress.step_time_s if progress.step_time_s and completed else None)
+    if not completed:
+        return record
+    return dataclasses.replace(record, final_eval_bits_per_byte=ev["eval_bits_per_byte"],
+                               final_eval_loss_se=ev["eval_loss_se"], eval_tokens_used=int(ev["eval_tokens"]))
 
 
 def _restore(ckpt: Checkpointer, comp: step_lib.Compiled, init_from: str | None,
@@ -287,7 +244,7 @@ def _loop(r: _Run, state: step_lib.State, start: int, progress: _Progress,
                                          cfg.eval.every_steps)
 
     def place(i: int) -> dict:
-        local = _arrays(r.data.train_batch(i, jax.process_index(), jax.process_count()))
+        local = eval_loss.arrays(r.data.train_batch(i, jax.process_index(), jax.process_count()))
         return step_lib.global_batch(local, r.comp.batch_sharding, cfg.train.global_batch,
                                      cfg.train.grad_accum)
 
@@ -322,7 +279,7 @@ def _loop(r: _Run, state: step_lib.State, start: int, progress: _Progress,
             if log:
                 _log(r, done, {k: float(v) for k, v in m.items()}, lr, per_step, wait_frac)
             if evaluate_now:
-                ev = evaluate(r.comp, state, r.data, r.eval_batches)
+                ev = eval_loss.evaluate(r.comp, state, r.data, r.eval_batches)
                 progress.last_eval = ev["eval_loss"]
                 r.writer.write(done, tokens=done * r.tokens_per_step, **ev)
             # A finite loss at step s says nothing of the weights its update produced: check those
@@ -362,7 +319,7 @@ def _finish(r: _Run, state: step_lib.State, progress: _Progress,
         def stop() -> bool:
             faults.point("final_eval")
             return preemption.requested()
-        ev = evaluate(r.comp, state, r.data, r.eval_batches, stop=stop)
+        ev = eval_loss.evaluate(r.comp, state, r.data, r.eval_batches, stop=stop)
         if ev is None:
             progress.status = "interrupted"
         else:
@@ -394,66 +351,69 @@ def _fmt_s(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse(argv: list[str]):
+    """The run's flags (absl FlagValues) with the config loaded; raises on bad input."""
     from absl import flags as absl_flags
     from ml_collections import config_flags
 
-    xla_flags.apply_defaults()  # before the first computation creates XLA's backend
-    signal.signal(signal.SIGTERM, _terminate)  # until run() installs the handler that saves
-    flag_values = absl_flags.FlagValues()
-    argv = sys.argv if argv is None else argv
+    fv = absl_flags.FlagValues()
     # sys_argv: config_flags reads --config.* overrides from sys.argv unless told otherwise.
     config_flags.DEFINE_config_file("config", None, "ml_collections config file (get_config()).",
-                                    flag_values=flag_values, lock_config=True, sys_argv=argv)
-    absl_flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, run.json.",
-                             flag_values=flag_values)
+                                    flag_values=fv, lock_config=True, sys_argv=argv)
+    absl_flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, run.json.", flag_values=fv)
     absl_flags.DEFINE_string("init_from", None, "Checkpoint directory to start from when the "
-                             "workdir has none (WSD cooldown branches).", flag_values=flag_values)
-    absl_flags.DEFINE_integer("init_step", None, "Step of --init_from to start from.",
-                              flag_values=flag_values)
+                             "workdir has none (WSD cooldown branches).", flag_values=fv)
+    absl_flags.DEFINE_integer("init_step", None, "Step of --init_from to start from.", flag_values=fv)
     absl_flags.DEFINE_string("coordinator_address", None, "host:port of process 0 for multi-host "
-                             "runs (jax.distributed); 'auto' detects SLURM/TPU/MPI.",
-                             flag_values=flag_values)
-    absl_flags.DEFINE_integer("num_processes", None, "Processes in a multi-host run.",
-                              flag_values=flag_values)
-    absl_flags.DEFINE_integer("process_id", None, "This process's index.", flag_values=flag_values)
-    absl_flags.DEFINE_integer("cpu_devices", None, "Number of CPU devices to expose (testing).",
-                              flag_values=flag_values)
+                             "runs (jax.distributed); 'auto' detects SLURM/TPU/MPI.", flag_values=fv)
+    absl_flags.DEFINE_integer("num_processes", None, "Processes in a multi-host run.", flag_values=fv)
+    absl_flags.DEFINE_integer("process_id", None, "This process's index.", flag_values=fv)
+    absl_flags.DEFINE_integer("cpu_devices", None, "Number of CPU devices to expose (testing).", flag_values=fv)
+    validate.check_config_file(argv, "experiments/configs/train_tiny.py")
+    fv(argv)
+    if fv.workdir is None:
+        raise validate.ConfigError("--workdir is required: the run's directory")
+    if fv["config"].value is None:
+        raise validate.ConfigError("--config is required: e.g. experiments/configs/train_tiny.py")
+    if (fv.init_from is None) != (fv.init_step is None):
+        raise validate.ConfigError("--init_from and --init_step go together")
+    return fv
+
+
+def _start_jax(fv) -> None:
+    """The compilation cache, the CPU device count and, for multi-host runs, jax.distributed."""
+    # Runs of one study share shapes (the lr is an input of the step, not a constant), so a
+    # persistent compilation cache turns most of a grid's compiles into cache hits.
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        jax.config.update("jax_compilation_cache_dir", str(pathlib.Path("~/.cache/scaling/jax").expanduser()))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    if fv.cpu_devices:
+        jax.config.update("jax_num_cpu_devices", fv.cpu_devices)
+    if fv.coordinator_address:
+        # CPU processes need a collectives backend to talk to each other; GPUs use NCCL regardless.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if fv.coordinator_address == "auto":
+        jax.distributed.initialize()
+    elif fv.coordinator_address:
+        jax.distributed.initialize(coordinator_address=fv.coordinator_address,
+                                   num_processes=fv.num_processes, process_id=fv.process_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from absl import flags as absl_flags
+
+    xla_flags.apply_defaults()  # before the first computation creates XLA's backend
+    signal.signal(signal.SIGTERM, _terminate)  # until run() installs the handler that saves
     try:
-        validate.check_config_file(argv, "experiments/configs/train_tiny.py")
-        flag_values(argv)
-        if flag_values.workdir is None:
-            raise validate.ConfigError("--workdir is required: the run's directory")
-        if flag_values["config"].value is None:
-            raise validate.ConfigError("--config is required: e.g. experiments/configs/train_tiny.py")
-        if (flag_values.init_from is None) != (flag_values.init_step is None):
-            raise validate.ConfigError("--init_from and --init_step go together")
-        config = flag_values.config
+        fv = _parse(sys.argv if argv is None else argv)
+        config = fv.config
     except (absl_flags.Error, validate.ConfigError, AttributeError, KeyError, ValueError,
             TypeError, FileNotFoundError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_CONFIG
-
-    # Runs of one study share shapes (the lr is an input of the step, not a constant), so a
-    # persistent compilation cache turns most of a grid's compiles into cache hits.
-    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        jax.config.update("jax_compilation_cache_dir",
-                          str(pathlib.Path("~/.cache/scaling/jax").expanduser()))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    if flag_values.cpu_devices:
-        jax.config.update("jax_num_cpu_devices", flag_values.cpu_devices)
-    if flag_values.coordinator_address:
-        # CPU processes need a collectives backend to talk to each other; GPUs use NCCL regardless.
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    if flag_values.coordinator_address == "auto":
-        jax.distributed.initialize()
-    elif flag_values.coordinator_address:
-        jax.distributed.initialize(coordinator_address=flag_values.coordinator_address,
-                                   num_processes=flag_values.num_processes,
-                                   process_id=flag_values.process_id)
+    _start_jax(fv)
     try:
-        outcome = run(config, flag_values.workdir, init_from=flag_values.init_from,
-                      init_step=flag_values.init_step)
+        outcome = run(config, fv.workdir, init_from=fv.init_from, init_step=fv.init_step)
     except (validate.ConfigError, data_lib.DataError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return EXIT_CONFIG
@@ -461,10 +421,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"terminated before the first step; exiting {EXIT_INTERRUPTED}", flush=True)
         return EXIT_INTERRUPTED
     except BaseException:
-        _mark_failed(flag_values.workdir)
+        _mark_failed(fv.workdir)
         raise
-    return {"completed": EXIT_OK, "diverged": EXIT_DIVERGED,
-            "interrupted": EXIT_INTERRUPTED}[outcome.status]
+    return {"completed": EXIT_OK, "diverged": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}[outcome.status]
 
 
 def _mark_failed(workdir: str) -> None:

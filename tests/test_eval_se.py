@@ -6,7 +6,7 @@ import pytest
 import train_helpers as th
 from scaling.data import batches, pipeline
 from scaling.data.tokenizer import EOD
-from scaling.train import eval_standard_error
+from scaling.eval_loss import eval_standard_error
 
 SEQ = 32
 

@@ -29,7 +29,7 @@ class DataPipeline:
     # (synthetic:markov): what an infinitely large, perfectly trained model would score. Else None.
     true_loss: float | None = None
     # Per eval batch, the document of each row's first target (-1 on filler rows): the clusters the
-    # eval's standard error is computed over (train.evaluate), as rows of one document are correlated.
+    # eval's standard error is computed over (eval_loss.evaluate), as rows of one document are correlated.
     eval_docs: tuple[np.ndarray, ...] = ()
 
     @property
