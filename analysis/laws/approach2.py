@@ -114,17 +114,19 @@ def _akima(x, y):
     return fine[np.argmin(vals)], float(np.min(vals))
 
 
-def interp_log(xq, x, y) -> float:
-    """y(xq) piecewise linear in (x, y), extended linearly past the ends (both in log space)."""
+def interp_log(xq, x, y) -> np.float64:
+    """y(xq) piecewise linear in (x, y), extended linearly past the ends (both in log space).
+    A numpy float64 (a float), so `10 ** interp_log(...)` of a vertex hundreds of decades off the
+    grid is inf under np.errstate, where a Python float power raises OverflowError."""
     ux, inv = np.unique(x, return_inverse=True)
     uy = np.bincount(inv, y) / np.bincount(inv)
     if len(ux) == 1:
-        return float(uy[0])
+        return np.float64(uy[0])
     if xq < ux[0] or xq > ux[-1]:
         j = (0, 1) if xq < ux[0] else (-2, -1)
         slope = (uy[j[1]] - uy[j[0]]) / (ux[j[1]] - ux[j[0]])
-        return float(uy[j[0]] + slope * (xq - ux[j[0]]))
-    return float(np.interp(xq, ux, uy))
+        return np.float64(uy[j[0]] + slope * (xq - ux[j[0]]))
+    return np.float64(np.interp(xq, ux, uy))
 
 
 def budget_optimum(log_n, log_d, loss, c: float, method: str = "parabola", sigma=None,
@@ -147,12 +149,15 @@ def budget_optimum(log_n, log_d, loss, c: float, method: str = "parabola", sigma
     xa, la = _akima(x, y)
     xv, lv = (xp, float(np.polyval(coeffs, xp))) if method == "parabola" else (xa, la)
     at_edge = bool(xv <= x[0] or xv >= x[-1] or np.argmin(y) in (0, len(y) - 1))
-    with np.errstate(over="ignore"):  # a resample's vertex decades off the grid: D_opt 0 or inf, flagged at_edge
-        d_opt = c / 10 ** interp_log(xv, x, lf)
-    return BudgetOptimum(float(c), float(10**xv), float(d_opt), lv, at_edge, len(x),
+    # A resample's vertex can land hundreds of decades off the grid (a nearly flat profile): N_opt
+    # and D_opt are then 0 or inf in float64, never an OverflowError, and the budget is at_edge.
+    with np.errstate(over="ignore", under="ignore"):
+        d_opt = c / np.power(10.0, interp_log(xv, x, lf))
+        n_opt, n_par, n_ak = (np.power(10.0, np.float64(v)) for v in (xv, xp, xa))
+    return BudgetOptimum(float(c), float(n_opt), float(d_opt), lv, at_edge, len(x),
                          tuple(float(v) for v in coeffs) if method == "parabola" else (),
-                         se if method == "parabola" else float("nan"), bool(convex), float(10**xp),
-                         float(10**xa), len(np.unique(x)), float(np.median(np.diff(np.unique(x)))))
+                         se if method == "parabola" else float("nan"), bool(convex), float(n_par),
+                         float(n_ak), len(np.unique(x)), float(np.median(np.diff(np.unique(x)))))
 
 
 def fit_power_law(c, y, weights) -> PowerLaw:
