@@ -305,12 +305,23 @@ def fit_all(ctx: Context) -> tuple[dict[str, Fit], dict[str, str]]:
     return fits, skipped
 
 
+def flag_outside(f: Fit, level: float) -> Fit:
+    """`f` with a note for every estimate outside its own interval. Percentile intervals of the
+    resampled estimates need not contain the full fit's value (a skewed or biased resampling, an
+    estimate at a bound); that is a finding for the reader, never an error (issue 17)."""
+    out = [f"{k} = {f.params[k]:.4g} lies outside its own {level:.0%} interval [{lo:.4g}, {hi:.4g}]: the resampled "
+           f"estimates are skewed or biased against the full fit's" for k, (lo, hi) in f.intervals.items()
+           if k in f.params and np.all(np.isfinite([f.params[k], lo, hi])) and not lo <= f.params[k] <= hi]
+    return dataclasses.replace(f, notes=(*f.notes, *out)) if out else f
+
+
 def fit(runs: tables.Runs, options: FitOptions) -> FitResult:
     """Every fit `options` asks for, their intervals, E* where the source knows it, and the diagnostics."""
     ctx = Context(options, runs, parametric.plan(runs))
     fits, skipped = fit_all(ctx)
     e_star, e_note = true_e.value(runs, options.true_e)
     fits = true_e.attach(fits, e_star)
+    fits = {k: flag_outside(f, options.level) for k, f in fits.items()}
     notes = ([e_note] if e_note else []) + [f"approach {name} skipped: {reason}" for name, reason in skipped.items()]
     diag = diagnostics.build(ctx, fits, validate_runs=options.validation)
     return FitResult(fits, runs.convention, diag, tuple(notes), ctx.r2, options)
