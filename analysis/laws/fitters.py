@@ -124,6 +124,21 @@ class Context:
     r3: approach3.Approach3Result | None = None
     ml: approach3.Approach3Result | None = None
     samples: dict = dataclasses.field(default_factory=dict)  # approach key -> parametric.Samples
+    vertex_null: dict | None = None  # approach2.vertex_gap_null of the table: {C: (gap, threshold)}
+
+    def vertex_gaps(self) -> dict:
+        """{C: (parabola-Akima gap, the gap its resampled null exceeds at the check's level)}."""
+        if self.vertex_null is None:
+            rn = noise.run_noise(self.runs)
+            self.vertex_null = approach2.vertex_gap_null(self.runs, rn.sigma, rn.dof, 1 - diagnostics.FALSE_ALARM,
+                                                         seed=self.options.seed)
+        return self.vertex_null
+
+
+def vertices_differ(gaps: dict, c: float) -> bool | None:
+    """The budget's gap beyond its null threshold (None: not judged, e.g. no noise estimate)."""
+    gap, threshold = gaps.get(c, (float("nan"), float("nan")))
+    return None if not np.isfinite(threshold) else bool(gap > threshold)
 
 
 def _intervals(ctx: Context, key: str, s: parametric.Samples) -> dict:
@@ -195,9 +210,10 @@ def approach2_fit(ctx: Context) -> dict[str, Fit]:
     concave = [f"{o.C:.3g}" for o in r2.optima if not o.convex]
     if concave:
         notes.append(f"non-convex profile (parabola opens downward) at budgets {', '.join(concave)}")
+    gaps = ctx.vertex_gaps()
     budgets = [{"C": o.C, "N_opt": o.N_opt, "D_opt": o.D_opt, "at_edge": o.at_edge, "convex": o.convex,
                 "log10_N_se": o.log10_N_se if np.isfinite(o.log10_N_se) else None,
-                "N_parabola": o.N_parabola, "N_akima": o.N_akima, "vertices_differ": o.vertices_differ,
+                "N_parabola": o.N_parabola, "N_akima": o.N_akima, "vertices_differ": vertices_differ(gaps, o.C),
                 "used": o.C in r2.used_budgets} for o in r2.optima]
     return {"approach2": Fit("approach2", {"a": r2.n_law.exponent, "b": r2.d_law.exponent}, None, ints,
                              int(np.isfinite(runs.budget).sum()), tuple(notes),
