@@ -7,11 +7,21 @@ import math
 import os
 from typing import Mapping
 
+from numpy.linalg import LinAlgError
+
 from plumbing import atomic
 
 
 class InputError(ValueError):
     """Bad input, reported as one line naming the field and the fix (CLIs exit with code 2)."""
+
+
+# What one refit of a resampled or simulated table may raise and still leave the others standing:
+# bad input (a budget left without 3 sizes; InputError is a ValueError), arithmetic
+# (ArithmeticError: OverflowError of a vertex hundreds of decades off the grid, FloatingPointError,
+# ZeroDivisionError), a singular least-squares problem, a solver that did not converge. Callers
+# count each with its reason instead of aborting.
+RESAMPLE_ERRORS = (ValueError, ArithmeticError, LinAlgError, RuntimeError)
 
 
 @dataclasses.dataclass(frozen=True)

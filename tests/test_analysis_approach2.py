@@ -73,3 +73,26 @@ def test_repeated_sizes_without_three_distinct_n_are_an_input_error():
     x = np.array([7.0, 7.0, 8.0, 8.0])
     with pytest.raises(InputError, match="fewer than 3 distinct N"):
         approach2.budget_optimum(x, 10 - x, 2.0 + (x - 7.5) ** 2, 1e19)
+
+
+def test_a_vertex_hundreds_of_decades_off_the_grid_is_at_edge_not_an_overflow():
+    # A nearly flat profile: the parabola's vertex lands ~400 decades away; 10**x of a Python float
+    # raised OverflowError there (issue 17), float64 gives inf and the budget is flagged at_edge.
+    x = np.linspace(3, 3.8, 9)
+    o = approach2.budget_optimum(x, 10 - x, 2.0 + 1e-9 * (x - 400) ** 2, 1e12, log_fpt=x + np.log10(6))
+    assert o.at_edge and not o.usable
+    assert o.N_opt == np.inf and o.D_opt == 0.0
+
+
+def test_a_resample_that_overflows_is_counted_not_fatal(tmp_path):
+    isoflop_table(tmp_path / "r.csv", LAW, per_budget=7, span_dex=0.5, sigma_nats=0.01, seeds=2)
+    runs = tables.load_runs(tmp_path / "r.csv")
+    calls = iter(range(10**6))
+
+    def fit(r):
+        if next(calls) % 4 == 0:
+            raise OverflowError("(34, 'Numerical result out of range')")
+        return bootstrap.approach2_fit_values(r)
+    s = parametric.generic(runs, fit, 8, 0)
+    assert s.failed == 2 and len(s.values["a"]) == 6
+    assert "OverflowError" in s.summary()["failure_reasons"]

@@ -218,6 +218,11 @@ def test_fit_cli_writes_diagnostics_and_prints_the_checks(seeded, tmp_path, caps
     checks = {c["name"]: c["holds"] for c in d["checks"]}
     assert checks["every IsoFLOP minimum interior and convex"] is True
     assert checks["seed noise measured"] is True
+    # Issue 17: judged against their nulls, both hold on a correct law (each fails one in 20 at most).
+    assert checks["parabola and Akima vertices agree"] is True
+    assert checks[diagnostics.HOLDOUT_LOSS_CHECK] is True
+    assert all(m["gap_null_dex"] > m["gap_dex"] for m in d["minima"])
+    assert d["holdout"][0]["loss_z_95"] > 1.0  # near or above the independent-z closed form (1.10 for 11 runs)
     assert fits["approach2"]["extra"]["bootstrap"]["kind"] == "parametric"
     printed = capsys.readouterr()
     assert "checks:" in printed.out and "seed noise: pooled std" in printed.out
@@ -313,3 +318,30 @@ def test_allocation_off_the_searched_range_is_nan_not_a_zero_slope(tmp_path):
     a, b = conventions.allocation_exponents(steep, heavy, "chinchilla")
     assert np.isnan(a) and np.isnan(b)
     assert np.all(np.isfinite(conventions.allocation_exponents(LAW, heavy, "chinchilla")))
+
+
+def test_held_out_null_is_the_closed_form_for_independent_z_and_grows_with_shared_error():
+    # k = 11 standard normal z: P(median |z| <= t) = P(Binomial(11, 2 Phi(t) - 1) >= 6) = 0.95 at t = 1.100.
+    assert validate.null_median_abs_z(np.ones(11), np.zeros((11, 11)), 0, draws=200000) == pytest.approx(1.100, abs=0.01)
+    shared = validate.null_median_abs_z(np.ones(11), np.full((11, 11), 0.25), 0)
+    few_dof = validate.null_median_abs_z(np.ones(11), np.zeros((11, 11)), 8)
+    assert shared > 1.15 and few_dof > 1.15
+
+
+def test_vertex_gap_is_judged_against_its_resampled_null(tmp_path):
+    from analysis.uncertainty import synthetic
+    df = synthetic.cpu_table(tmp_path / "r.csv", seed=1)
+    runs = tables.load_runs(tmp_path / "r.csv")
+    rn = noise.run_noise(runs)
+    null = approach2.vertex_gap_null(runs, rn.sigma, rn.dof)
+    assert len(null) == 4 and all(g < t for g, t in null.values())
+    # A profile no parabola describes: flat on one side of a kink, steep on the other.
+    c = synthetic.CPU_BUDGETS[2]
+    m = (df.budget == c).to_numpy()
+    x = np.log10(df.params[m].to_numpy())
+    x0 = np.sort(x)[2]
+    df.loc[m, "final_eval_loss"] = 1.6 + np.where(x < x0, 3.0 * (x0 - x), 0.0) + 0.004 * (x - x0)
+    df.to_csv(tmp_path / "r.csv", index=False)
+    runs = tables.load_runs(tmp_path / "r.csv")
+    gap, threshold = approach2.vertex_gap_null(runs, rn.sigma[:len(runs)], rn.dof)[c]
+    assert gap > threshold

@@ -71,6 +71,22 @@ def test_figure3_marks_each_target_with_its_interval(data):
     assert n_panel.get_xlim()[1] > 5.76e23
 
 
+def test_figure3_draws_an_estimate_outside_its_interval_and_flags_it(data):
+    # Issue 17: a percentile interval of resampled projections need not contain the full fit's
+    # value; errorbar's yerr then went negative and Fig. 3 raised ValueError. Now: bar, star, flag.
+    runs, _ = data
+    res = approach2.fit_approach2(runs)
+    t = 1e21
+    mid_n, mid_d = float(res.n_law(t)), float(res.d_law(t))
+    proj = {("N", t): (2 * mid_n, 3 * mid_n), ("D", t): (0.5 * mid_d, 2 * mid_d)}
+    fig = figures.draw3(runs, res, (t,), proj)
+    text = _legend_text(fig.axes[1])
+    assert "outside its interval" in text and f"[{2 * mid_n:.3g}, {3 * mid_n:.3g}]" in text
+    assert "outside" not in _legend_text(fig.axes[2])
+    flags = figures.projection_flags(res.n_law, res.d_law, (t,), proj)
+    assert len(flags) == 1 and flags[0].startswith("figure 3: N* at 1e+21") and "outside its own 95%" in flags[0]
+
+
 def test_figure4_ranges_follow_the_data_and_near_targets(data):
     runs, _ = data
     fig = figures.draw4(runs, LAW, targets=(1e21, 5.76e30))

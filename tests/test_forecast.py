@@ -68,3 +68,16 @@ def test_the_plan_prints_the_forecast():
     assert p.forecast is not None and p.forecast.simulations == 10
     table = format_table(p)
     assert "forecast (10 simulated studies" in table and p.prior in table
+
+
+def test_a_simulated_study_that_overflows_is_counted_as_failed(cpu_plan, monkeypatch):
+    prior = Study.from_config(isoflop_cpu.get_config().study).prior
+    real, calls = fc.fit_approach2, iter(range(10**6))
+
+    def flaky(table, **kw):
+        if next(calls) == 3:  # the noiseless centre fit is call 0
+            raise OverflowError("(34, 'Numerical result out of range')")
+        return real(table, **kw)
+    monkeypatch.setattr(fc, "fit_approach2", flaky)
+    f = fc.forecast(cpu_plan.runs, prior, 0.01, "test", 6, seed=1)
+    assert f.failed == 1 and f.simulations == 6 and "1 studies failed to fit" in f.describe()

@@ -141,3 +141,12 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, flags, needle):
     assert report.main(["--results", str(tmp_path / "r.csv"), "--out", str(tmp_path / "o"), *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err
+
+
+def test_an_estimate_outside_its_interval_is_marked_and_footnoted():
+    # Issue 17: a finding, stated in the table and under it, never an exception.
+    assert report_content.with_interval(0.5, (0.4, 0.6)) == "0.5 [0.4, 0.6]"
+    cell = report_content.with_interval(0.3, (0.4, 0.6))
+    assert cell == f"0.3 [0.4, 0.6] {report_content.OUTSIDE}"
+    assert report_content.outside_note([["a", "0.5 [0.4, 0.6]"]]) == []
+    assert "outside its own interval" in report_content.outside_note([["a", cell]])[0]

@@ -50,6 +50,8 @@ class OriginRow:
     loss_bias_rel: float  # median signed (pred - loss) / loss
     loss_median_abs_z: float  # median |pred - loss| / sigma
     note: str = ""
+    loss_z: float = float("nan")  # median |z|, z = (pred - loss) / sqrt(sigma^2 + prediction variance)
+    loss_z_95: float = float("nan")  # the median |z| a correct law exceeds with probability 5% (null_median_abs_z)
 
 
 def _nopt_error(train: Runs, test: Runs, c: float, method: str, sigma_tr, sigma_te) -> tuple[float, float, str]:
@@ -64,19 +66,62 @@ def _nopt_error(train: Runs, test: Runs, c: float, method: str, sigma_tr, sigma_
     return err, err / o.log10_N_se if np.isfinite(o.log10_N_se) and o.log10_N_se > 0 else float("nan"), note
 
 
-def _loss_errors(train: Runs, test: Runs, sigma_te, delta, grid) -> tuple[float, float, float, str]:
+PREDICTION_DRAWS = 100  # parametric resamples of the training fit behind the prediction covariance
+NULL_DRAWS = 20000  # draws of the held-out statistic under a correct law (its 95% point to +-0.01)
+
+
+def prediction_cov(train: Runs, test: Runs, best_x, delta: float) -> np.ndarray:
+    """Covariance (k x k) of the training fit's predicted losses at the test runs over its own
+    parametric resamples (analysis.uncertainty.parametric.approach3, as fits.json's intervals)."""
+    from analysis.laws.allocation import LawParams
+    from analysis.uncertainty import parametric  # parametric imports nothing of validate; kept local to stay light
+    s = parametric.approach3(train, best_x, PREDICTION_DRAWS, 0, delta).values
+    if len(s.get("E", ())) < 10:
+        return np.zeros((len(test), len(test)))
+    pred = np.array([LawParams(*p).loss(test.N, test.D) for p in zip(*(s[k] for k in ("E", "A", "B", "alpha", "beta")))])
+    pred = pred[np.all(np.isfinite(pred), 1)]
+    return np.atleast_2d(np.cov(pred.T)) if len(pred) >= 10 else np.zeros((len(test), len(test)))
+
+
+def null_median_abs_z(sigma, cov_pred, dof: int, level: float = 0.95, draws: int = NULL_DRAWS, seed: int = 0) -> float:
+    """The `level` point of median_i |e_i| / sqrt(sigma_i^2 + v_i) when the law is right: e = the
+    prediction's error (N(0, cov_pred), shared by the held-out runs) + each run's own noise (sigma
+    known to `dof` degrees of freedom: scaled by sqrt(dof / chi2_dof), 0: exact).
+    For k independent standard normal z (cov_pred = 0, dof = 0) it is the closed-form point of the
+    median of k half-normals: P(median <= t) = P(Binomial(k, 2 Phi(t) - 1) >= (k + 1) / 2) for odd
+    k: 1.10 at k = 11 (1.04 at k = 15); the shared prediction error and an 8-dof sigma raise it."""
+    rng = np.random.default_rng(seed)
+    sigma, k = np.asarray(sigma, float), len(sigma)
+    scale = np.sqrt(dof / rng.chisquare(dof, draws)) if dof > 0 else np.ones(draws)
+    w, v = np.linalg.eigh(np.asarray(cov_pred, float))
+    shared = (rng.standard_normal((draws, k)) * np.sqrt(np.clip(w, 0, None))) @ v.T
+    e = scale[:, None] * sigma * rng.standard_normal((draws, k)) + shared
+    z = np.abs(e) / np.sqrt(sigma**2 + np.clip(np.diag(cov_pred), 0, None))
+    return float(np.quantile(np.median(z, 1), level))
+
+
+def _loss_errors(train: Runs, test: Runs, sigma_te, delta, grid, dof: int = 0) -> dict:
+    nan = float("nan")
     if len(train) < approach3.MIN_RUNS:
-        return float("nan"), float("nan"), float("nan"), f"Approach 3: {len(train)} runs to fit"
+        return {"loss_median_abs_rel": nan, "loss_bias_rel": nan, "loss_median_abs_z": nan,
+                "note": f"Approach 3: {len(train)} runs to fit"}
     res = approach3.fit_huber(train.N, train.D, train.loss, delta=delta, grid=grid)
     err = res.params.loss(test.N, test.D) - test.loss
-    z = float(np.median(np.abs(err) / sigma_te)) if sigma_te is not None else float("nan")
-    return float(np.median(np.abs(err) / test.loss)), float(np.median(err / test.loss)), z, ""
+    out = {"loss_median_abs_rel": float(np.median(np.abs(err) / test.loss)),
+           "loss_bias_rel": float(np.median(err / test.loss)), "loss_median_abs_z": nan, "note": ""}
+    if sigma_te is not None:
+        cov = prediction_cov(train, test, res.x, delta)
+        out["loss_median_abs_z"] = float(np.median(np.abs(err) / sigma_te))
+        out["loss_z"] = float(np.median(np.abs(err) / np.sqrt(sigma_te**2 + np.clip(np.diag(cov), 0, None))))
+        out["loss_z_95"] = null_median_abs_z(sigma_te, cov, dof)
+    return out
 
 
 def rolling_origin(runs: Runs, method: str = "parabola", delta: float = 1e-3, grid=approach3.StartGrid(),
-                   sigma=None, first: int = 2) -> tuple[OriginRow, ...]:
+                   sigma=None, first: int = 2, dof: int = 0) -> tuple[OriginRow, ...]:
     """For k = first .. K-1: fit budgets[:k], predict budget k. The last row is the hold-out of
-    the largest budget. `sigma`: per-run loss std of `runs` (None: unknown)."""
+    the largest budget. `sigma`: per-run loss std of `runs` (None: unknown), measured on `dof`
+    degrees of freedom (0: exact)."""
     budgets = runs.budgets()
     if len(budgets) <= first:
         raise InputError(f"validation needs more than {first} budgets (fit {first}, predict the next), "
@@ -88,8 +133,9 @@ def rolling_origin(runs: Runs, method: str = "parabola", delta: float = 1e-3, gr
         sig_te = None if sigma is None else sigma[test_m]
         train, test = runs.subset(fit_m), runs.subset(test_m)
         err, z, n1 = _nopt_error(train, test, float(budgets[k]), method, sig_tr, sig_te)
-        rel, bias, lz, n2 = _loss_errors(train, test, sig_te, delta, grid)
-        rows.append(OriginRow(float(budgets[k]), k, err, z, rel, bias, lz, "; ".join(n for n in (n1, n2) if n)))
+        loss = _loss_errors(train, test, sig_te, delta, grid, dof)
+        note = "; ".join(n for n in (n1, loss.pop("note")) if n)
+        rows.append(OriginRow(float(budgets[k]), k, err, z, note=note, **loss))
     return tuple(rows)
 
 

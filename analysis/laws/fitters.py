@@ -124,6 +124,21 @@ class Context:
     r3: approach3.Approach3Result | None = None
     ml: approach3.Approach3Result | None = None
     samples: dict = dataclasses.field(default_factory=dict)  # approach key -> parametric.Samples
+    vertex_null: dict | None = None  # approach2.vertex_gap_null of the table: {C: (gap, threshold)}
+
+    def vertex_gaps(self) -> dict:
+        """{C: (parabola-Akima gap, the gap its resampled null exceeds at the check's level)}."""
+        if self.vertex_null is None:
+            rn = noise.run_noise(self.runs)
+            self.vertex_null = approach2.vertex_gap_null(self.runs, rn.sigma, rn.dof, 1 - diagnostics.FALSE_ALARM,
+                                                         seed=self.options.seed)
+        return self.vertex_null
+
+
+def vertices_differ(gaps: dict, c: float) -> bool | None:
+    """The budget's gap beyond its null threshold (None: not judged, e.g. no noise estimate)."""
+    gap, threshold = gaps.get(c, (float("nan"), float("nan")))
+    return None if not np.isfinite(threshold) else bool(gap > threshold)
 
 
 def _intervals(ctx: Context, key: str, s: parametric.Samples) -> dict:
@@ -195,9 +210,10 @@ def approach2_fit(ctx: Context) -> dict[str, Fit]:
     concave = [f"{o.C:.3g}" for o in r2.optima if not o.convex]
     if concave:
         notes.append(f"non-convex profile (parabola opens downward) at budgets {', '.join(concave)}")
+    gaps = ctx.vertex_gaps()
     budgets = [{"C": o.C, "N_opt": o.N_opt, "D_opt": o.D_opt, "at_edge": o.at_edge, "convex": o.convex,
                 "log10_N_se": o.log10_N_se if np.isfinite(o.log10_N_se) else None,
-                "N_parabola": o.N_parabola, "N_akima": o.N_akima, "vertices_differ": o.vertices_differ,
+                "N_parabola": o.N_parabola, "N_akima": o.N_akima, "vertices_differ": vertices_differ(gaps, o.C),
                 "used": o.C in r2.used_budgets} for o in r2.optima]
     return {"approach2": Fit("approach2", {"a": r2.n_law.exponent, "b": r2.d_law.exponent}, None, ints,
                              int(np.isfinite(runs.budget).sum()), tuple(notes),
@@ -305,12 +321,23 @@ def fit_all(ctx: Context) -> tuple[dict[str, Fit], dict[str, str]]:
     return fits, skipped
 
 
+def flag_outside(f: Fit, level: float) -> Fit:
+    """`f` with a note for every estimate outside its own interval. Percentile intervals of the
+    resampled estimates need not contain the full fit's value (a skewed or biased resampling, an
+    estimate at a bound); that is a finding for the reader, never an error (issue 17)."""
+    out = [f"{k} = {f.params[k]:.4g} lies outside its own {level:.0%} interval [{lo:.4g}, {hi:.4g}]: the resampled "
+           f"estimates are skewed or biased against the full fit's" for k, (lo, hi) in f.intervals.items()
+           if k in f.params and np.all(np.isfinite([f.params[k], lo, hi])) and not lo <= f.params[k] <= hi]
+    return dataclasses.replace(f, notes=(*f.notes, *out)) if out else f
+
+
 def fit(runs: tables.Runs, options: FitOptions) -> FitResult:
     """Every fit `options` asks for, their intervals, E* where the source knows it, and the diagnostics."""
     ctx = Context(options, runs, parametric.plan(runs))
     fits, skipped = fit_all(ctx)
     e_star, e_note = true_e.value(runs, options.true_e)
     fits = true_e.attach(fits, e_star)
+    fits = {k: flag_outside(f, options.level) for k, f in fits.items()}
     notes = ([e_note] if e_note else []) + [f"approach {name} skipped: {reason}" for name, reason in skipped.items()]
     diag = diagnostics.build(ctx, fits, validate_runs=options.validation)
     return FitResult(fits, runs.convention, diag, tuple(notes), ctx.r2, options)

@@ -111,6 +111,37 @@ def interpolated_optima(curves: tables.Curves, res: approach1.Approach1Result) -
     return Optima(res.C[res.used], n_out, d_out)
 
 
+def outside(mid: float, iv) -> bool:
+    """True when an interval (lo, hi) is known and the estimate lies outside it: percentile
+    intervals of resampled estimates need not contain the full fit's value (a skewed or biased
+    resampling distribution). A finding to state, never an error (issue 17)."""
+    return iv is not None and iv[0] is not None and bool(np.all(np.isfinite(iv))) and not iv[0] <= mid <= iv[1]
+
+
+def projection_flags(n_law, d_law, targets, projections, level: float = 0.95) -> list[str]:
+    """One note per Approach-2 projection (N* or D* at a target) outside its own interval."""
+    out = []
+    for t in targets:
+        for key, law in (("N", n_law), ("D", d_law)):
+            mid, iv = float(law(t)), (projections or {}).get((key, t))
+            if outside(mid, iv):
+                out.append(f"figure 3: {key}* at {t:.3g} FLOPs = {mid:.3g} lies outside its own {level:.0%} "
+                           f"interval [{iv[0]:.3g}, {iv[1]:.3g}] over the resamples: the resampled projections "
+                           f"are skewed against the full fit (a finding, drawn as a bar and a star)")
+    return out
+
+
+def _projection(ax, t, mid, iv, unit) -> None:
+    """The estimate as a star and its interval as a capped bar from low to high, drawn apart so an
+    estimate outside its interval is shown (and labelled), where errorbar's yerr would be negative."""
+    known = iv is not None and bool(np.all(np.isfinite(iv)))
+    flag = outside(mid, iv)
+    if known:
+        ax.plot([t, t], list(iv), "-", color="C3", marker="_", ms=9, mew=1.5, zorder=4)
+    label = f"{unit}* at {t:.3g}: {mid:.3g}" + (f" [{iv[0]:.3g}, {iv[1]:.3g}]" if known else "")
+    ax.plot([t], [mid], "*", ms=11, color="C3", zorder=5, label=label + (" † outside its interval" if flag else ""))
+
+
 def _law_panels(ax_n, ax_d, c, n_opt, d_opt, n_law, d_law, targets=(), projections=None):
     hi = max([c.max(), *targets])
     cc = np.logspace(np.log10(c.min()) - 0.2, np.log10(hi) + 0.2, 100)
@@ -120,11 +151,7 @@ def _law_panels(ax_n, ax_d, c, n_opt, d_opt, n_law, d_law, targets=(), projectio
     ax_d.plot(cc, d_law(cc), "C2", label=f"D_opt ∝ C^{d_law.exponent:.3f}")
     for t in targets:
         for ax, law, key, unit in ((ax_n, n_law, "N", "N"), (ax_d, d_law, "D", "D")):
-            mid = float(law(t))
-            lo, hi_ = (projections or {}).get((key, t), (np.nan, np.nan))
-            err = [[mid - lo], [hi_ - mid]] if np.isfinite(lo) else None
-            ax.errorbar([t], [mid], yerr=err, fmt="*", ms=11, color="C3", capsize=4, zorder=4,
-                        label=f"{unit}* at {t:.3g}: {mid:.3g}" + (f" [{lo:.3g}, {hi_:.3g}]" if err else ""))
+            _projection(ax, t, float(law(t)), (projections or {}).get((key, t)), unit)
     for ax, lab in ((ax_n, "Parameters N_opt"), (ax_d, "Tokens D_opt")):
         ax.set(xscale="log", yscale="log", xlabel="FLOPs C", ylabel=lab)
         _tidy(ax)
@@ -316,7 +343,7 @@ FIGURE_NAMES = ("2", "3", "4", "kaplan")
 @dataclasses.dataclass(frozen=True)
 class Drawn:
     paths: tuple[str, ...]  # PNG and PDF of every figure drawn
-    notes: tuple[str, ...]  # figures skipped, with the reason
+    notes: tuple[str, ...]  # figures skipped, with the reason; findings drawn (an estimate outside its interval)
 
 
 def draw(runs: tables.Runs, options: fitters.FitOptions, out_dir: str, which: frozenset[str] | None = None,
@@ -340,11 +367,12 @@ def draw(runs: tables.Runs, options: fitters.FitOptions, out_dir: str, which: fr
         res = fits and fits.approach2_under(o.interp, o.include_edges)
         res = res or approach2.fit_approach2(runs, o.interp, o.include_edges)
         proj = projections if projections is not None else projection_intervals(runs, targets, o.interp, o.include_edges)
+        flags.extend(projection_flags(res.n_law, res.d_law, targets, proj))
         return figure3(runs, res, out_dir, targets, proj)
 
     draw_one = {"2": fig2, "3": fig3, "4": lambda: figure4(runs, _approach3_law(o, runs, fits), out_dir, targets),
                 "kaplan": lambda: kaplan_figure1(runs, kaplan.fit_kaplan(runs), out_dir)}
-    written, notes = [], []
+    written, notes, flags = [], [], []
     for name in FIGURE_NAMES:
         if name not in which:
             continue
@@ -356,7 +384,7 @@ def draw(runs: tables.Runs, options: fitters.FitOptions, out_dir: str, which: fr
             notes.append(f"figure {name} skipped: {e}")
     if not written:
         raise InputError("no figure could be drawn from this table (see the notes above)")
-    return Drawn(tuple(written), tuple(notes))
+    return Drawn(tuple(written), tuple(notes + flags))
 
 
 def figures_asked(which: frozenset[str] | None, options: fitters.FitOptions, targets) -> set[str]:

@@ -63,10 +63,25 @@ def g(v, digits: int = 4) -> str:
     return str(v)
 
 
+OUTSIDE = "†"
+
+
 def with_interval(v, iv) -> str:
+    """`v [lo, hi]`, marked † when the estimate lies outside its own interval (see OUTSIDE_NOTE)."""
     if iv is None or iv[0] is None:
         return g(v)
-    return f"{g(v)} [{g(iv[0], 3)}, {g(iv[1], 3)}]"
+    out = isinstance(v, (int, float)) and iv[1] is not None and np.isfinite(v) and not iv[0] <= v <= iv[1]
+    return f"{g(v)} [{g(iv[0], 3)}, {g(iv[1], 3)}]" + (f" {OUTSIDE}" if out else "")
+
+
+def outside_note(rows) -> list[str]:
+    """The footnote for a table with a † cell: a percentile interval of resampled estimates that
+    does not contain the full fit's estimate is a finding (a skewed or biased resampling), not an error."""
+    if not any(OUTSIDE in str(cell) for row in rows for cell in row):
+        return []
+    return [f"{OUTSIDE} the estimate lies outside its own interval: the resampled estimates are skewed or "
+            f"biased against the full fit's, so the interval is not centred on it; read both, and treat the "
+            f"interval as approximate."]
 
 
 def approaches(fits: dict) -> dict[str, dict]:
@@ -132,6 +147,7 @@ def fits_section(fits: dict, level: float, analysis_notes: list[str] = ()) -> Se
                                [[key, k, with_interval(f[k], ivs.get(k))] for k in others]))
         notes += [f"{key}: {n}" for n in f.get("notes") or []]
     notes += list(analysis_notes)
+    notes += outside_note(rows + [r for t in extra for r in t.rows])
     blocks = [f"Values with their {level:.0%} bootstrap intervals in brackets (where the fit has them); FLOPs counted as "
               f"'{fits.get('convention', '?')}'.", Table(head, rows), *extra]
     if notes:
@@ -171,7 +187,8 @@ def table2_section(fits: dict) -> Section:
     return Section("Beside Hoffmann et al. 2022, Table 2", [
         "N_opt ∝ C^a, D_opt ∝ C^b. The paper's ranges are 10th-90th percentiles of a bootstrap over 80% of its "
         "runs; ours are the fit's own bootstrap intervals. Kaplan's row: the paper's a = 0.73 is Kaplan et al.'s "
-        "compute-efficient frontier; ours is implied by the joint L(N, D) fitted here.", Table(head, rows)])
+        "compute-efficient frontier; ours is implied by the joint L(N, D) fitted here.", Table(head, rows),
+        *outside_note(rows)])
 
 
 # --- diagnostics (CONTRACTS.md: checks, then tables of flat dicts) ------------------------------------
@@ -272,7 +289,8 @@ def targets_section(inp: Inputs) -> Section:
         f"C = {k:.3g}·N·D (this table's FLOPs per parameter per token); Approach 2: its power laws extrapolated. "
         f"Intervals: {inp.level:.0%} percentiles over {inp.n_boot} resamples, drawn as the fit draws them "
         f"({_resampling(inp.runs)}). 1 PF-day = 8.64e19 FLOPs; {rate}.",
-        Table(head, rows) if rows else "No fit gives an allocation (neither Approach 2 nor 3 was fitted)."])
+        Table(head, rows) if rows else "No fit gives an allocation (neither Approach 2 nor 3 was fitted).",
+        *outside_note(rows)])
 
 
 # --- what was left out -------------------------------------------------------------------------------------

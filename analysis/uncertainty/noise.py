@@ -65,6 +65,11 @@ class RunNoise:
     source: str  # "seed noise", "eval SE" or "none"
     noise: SeedNoise
 
+    @property
+    def dof(self) -> int:
+        """Degrees of freedom of sigma: the seed repeats' (an eval SE is taken as exact: 0)."""
+        return self.noise.dof if self.source == "seed noise" else 0
+
 
 def run_noise(runs) -> RunNoise:
     """The per-run loss std the fits use: pooled seed noise where the table has repeats (and a seed

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from analysis.uncertainty import bootstrap, noise
-from analysis.records import InputError
+from analysis.records import RESAMPLE_ERRORS
 from analysis.tables.tables import Runs
 
 PARAMETRIC, NONPARAMETRIC = "parametric", "nonparametric"
@@ -141,7 +141,7 @@ def collect(fits, n_boot: int, kind: str, source: str) -> Samples:
 def attempt(fit: Callable[[Runs], dict], r: Runs):
     try:
         vals = fit(r)
-    except (InputError, ValueError, FloatingPointError, np.linalg.LinAlgError, RuntimeError) as e:
+    except RESAMPLE_ERRORS as e:
         return e
     if not all(np.isfinite(v) for v in vals.values()):
         return FloatingPointError("non-finite estimate")

@@ -50,3 +50,29 @@ def curves_table(path, law: allocation.LawParams, sizes, max_flops: float, point
     df = pd.DataFrame(rows)
     df.to_csv(path, index=False)
     return df
+
+
+# isoflop_cpu's design (experiments/configs/isoflop_cpu.py): 4 budgets 1.5e11-4.8e12 FLOPs, 9 sizes
+# within +-0.4 decades of each budget's optimum, seeds 0 and 1 at the 2 central sizes (44 runs; the
+# study has 42), seed noise 0.022 nats per run (pooled over its 8 repeated points).
+CPU_BUDGETS = (1.5e11, 4.8e11, 1.5e12, 4.8e12)
+CPU_SIGMA = 0.022
+
+
+def cpu_law(E: float = 0.1, alpha: float = 0.34, n_opt: float = 3.97e4, c0: float = 6e11,
+            depth: float = 0.088, span_dex: float = 0.4) -> allocation.LawParams:
+    """A law with isoflop_cpu's prior shape under C = 6ND: alpha = beta (a = 0.5), N_opt(c0) =
+    n_opt, profiles rising `depth` nats `span_dex` decades either side of the optimum (the study's
+    measured 0.088 nats at 0.4 decades)."""
+    g = n_opt / (c0 / 6) ** 0.5  # N_opt = G (C/6)^a with G = (A/B)^(1/(2 alpha)) when alpha = beta
+    unit = allocation.LawParams(0.0, 1.0, g ** (-2 * alpha), alpha, alpha)
+    prof = lambda n: float(unit.loss(n, c0 / (6 * n)))
+    rise = (prof(n_opt * 10**span_dex) + prof(n_opt * 10**-span_dex)) / 2 - prof(n_opt)
+    k = depth / rise
+    return allocation.LawParams(E, k * unit.A, k * unit.B, alpha, alpha)
+
+
+def cpu_table(path, law: allocation.LawParams | None = None, seed: int = 0, sigma: float = CPU_SIGMA) -> pd.DataFrame:
+    """One simulated study of isoflop_cpu's design under `law` (default cpu_law()), Gaussian noise."""
+    return isoflop_table(path, law or cpu_law(), budgets=CPU_BUDGETS, per_budget=9, span_dex=0.4, seed=seed,
+                         sigma_nats=sigma, seeds=2, replicated=2)

@@ -22,7 +22,7 @@ import numpy as np
 
 from analysis.laws.approach2 import fit_approach2
 from analysis.uncertainty.noise import Point, seed_noise
-from analysis.records import InputError
+from analysis.records import RESAMPLE_ERRORS, InputError
 from analysis.tables.tables import Runs
 from experiments.planning.errors import StudyError
 from experiments.planning.prior import Law, Prior
@@ -128,7 +128,7 @@ def forecast(runs: Sequence[RunSpec], prior: Prior, noise: float, noise_source: 
         table = _table(points, clean + noise * rng.standard_normal(len(points)), convention)
         try:
             fit = fit_approach2(table, sigma="auto" if noise > 0 else None)
-        except InputError:
+        except RESAMPLE_ERRORS:  # a simulated study the analysis cannot fit: counted, never fatal
             failed += 1
             continue
         a.append(fit.n_law.exponent)
