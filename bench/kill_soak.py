@@ -67,9 +67,9 @@ def _choose(rng: random.Random, arrivals: dict, wall_s: float) -> tuple[str | No
     if rng.random() < 0.5:
         point = rng.choice(sorted(arrivals))
         k = rng.randint(1, arrivals[point])
-        return f"{point}:kill@{k}", None, f"{point}@{k}"
+        return f"{point}:kill@{k}", None, f"kill {point}@{k}"
     t = rng.uniform(0, wall_s)
-    return None, t, f"at {t:.1f} s"
+    return None, t, f"kill at {t:.1f} s"
 
 
 # --- trainer ----------------------------------------------------------------------------------------
@@ -114,9 +114,22 @@ def _outcome_or_error(target: Target, directory: Path) -> dict:
         return {"error": f"{type(e).__name__}: {e}"}
 
 
-def trials(target: Target, out: Path, n: int, rng: random.Random) -> list[bool]:
-    """n trials: one attempt killed (a random point and arrival, or a random moment of the
-    reference's wall time), then a plain rerun, compared with an uninterrupted reference."""
+def _walk(arrivals: dict, walk: tuple[str, ...]) -> list[tuple[str, None, str]]:
+    """The table of phases, each at its first arrival: an entry ACTION walks every point of this
+    target with it, POINT:ACTION that point alone (if it is this target's)."""
+    chosen = []
+    for entry in walk:
+        point, _, action = entry.rpartition(":")
+        for p in ([point] if point else list(arrivals)):
+            if p in arrivals:
+                chosen.append((f"{p}:{action}", None, f"{p} ({action})"))
+    return chosen
+
+
+def trials(target: Target, out: Path, n: int, rng: random.Random, walk: tuple[str, ...] = ()) -> list[bool]:
+    """`walk`: each point once per action; then n trials with one attempt killed at a random point
+    and arrival or a random moment of a warm run's wall time. Each killed (or stopped) attempt is
+    followed by a plain rerun and compared with an uninterrupted reference."""
     ref_dir, warm_dir = out / f"{target.name}-ref", out / f"{target.name}-warm"
     shutil.rmtree(ref_dir, ignore_errors=True)
     assert _attempt(target.command(ref_dir), None, None, target.timeout_s) == 0, "the reference failed"
@@ -128,17 +141,17 @@ def trials(target: Target, out: Path, n: int, rng: random.Random) -> list[bool]:
     wall = time.time() - t0
     shutil.rmtree(warm_dir, ignore_errors=True)
     results = []
-    for i in range(n):
+    chosen = _walk(target.arrivals, walk) + [_choose(rng, target.arrivals, wall) for _ in range(n)]
+    for i, (fault, delay, label) in enumerate(chosen):
         directory = out / f"{target.name}-{i}"
         shutil.rmtree(directory, ignore_errors=True)
-        fault, delay, label = _choose(rng, target.arrivals, wall)
         first = _attempt(target.command(directory), fault, delay, target.timeout_s)
         second = _attempt(target.command(directory), None, None, target.timeout_s)
         got = _outcome_or_error(target, directory)
         ok = second == 0 and got == ref
         results.append(ok)
         differs = sorted(k for k in {*ref, *got} if got.get(k) != ref.get(k))
-        print(f"{target.name} {i:3d} kill {label:28s} first exit {first:4d} rerun exit {second:3d} "
+        print(f"{target.name} {i:3d} {label:32s} first exit {first:4d} rerun exit {second:3d} "
               f"{'equal to the reference' if ok else f'DIFFERENT: {differs}'}", flush=True)
         shutil.rmtree(directory, ignore_errors=True)
     return results
@@ -149,22 +162,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-trials", type=int, default=50)
     ap.add_argument("--study-trials", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--walk", default="", help="first, one trial per fault point and action: 'kill,term' walks "
+                                               "every point with both; 'collect:term' one point")
     ap.add_argument("--out", type=Path, default=Path("/tmp/kill_soak"))
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
+    walk = tuple(a for a in args.walk.split(",") if a)
     tally, ok = [], True
     data = args.out / "tfds"
     train = Target("train", lambda d: [*TRAIN, f"--workdir={d}", f"--config.data.data_dir={data}"],
                    _train_outcome, TRAIN_ARRIVALS, 900)
     study = Target("study", lambda d: [*STUDY, f"--study={d}"], _study_outcome, STUDY_ARRIVALS, 3600)
-    if args.train_trials:
-        r = trials(train, args.out, args.train_trials, rng)
-        tally.append(f"train_tiny: {sum(r)} of {len(r)} random kills ended completed and bitwise equal")
+    if args.train_trials or _walk(train.arrivals, walk):
+        r = trials(train, args.out, args.train_trials, rng, walk)
+        tally.append(f"train_tiny: {sum(r)} of {len(r)} trials ended completed and bitwise equal")
         ok &= all(r)
-    if args.study_trials:
-        r = trials(study, args.out, args.study_trials, rng)
-        tally.append(f"isoflop_ci study: {sum(r)} of {len(r)} random kills ended with every run trained once "
+    if args.study_trials or _walk(study.arrivals, walk):
+        r = trials(study, args.out, args.study_trials, rng, walk)
+        tally.append(f"isoflop_ci study: {sum(r)} of {len(r)} trials ended with every run trained once "
                      f"and the same losses and fits")
         ok &= all(r)
     print("\n".join(tally))
