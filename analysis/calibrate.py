@@ -36,7 +36,8 @@ def build_parser() -> Parser:
     p.add_argument("--eval-offset-sd", type=float,
                    help="sd of the eval set's offset shared by all runs of a study, nats "
                         "(default: the table's median final_eval_loss_se, else 0)")
-    p.add_argument("--sigma", type=float, help="run-to-run loss std, nats (default: measured from seed repeats or eval SE)")
+    p.add_argument("--sigma", type=float,
+                   help="run-to-run loss std, nats (default: measured from seed repeats or eval SE)")
     p.add_argument("--heavy", choices=cal.HEAVY_MODES, default="auto",
                    help=f"heavy scenario's noise: the table's seed residuals (auto: when >= {cal.MIN_RESIDUALS}) "
                         f"or the 87.5/12.5 mixture")
@@ -75,7 +76,8 @@ def main_body(argv=None) -> int:
     log = lambda line: print(line, file=sys.stderr, flush=True)
     record = cal.calibrate(runs, options, law, f"Approach 3 of {args.fits}" if args.fits else "", log)
     os.makedirs(args.out, exist_ok=True)
-    write_atomic(os.path.join(args.out, "calibration.json"), json.dumps(cal.json_safe(record), indent=2, allow_nan=False) + "\n")
+    body = json.dumps(cal.json_safe(record), indent=2, allow_nan=False)
+    write_atomic(os.path.join(args.out, "calibration.json"), body + "\n")
     print(cal.format_record(record))
     if "correct" in record["scenarios"]:
         print("\n" + cal.calibration_sentence(record))

@@ -47,13 +47,15 @@ def test_calibration_runs_end_to_end_on_a_tiny_design(table, tmp_path, capsys):
 
 def test_truth_of_each_scenario():
     isoflop = (1.5e11, 4.8e12)
-    runs = tables.Runs(np.array(["a", "b", "c", "d"]), np.array([1e4, 1e5, 1e4, 1e5]), np.array([2.5e6, 2.5e5, 8e7, 8e6]),
+    runs = tables.Runs(np.array(["a", "b", "c", "d"]), np.array([1e4, 1e5, 1e4, 1e5]),
+                       np.array([2.5e6, 2.5e5, 8e7, 8e6]),
                        np.array([1.5e11, 1.5e11, 4.8e12, 4.8e12]), np.ones(4), np.repeat(isoflop, 2), None)
     d = cal.design(runs, cal.CalibrationOptions(sigma=0.02), LAW, "test")
     a_eq4 = allocation.exponents(LAW)[0]
     correct, off = cal.true_values(d, "correct"), cal.true_values(d, "offcentre")
     assert correct["approach3_a"] == pytest.approx(a_eq4, abs=1e-6)
-    assert correct["approach3_N_opt"] == pytest.approx(np.log10(allocation.optimal_allocation(LAW, 4.8e13).N_opt[0]), abs=1e-6)
+    n_opt = allocation.optimal_allocation(LAW, 4.8e13).N_opt[0]
+    assert correct["approach3_N_opt"] == pytest.approx(np.log10(n_opt), abs=1e-6)
     assert off["approach3_N_opt"] - correct["approach3_N_opt"] == pytest.approx(cal.OFFCENTRE_DEX, abs=1e-6)
     # the curved law equals the law at the design's centre, and its local N exponent drifts
     curved, _ = cal.scenario_law(d, "curved")
@@ -76,7 +78,8 @@ def test_heavy_noise_has_the_measured_scale():
 def test_sentence_names_each_interval():
     rec = {"settings": {"level": 0.95}, "design": {"target": 5.76e23},
            "scenarios": {"correct": {"fitted": 200, "intervals": {
-               "approach3_a": {"coverage": 0.94}, "approach3_E": {"coverage": 0.93}, "approach3_loss": {"coverage": 0.92}}}}}
+               "approach3_a": {"coverage": 0.94}, "approach3_E": {"coverage": 0.93},
+               "approach3_loss": {"coverage": 0.92}}}}}
     assert cal.calibration_sentence(rec) == ("95% intervals: Approach 3 a 94%, E 93%, loss at 5.76e23 92% "
                                              "in 200 simulated studies of this design")
 

@@ -170,7 +170,8 @@ def scenario_law(d: Design, scenario: str) -> tuple[LossFn, float]:
             return p.E + p.A * np.exp(-p.alpha * (mid + u) - 0.5 * c * u * u) + p.B / np.asarray(dd, float) ** p.beta
         return curved, p.E
     if scenario == "offcentre":
-        # N_opt = G (C/k)^a with G = (alpha A / (beta B))^(1/(alpha+beta)): A/B x 10^(0.3 (alpha+beta)) moves it 0.3 decades
+        # N_opt = G (C/k)^a, G = (alpha A / (beta B))^(1/(alpha+beta)): A/B x 10^(0.3 (alpha+beta))
+        # moves every optimum 0.3 decades
         f = 10 ** (0.5 * OFFCENTRE_DEX * (p.alpha + p.beta))
         return dataclasses.replace(p, A=p.A * f, B=p.B / f).loss, p.E
     raise InputError(f"unknown scenario {scenario!r}")
@@ -226,13 +227,24 @@ def heavy_kind(d: Design, heavy: str) -> str:
 
 # --- one simulated study -------------------------------------------------------------------------------
 
-def fit_study(d: Design, loss: np.ndarray, options: CalibrationOptions, seed: int):
-    """(estimates, intervals, check verdicts) of one simulated study, fitted as the study fits itself."""
+def fit_study(d: Design, loss: np.ndarray, options: CalibrationOptions, seed: int, cost: dict | None = None):
+    """(estimates, intervals, check verdicts) of one simulated study, fitted as the study fits itself.
+    `cost` collects seconds per part: the fit (fitters.fit: Approaches 2, 3, Kaplan, diagnostics) and
+    the report's two projections to the target."""
     from analysis.output import figures  # the report's Approach 2 projection; matplotlib only here
+    cost = {} if cost is None else cost
+    clock = time.perf_counter()
+
+    def lap(part):
+        nonlocal clock
+        now = time.perf_counter()
+        cost.setdefault(part, []).append(now - clock)
+        clock = now
     runs = d.runs.with_loss(loss)
     opts = fitters.FitOptions(approach="all", ml=options.ml, bootstrap=options.resamples, seed=seed,
                               level=options.level, validation=options.validation, grid=options.grid)
     res = fitters.fit(runs, opts)
+    lap("fit")
     f2, f3 = res.fits.get("approach2"), res.fits.get("approach3")
     est, iv = {}, {}
     if f2 is not None:
@@ -243,6 +255,7 @@ def fit_study(d: Design, loss: np.ndarray, options: CalibrationOptions, seed: in
                                                 options.resamples, seed)
             lo_hi = proj.get(("N", d.target))
             iv["approach2_N_opt"] = None if lo_hi is None else tuple(np.log10(lo_hi))
+            lap("approach2_projection")
     if f3 is not None:
         est["approach3_a"], iv["approach3_a"] = f3.params["a"], f3.intervals.get("a")
         est["approach3_E"], iv["approach3_E"] = f3.params["E"], f3.intervals.get("E")
@@ -250,6 +263,7 @@ def fit_study(d: Design, loss: np.ndarray, options: CalibrationOptions, seed: in
         mid = allocation.optimal_allocation(law, d.target, d.k)
         est["approach3_N_opt"], est["approach3_loss"] = float(np.log10(mid.N_opt[0])), float(mid.loss[0])
         iv.update(_approach3_target_intervals(runs, law, d, options, seed))
+        lap("approach3_projection")
     checks = {c["name"]: c["holds"] for c in res.diagnostics.get("checks", ())}
     return est, iv, checks
 
@@ -312,11 +326,12 @@ def run_scenario(d: Design, scenario: str, options: CalibrationOptions, log=None
     rng = np.random.default_rng([options.seed, SCENARIOS.index(scenario)])
     losses = draw_losses(d, scenario, options.studies, rng, options.heavy)
     truth = true_values(d, scenario)
-    rows, reasons, times = [], {}, []
+    rows, reasons, times, parts = [], {}, [], {}
     for i, loss in enumerate(losses):
         t0 = time.perf_counter()
         try:
-            rows.append(fit_study(d, loss, options, options.seed + 1000 * SCENARIOS.index(scenario) + i))
+            seed = options.seed + 1_000_000 * (1 + SCENARIOS.index(scenario)) + i  # each study its own resamples
+            rows.append(fit_study(d, loss, options, seed, parts))
         except FIT_ERRORS as e:
             why = f"{type(e).__name__}: {str(e)[:80]}"
             reasons[why] = reasons.get(why, 0) + 1
@@ -326,8 +341,10 @@ def run_scenario(d: Design, scenario: str, options: CalibrationOptions, log=None
     out = {"studies": len(losses), "fitted": len(rows), "failed": sum(reasons.values()),
            "failure_reasons": [f"{n}x {why}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1])],
            # the first study of a process also compiles the fits' programs: the steady cost is the median
-           "seconds_per_study": float(np.median(times)), "seconds_first_study": times[0],
-           "seconds_total": float(np.sum(times)), **summarise(truth, rows, options.level)}
+           "seconds_per_study": float(np.median(times)), "seconds_mean": float(np.mean(times)),
+           "seconds_first_study": times[0], "seconds_total": float(np.sum(times)),
+           "seconds_median_by_part": {k: float(np.median(v)) for k, v in parts.items()},
+           **summarise(truth, rows, options.level)}
     if scenario == "heavy":
         out["noise"] = heavy_kind(d, options.heavy)
     return out
@@ -393,11 +410,15 @@ def calibration_sentence(record: dict, scenario: str = "correct") -> str:
 def format_record(record: dict) -> str:
     """The printed table: per scenario, each interval's coverage and width ratio, each check's failure rate."""
     d, out = record["design"], []
-    out.append(f"design: {d['runs']} runs, {len(d['budgets'])} budgets, sigma {d['sigma']:.4g} nats ({d['sigma_source']}), "
-               f"eval offset sd {d['eval_offset_sd']:.4g}, target {_flops(d['target'])} FLOPs; truth: {d['law_source']}")
+    out.append(f"design: {d['runs']} runs, {len(d['budgets'])} budgets, sigma {d['sigma']:.4g} nats "
+               f"({d['sigma_source']}), eval offset sd {d['eval_offset_sd']:.4g}, target {_flops(d['target'])} FLOPs; "
+               f"truth: {d['law_source']}")
     for name, sc in record["scenarios"].items():
-        out.append(f"\n{name}: {sc['fitted']}/{sc['studies']} studies fitted, {sc['seconds_per_study']:.2f} s per study "
-                   f"(first {sc['seconds_first_study']:.1f} s)" + (f"; noise: {sc['noise']}" if "noise" in sc else ""))
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in sc.get("seconds_median_by_part", {}).items())
+        out.append(f"\n{name}: {sc['fitted']}/{sc['studies']} studies fitted in {sc['seconds_total']:.0f} s: "
+                   f"{sc['seconds_per_study']:.2f} s per study (median; mean {sc['seconds_mean']:.2f}, first "
+                   f"{sc['seconds_first_study']:.1f} s; {parts})"
+                   + (f"; noise: {sc['noise']}" if "noise" in sc else ""))
         for why in sc["failure_reasons"]:
             out.append(f"  failed: {why}")
         out.append(f"  {'interval':<18}{'coverage':>16}{'width ratio':>13}{'bias':>11}{'est. outside':>14}")
