@@ -109,3 +109,15 @@ def _exit_code(argv) -> int:
         return calibrate.main(argv)
     except SystemExit as e:
         return e.code
+
+
+def test_truth_from_fits_json_and_every_flag_documented(tmp_path):
+    fits = {"approach3": {"approach": "approach3", "E": 0.9, "A": 30.0, "B": 200.0, "alpha": 0.4, "beta": 0.41,
+                          "intervals": {}}}
+    (tmp_path / "fits.json").write_text(json.dumps(fits))
+    assert calibrate.law_from_fits(tmp_path / "fits.json") == allocation.LawParams(0.9, 30.0, 200.0, 0.4, 0.41)
+    (tmp_path / "other.json").write_text(json.dumps({"approach2": {"approach": "approach2", "a": 0.5}}))
+    with pytest.raises(calibrate.InputError, match="no Approach 3 law"):
+        calibrate.law_from_fits(tmp_path / "other.json")
+    helps = [a.help for a in calibrate.build_parser()._actions if a.option_strings and a.dest != "help"]
+    assert all(helps)
