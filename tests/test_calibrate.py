@@ -1,6 +1,5 @@
 """analysis.calibrate: simulated studies of a table's own design, end to end on a tiny one."""
 import json
-import time
 
 import numpy as np
 import pytest
@@ -26,10 +25,8 @@ def table(tmp_path):
 
 def test_calibration_runs_end_to_end_on_a_tiny_design(table, tmp_path, capsys):
     out = tmp_path / "cal"
-    t0 = time.perf_counter()
     assert calibrate.main(["--results", str(table), "--out", str(out), "--studies", "20", "--resamples", "20",
                            "--scenarios", "correct", *SMALL]) == 0
-    assert time.perf_counter() - t0 < 60
     rec = json.loads((out / "calibration.json").read_text())
     assert rec["design"]["runs"] == 21 and rec["design"]["seed_residuals"] == 12
     assert set(rec["scenarios"]) == {"correct"}  # the other scenarios' truths: test_truth_of_each_scenario
