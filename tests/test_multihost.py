@@ -44,11 +44,6 @@ def _finish(procs, want=(0, 0)) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("tfds")
-
-
-@pytest.fixture(scope="module")
 def pair(tmp_path_factory, data_dir):
     """An uninterrupted 2-process run (the reference of both tests)."""
     workdir = tmp_path_factory.mktemp("pair")
