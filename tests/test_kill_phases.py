@@ -102,7 +102,7 @@ def test_prefetcher_empty_range_is_empty_and_never_blocks():
 
 
 class _SilentProducer(Prefetcher):
-    def _produce(self, make, start, stop):  # ends without an item, an error or the end marker
+    def _produce(self, make, start, stop):  # ends without delivering an item or an error
         return
 
 

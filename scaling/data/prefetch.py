@@ -6,9 +6,9 @@ and the `device_put` (`jax.make_array_from_process_local_data`), which releases 
 takes items strictly in order; `wait_s` is the time it spent blocked waiting for one (what
 `bench/train_throughput.py` reports as data wait ÷ step time).
 
-The consumer is never left waiting on a producer that will not deliver: an empty range is empty from
-the start, the producer always ends with an end marker (or the error that stopped it), and the wait
-is in short slices that notice a dead producer and let the main thread run signal handlers.
+The consumer is never left waiting on a producer that will not deliver: it never asks past the end
+of the range (an empty range is empty from the start), a producer's error is handed over, and the
+wait is in short slices that notice a dead producer and let the main thread run signal handlers.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import time
 from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
-_DONE = object()
 _SLICE_S = 0.1
 
 
@@ -45,8 +44,6 @@ class Prefetcher(Generic[T]):
                     return
         except BaseException as e:  # re-raised in the consumer by get()
             self._put((None, None, e))
-            return
-        self._put((None, _DONE, None))
 
     def _put(self, item) -> bool:
         """Queue `item` once there is room; False if the consumer closed first."""
