@@ -122,8 +122,8 @@ def provenance(study: Path, plan: st.Plan, launched: st.Launched, records: dict[
     # Wall time of a finished study ends at its last run, not when the report is (re)built.
     ends = [(st.run_dir(study, rid) / run_record.FILE).stat().st_mtime for rid, rec in records.items()
             if rec is not None and rec.status in ("completed", "diverged", "failed")]
-    convention = plan.study.get("flop_convention") or (plan.runs[0].flop_convention if plan.runs else "6n")
-    return StudyInfo(str(plan.study.get("name") or study.resolve().name), convention,
+    convention = plan.study.flop_convention or (plan.runs[0].flop_convention if plan.runs else "6n")
+    return StudyInfo(plan.study.name or study.resolve().name, convention,
                      [r.to_dict() for r in plan.runs], [dict(d) for d in plan.dropped], kept, reasons,
                      launched.first_launch(), max(ends) if ends and len(ends) == len(plan.runs) else None)
 

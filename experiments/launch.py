@@ -65,15 +65,15 @@ def check_writable(study: Path) -> None:
 
 def resolve(args: argparse.Namespace, plan: st.Plan) -> tuple[str, int, int]:
     """(executor, workers, max_retries): the flags, else the plan's study section, else defaults."""
-    name = args.executor or plan.study.get("executor") or "local"
+    name = args.executor or plan.study.executor or "local"
     if name not in EXECUTORS:
         raise LaunchError(f"plan.json study.executor={name!r} is unknown; pass --executor {'|'.join(EXECUTORS)}")
-    slurm_parallel = (plan.study.get("slurm") or {}).get("array_parallelism") if name == "slurm" else None
-    workers = (args.workers or slurm_parallel or plan.study.get("workers")
+    slurm_parallel = plan.study.slurm.array_parallelism if name == "slurm" else None
+    workers = (args.workers or slurm_parallel or plan.study.workers
                or (len(local.visible_gpus(dict(os.environ))) or 1))
     if workers < 1:
         raise LaunchError(f"--workers={workers}: need at least 1")
-    retries = args.max_retries if args.max_retries is not None else plan.study.get("max_retries", status.DEFAULT_MAX_RETRIES)
+    retries = next(r for r in (args.max_retries, plan.study.max_retries, status.DEFAULT_MAX_RETRIES) if r is not None)
     if retries < 0:
         raise LaunchError(f"--max-retries={retries}: need 0 or more")
     return name, int(workers), int(retries)

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from experiments import locks
 from experiments.planning.errors import StudyError
+from experiments.planning.study import Study
 from experiments.spec import RunSpec
 from scaling import run_record
 from scaling.exit_codes import EXIT_CONFIG, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_OK
@@ -39,10 +40,13 @@ TERMINAL = frozenset({COMPLETED, DIVERGED, INVALID, FAILED, BLOCKED})
 class Plan:
     """A study's plan: what plan.json holds (`study`, `runs`, `dropped`) and its `hash`; the planner
     also fills what it estimated for its table (none of that is written to plan.json)."""
-    study: dict[str, Any]  # the config's study section as given, plus "hash"
+    study: Study  # the study section as a record: what everyone reads
     runs: tuple[RunSpec, ...]
     hash: str = ""  # plan_hash(runs)
     dropped: tuple = ()  # planning.grid.Dropped: candidates the planner left out, with why
+    # The section as plan.json holds it (the config's, plus "hash"): written and hashed exactly as
+    # given, so a study planned before keeps its hash and an unknown key survives a re-plan.
+    section: dict[str, Any] = dataclasses.field(default_factory=dict)
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # estimated wall time per run_id
     seconds_source: str = ""  # "probe" or "assumed <x> FLOP/s"
     cosine_equivalent_flops: float = 0.0  # what one cosine run per grid point would cost
@@ -58,7 +62,7 @@ class Plan:
         return {r.run_id: r for r in self.runs}
 
     def to_json(self) -> dict[str, Any]:
-        return {"study": self.study, "runs": [r.to_dict() for r in self.runs],
+        return {"study": self.section, "runs": [r.to_dict() for r in self.runs],
                 "dropped": [d if isinstance(d, dict) else dataclasses.asdict(d) for d in self.dropped]}
 
 
@@ -103,8 +107,14 @@ def load_plan(study: Path) -> Plan:
     missing = {r.branch_from for r in runs if r.branch_from} - set(ids)
     if missing:
         raise StudyError(f"--study: {path} branches from runs it does not plan: {sorted(missing)}")
-    study = raw.get("study", {})
-    return Plan(study, runs, plan_hash(study, runs), tuple(raw.get("dropped", ())))
+    section = raw.get("study", {})
+    if not isinstance(section, dict):
+        raise StudyError(f"--study: {path} has no study section (got {type(section).__name__}); re-run experiments.plan")
+    try:
+        study = Study.from_section(section)
+    except StudyError as e:
+        raise StudyError(f"--study: {path}: {e}") from None
+    return Plan(study, runs, plan_hash(section, runs), tuple(raw.get("dropped", ())), section=section)
 
 
 def run_dir(study: Path, run_id: str) -> Path:

@@ -141,12 +141,13 @@ def test_reexec_without_tcmalloc_returns(tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD is only set on Linux")
 def test_local_executor_slots_start_trainers_under_tcmalloc(tmp_path, monkeypatch):
     from experiments.executors.local import LocalExecutor
+    from experiments.planning.study import Study
     from experiments.study_dir import Plan
     lib = fake_library(tmp_path / "lib")
     monkeypatch.setattr(allocator, "find_tcmalloc", lambda: find_tcmalloc_unpatched([str(tmp_path / "lib")]))
     monkeypatch.setenv("LD_PRELOAD", OTHER)
     monkeypatch.delenv(allocator.SWITCH, raising=False)
-    plan = Plan(study={}, runs=(), hash="0")
+    plan = Plan(study=Study(), runs=(), hash="0")
     slots = LocalExecutor(tmp_path, plan, 2, trainer="scaling.train", max_retries=0).slots
     assert [s.env["LD_PRELOAD"].split() for s in slots] == [[lib, OTHER]] * 2
     assert os.environ["LD_PRELOAD"] == OTHER  # the launcher's own environment is not changed

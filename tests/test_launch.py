@@ -472,10 +472,11 @@ def test_bad_input_is_one_line_exit_2_before_anything_runs(tmp_path, case, reque
 def test_an_unknown_allocator_is_a_one_line_launch_error(tmp_path, monkeypatch, capsys):
     from experiments import launch
     from experiments import study_dir as st
+    from experiments.planning.study import Study
     study = tmp_path / "s"
     study.mkdir()
     monkeypatch.setenv("SCALING_MALLOC", "jemalloc")
-    monkeypatch.setattr(st, "load_plan", lambda path: st.Plan(study={}, runs=(), hash="0"))
+    monkeypatch.setattr(st, "load_plan", lambda path: st.Plan(study=Study(), runs=(), hash="0"))
     assert launch.main([f"--study={study}", "--workers=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "SCALING_MALLOC='jemalloc'" in err[0]

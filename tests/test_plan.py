@@ -152,8 +152,8 @@ def test_drop_reasons(field, value, kind):
     p = _plan(prior=False, **{field: value})
     assert any(d.reason.startswith(kind) for d in p.dropped)
     for spec in p.runs:
-        assert spec.steps >= p.study["min_steps"]
-        lo, hi = p.study["tokens_per_param"]
+        assert spec.steps >= p.study.min_steps
+        lo, hi = p.study.tokens_per_param
         assert lo <= spec.tokens_per_param <= hi
 
 
@@ -180,7 +180,7 @@ def test_wall_time_from_assumed_throughput():
     p = _plan()
     assert p.seconds_source.startswith("assumed")
     for spec in p.runs:
-        assert p.seconds[spec.run_id] == pytest.approx(spec.flops / p.study["assumed_flops_per_second"])
+        assert p.seconds[spec.run_id] == pytest.approx(spec.flops / p.study.assumed_flops_per_second)
 
 
 def test_table_has_every_run_and_column():
@@ -195,8 +195,8 @@ def test_table_has_every_run_and_column():
 
 def test_hash_changes_with_the_plan():
     a, b = _plan(), _plan(min_steps=60)
-    assert a.study["hash"] == _plan().study["hash"]
-    assert a.study["hash"] != b.study["hash"]
+    assert a.section["hash"] == _plan().section["hash"]
+    assert a.section["hash"] != b.section["hash"]
 
 
 # ---------------------------------------------------------------- WSD cooldown branches

@@ -8,8 +8,10 @@ changed, stop().
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from experiments.study_dir import Plan
+if TYPE_CHECKING:  # experiments.planning.study reads EXECUTORS, and experiments.study_dir reads it
+    from experiments.study_dir import Plan
 
 EXECUTORS = ("local", "slurm")
 

@@ -98,16 +98,16 @@ class SlurmExecutor:
         self.study, self.plan, self.trainer, self.max_retries = Path(study), plan, trainer, max_retries
         self.folder = self.study / "slurm"
         self.folder.mkdir(parents=True, exist_ok=True)
-        cfg = dict(plan.study.get("slurm") or {})
+        cfg = plan.study.slurm
         self.executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster="slurm")
-        params = dict(timeout_min=int(cfg.get("time_minutes", 60)), slurm_array_parallelism=workers,
-                      name=f"scaling-{self.study.name}", slurm_signal_delay_s=int(cfg.get("signal_delay_s", 120)))
-        for key, name in (("partition", "slurm_partition"), ("gpus_per_task", "gpus_per_node"),
-                          ("cpus_per_task", "cpus_per_task"), ("mem_gb", "mem_gb")):
-            if cfg.get(key) not in (None, "", 0):
-                params[name] = cfg[key]
-        if cfg.get("additional"):
-            params["slurm_additional_parameters"] = dict(cfg["additional"])
+        params = dict(timeout_min=cfg.time_minutes, slurm_array_parallelism=workers,
+                      name=f"scaling-{self.study.name}", slurm_signal_delay_s=cfg.signal_delay_s)
+        for value, name in ((cfg.partition, "slurm_partition"), (cfg.gpus_per_task, "gpus_per_node"),
+                            (cfg.cpus_per_task, "cpus_per_task"), (cfg.mem_gb, "mem_gb")):
+            if value:  # "" or 0: the cluster's default
+                params[name] = value
+        if cfg.additional:
+            params["slurm_additional_parameters"] = dict(cfg.additional)
         self.executor.update_parameters(**params)
         self._jobs_path = self.folder / "jobs.json"
         # run_id -> {"job_id", "attempts"}: the run's attempt count when the job was submitted, to notice

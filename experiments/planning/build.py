@@ -21,7 +21,7 @@ from scaling import validate
 def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overrides: dict | None = None,
               epoch: int | None = None, throughput: estimate.Throughput | None = None) -> Plan:
     """The whole plan, computed and validated; nothing is written."""
-    study = Study.from_config(config.study)
+    study = record = Study.from_config(config.study)  # `study` narrows for lr_sweep; the Plan keeps `record`
     try:
         base_model = validate.model_config(config)
     except ConfigError as e:
@@ -52,7 +52,8 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
     seconds, source = estimate.estimate_seconds(runs, trained, config, study, throughput)
     study_dict = config.study.to_dict()
     study_dict["hash"] = plan_hash(study_dict, runs)
-    return Plan(study=study_dict, runs=tuple(runs), hash=study_dict["hash"], dropped=tuple(dropped), seconds=seconds,
+    return Plan(study=record, section=study_dict, runs=tuple(runs), hash=study_dict["hash"], dropped=tuple(dropped),
+                seconds=seconds,
                 seconds_source=source, cosine_equivalent_flops=sum(p.flops for p in points),
                 total_flops=sum(trained.values()),
                 prior=study.prior.describe() if study.prior.kind != "none" else "",

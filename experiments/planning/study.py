@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+from typing import Any
 
 import ml_collections
 
@@ -43,26 +44,61 @@ class Sweep:
 
 
 @dataclasses.dataclass(frozen=True)
+class Slurm:
+    """`study.slurm`: the job array's resources (experiments/executors/slurm.py). Defaults are the
+    executor's: "" or 0 leaves the cluster's default; array_parallelism 0 runs the launcher's workers."""
+    partition: str = ""
+    time_minutes: int = 60  # per array task
+    gpus_per_task: int = 0
+    cpus_per_task: int = 0
+    mem_gb: int = 0
+    array_parallelism: int = 0  # tasks of the job array running at once
+    signal_delay_s: int = 120  # SIGUSR2 this long before the time limit, so the trainer saves
+    additional: tuple[tuple[str, Any], ...] = ()  # more sbatch parameters, (name, value) pairs
+
+    @classmethod
+    def from_section(cls, s) -> "Slurm":
+        """The section as given; a key it lacks keeps the default ("", 0 or None: the cluster's)."""
+        s = s or {}
+        slurm = cls(partition=str(s.get("partition") or ""), time_minutes=int(s.get("time_minutes", 60)),
+                    gpus_per_task=int(s.get("gpus_per_task") or 0), cpus_per_task=int(s.get("cpus_per_task") or 0),
+                    mem_gb=int(s.get("mem_gb") or 0), array_parallelism=int(s.get("array_parallelism") or 0),
+                    signal_delay_s=int(s.get("signal_delay_s", 120)),
+                    additional=tuple((s.get("additional") or {}).items()))
+        least = {"time_minutes": 1, "gpus_per_task": 0, "cpus_per_task": 0, "mem_gb": 0, "array_parallelism": 0,
+                 "signal_delay_s": 0}
+        for name, low in least.items():
+            if getattr(slurm, name) < low:
+                raise StudyError(f"study.slurm.{name}={getattr(slurm, name)} must be >= {low}")
+        return slurm
+
+
+@dataclasses.dataclass(frozen=True)
 class Study:
     """The parsed `study` section (documented field by field in experiments/configs/isoflop_cpu.py)."""
-    name: str
-    dir: str
-    budgets: tuple[float, ...]
-    recipe: str
-    min_params: float
-    max_params: float
-    growth: float
-    tokens_per_param: tuple[float, float]
-    min_steps: int
-    flop_convention: str
-    schedule: str
-    mode: str
-    wsd_cooldown_frac: float
-    wsd_checkpoint_every: int
-    train_tokens_per_epoch: int
-    assumed_flops_per_second: float
-    executor: str
-    workers: int
+    # A config's section gives every field up to `workers` (from_config); a plan.json section may be
+    # partial (written by hand, or by an older planner): what it lacks keeps these defaults ("" and
+    # empty: not given; executor, workers, max_retries None: the launcher's default).
+    name: str = ""
+    dir: str = ""
+    budgets: tuple[float, ...] = ()
+    recipe: str = ""
+    min_params: float = 0.0
+    max_params: float = 0.0
+    growth: float = 0.0
+    tokens_per_param: tuple[float, ...] = ()  # (low, high)
+    min_steps: int = 1
+    flop_convention: str = ""
+    schedule: str = "cosine"
+    mode: str = "independent"
+    wsd_cooldown_frac: float = 0.2
+    wsd_checkpoint_every: int = 50
+    train_tokens_per_epoch: int = 0
+    assumed_flops_per_second: float = 6e10
+    executor: str | None = None
+    workers: int | None = None
+    max_retries: int | None = None  # failed attempts retried per run (None: the launcher's default)
+    slurm: Slurm = Slurm()
     # Sizes per budget: the ladder rungs within `span` decades of the prior's N_opt(C), at least
     # `n_sizes` of them (prior.kind == "none": every rung the tokens_per_param band allows).
     prior: Prior = NO_PRIOR
@@ -85,31 +121,30 @@ class Study:
 
     @classmethod
     def from_config(cls, s: ml_collections.ConfigDict) -> "Study":
-        study = cls(name=str(s.name), dir=str(s.dir), budgets=tuple(float(b) for b in s.budgets),
-                    recipe=str(s.recipe), min_params=float(s.ladder.min_params),
-                    max_params=float(s.ladder.max_params), growth=float(s.ladder.growth),
-                    tokens_per_param=tuple(float(x) for x in s.tokens_per_param),
-                    min_steps=int(s.min_steps), flop_convention=str(s.flop_convention),
-                    schedule=str(s.schedule), mode=str(s.mode),
-                    wsd_cooldown_frac=float(s.wsd.cooldown_frac),
-                    wsd_checkpoint_every=int(s.wsd.checkpoint_every),
-                    train_tokens_per_epoch=int(s.train_tokens_per_epoch),
-                    assumed_flops_per_second=float(s.assumed_flops_per_second),
-                    executor=str(s.executor), workers=int(s.workers),
-                    prior=Prior.from_config(s.get("prior")), span=float(s.get("sizes", {}).get("span", 0.4)),
-                    n_sizes=int(s.get("sizes", {}).get("count", cls.n_sizes)),
-                    seeds=tuple(int(x) for x in s.get("seeds", (0,))), seed_points=int(s.get("seed_points", 0)),
-                    sweep=Sweep.from_config(s.lr_sweep) if str(s.mode) == "lr_sweep" else None,
-                    noise=float(s.get("noise", 0.0)), noise_from=str(s.get("noise_from", "")),
-                    simulations=int(s.get("simulations", 0)),
-                    device_kind=str(s.get("device_kind", "") or ""),
-                    assumed_mfu=float(s.get("assumed_mfu", 0) or 0),
-                    devices_per_run=int(s.get("devices_per_run", 1) or 1),  # 0 reads as 1, as before
-                    device_memory_gb=float(s.get("device_memory_gb", 0) or 0))
-        study.validate()
+        """A config's study section: every field before `max_retries` must be given."""
+        missing = [key for key in REQUIRED if key not in s]
+        if missing:
+            raise StudyError(f"study.{missing[0]}: missing (experiments/configs/isoflop_cpu.py documents "
+                             f"every field)")
+        return cls.from_section(s)
+
+    @classmethod
+    def from_section(cls, s) -> "Study":
+        """A study section (a ConfigDict, or plan.json's dict), perhaps partial: a field it lacks keeps
+        the record's default; those it gives are converted and validated (StudyError, one line)."""
+        s = s if isinstance(s, ml_collections.ConfigDict) else ml_collections.ConfigDict(dict(s))
+        fields = {}
+        for key, read in _READERS.items():
+            if key in s:
+                fields.update(_read(key, s[key], read))
+        if fields.get("mode") == "lr_sweep":  # its section is read in its mode only
+            fields.update(_read("lr_sweep", s.get("lr_sweep"), lambda v: {"sweep": Sweep.from_config(v)}))
+        study = cls(**fields)
+        study.validate(given=frozenset(s.keys()))
         return study
 
-    def validate(self) -> None:
+    def validate(self, given: frozenset[str] | None = None) -> None:
+        """Checks the fields a section gave (`given`: its keys; None: all of them)."""
         checks = [
             (bool(self.budgets) and all(b > 0 for b in self.budgets), "study.budgets",
              f"{self.budgets} must be a non-empty list of positive FLOP counts"),
@@ -133,8 +168,11 @@ class Study:
              f"{self.train_tokens_per_epoch} must be >= 0 (0: ask scaling.data)"),
             (self.assumed_flops_per_second > 0, "study.assumed_flops_per_second",
              f"{self.assumed_flops_per_second} must be positive"),
-            (self.executor in EXECUTORS, "study.executor", f"{self.executor!r} is not one of {EXECUTORS}"),
-            (self.workers >= 1, "study.workers", f"{self.workers} must be >= 1"),
+            (self.executor is None or self.executor in EXECUTORS, "study.executor",
+             f"{self.executor!r} is not one of {EXECUTORS}"),
+            (self.workers is None or self.workers >= 1, "study.workers", f"{self.workers} must be >= 1"),
+            (self.max_retries is None or self.max_retries >= 0, "study.max_retries",
+             f"{self.max_retries} must be >= 0"),
             (self.span > 0, "study.sizes.span", f"{self.span} must be > 0 decades"),
             (self.n_sizes >= 3, "study.sizes.count", f"{self.n_sizes} must be >= 3 (a parabola needs 3)"),
             (bool(self.seeds) and len(set(self.seeds)) == len(self.seeds) and min(self.seeds) >= 0,
@@ -148,11 +186,59 @@ class Study:
              f"{self.device_memory_gb} must be >= 0 (0: the planning device's)"),
         ]
         for ok, field, message in checks:
-            if not ok:
+            if not ok and (given is None or field.split(".")[1] in given):
                 raise StudyError(f"{field}={message}")
-        if not 0 < self.min_params <= self.max_params or self.growth <= 1:
+        if (given is None or "ladder" in given) and (not 0 < self.min_params <= self.max_params or self.growth <= 1):
             raise StudyError(f"study.ladder: need 0 < min_params ({self.min_params:.3g}) <= max_params "
                              f"({self.max_params:.3g}) and growth ({self.growth}) > 1")
+
+
+def _read(key: str, value, read) -> dict:
+    try:
+        return read(value)
+    except StudyError:  # a sub-section's own check, already one line
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as e:  # a value of the wrong type or shape
+        shown = value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+        raise StudyError(f"study.{key}={shown!r} is not valid ({type(e).__name__}: {e})") from None
+
+
+# The fields a config's section must give (the others have defaults meant for it).
+REQUIRED = ("name", "dir", "budgets", "recipe", "ladder", "tokens_per_param", "min_steps", "flop_convention",
+            "schedule", "mode", "wsd", "train_tokens_per_epoch", "assumed_flops_per_second", "executor", "workers")
+# Section key -> the record fields it gives (study.lr_sweep: read with study.mode, in from_section).
+_READERS = {
+    "name": lambda v: {"name": str(v)},
+    "dir": lambda v: {"dir": str(v)},
+    "budgets": lambda v: {"budgets": tuple(float(b) for b in v)},
+    "recipe": lambda v: {"recipe": str(v)},
+    "ladder": lambda v: {"min_params": float(v.get("min_params", 0.0)), "max_params": float(v.get("max_params", 0.0)),
+                         "growth": float(v.get("growth", 0.0))},
+    "tokens_per_param": lambda v: {"tokens_per_param": tuple(float(x) for x in v)},
+    "min_steps": lambda v: {"min_steps": int(v)},
+    "flop_convention": lambda v: {"flop_convention": str(v)},
+    "schedule": lambda v: {"schedule": str(v)},
+    "mode": lambda v: {"mode": str(v)},
+    "wsd": lambda v: {"wsd_cooldown_frac": float(v.get("cooldown_frac", Study.wsd_cooldown_frac)),
+                      "wsd_checkpoint_every": int(v.get("checkpoint_every", Study.wsd_checkpoint_every))},
+    "train_tokens_per_epoch": lambda v: {"train_tokens_per_epoch": int(v)},
+    "assumed_flops_per_second": lambda v: {"assumed_flops_per_second": float(v)},
+    "executor": lambda v: {"executor": None if v is None else str(v)},
+    "workers": lambda v: {"workers": None if v is None else int(v)},
+    "max_retries": lambda v: {"max_retries": None if v is None else int(v)},
+    "slurm": lambda v: {"slurm": Slurm.from_section(v)},
+    "prior": lambda v: {"prior": Prior.from_config(v)},
+    "sizes": lambda v: {"span": float(v.get("span", Study.span)), "n_sizes": int(v.get("count", Study.n_sizes))},
+    "seeds": lambda v: {"seeds": tuple(int(x) for x in v)},
+    "seed_points": lambda v: {"seed_points": int(v)},
+    "noise": lambda v: {"noise": float(v)},
+    "noise_from": lambda v: {"noise_from": str(v)},
+    "simulations": lambda v: {"simulations": int(v)},
+    "device_kind": lambda v: {"device_kind": str(v or "")},
+    "assumed_mfu": lambda v: {"assumed_mfu": float(v or 0)},
+    "devices_per_run": lambda v: {"devices_per_run": int(v or 1)},  # 0 reads as 1, as before
+    "device_memory_gb": lambda v: {"device_memory_gb": float(v or 0)},
+}
 
 
 def check_study_dir(directory: str) -> pathlib.Path:

@@ -29,7 +29,7 @@ def format_table(plan: Plan) -> str:
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
-    lines.append(f"{len(plan.runs)} runs, {plan.total_flops:.3g} FLOPs ({plan.study['flop_convention']}), "
+    lines.append(f"{len(plan.runs)} runs, {plan.total_flops:.3g} FLOPs ({plan.study.flop_convention}), "
                  f"estimated {duration(sum(plan.seconds.values()))} of training one run at a time "
                  f"[{plan.seconds_source}]")
     if wsd:
