@@ -199,6 +199,25 @@ def test_hash_changes_with_the_plan():
     assert a.section["hash"] != b.section["hash"]
 
 
+def test_plan_json_reads_back_as_the_record_and_partial_sections_take_defaults(tmp_path):
+    from experiments import study_dir as st
+    p = _plan()
+    (tmp_path / "plan.json").write_text(json.dumps(p.to_json()))
+    back = st.load_plan(tmp_path)
+    assert back.study == p.study and back.hash == p.hash
+    # A hand-written section: what it lacks is the record's default (None: the launcher's).
+    (tmp_path / "plan.json").write_text(json.dumps({"study": {"name": "tiny", "flop_convention": "6n"}, "runs": []}))
+    s = st.load_plan(tmp_path).study
+    assert (s.name, s.flop_convention, s.executor, s.workers, s.max_retries, s.slurm.array_parallelism) == \
+        ("tiny", "6n", None, None, None, 0)
+    for bad, field in (({"workers": "two"}, "study.workers"), ({"slurm": {"time_minutes": 0}}, "study.slurm"),
+                       ({"executor": "k8s"}, "study.executor")):
+        (tmp_path / "plan.json").write_text(json.dumps({"study": bad, "runs": []}))
+        with pytest.raises(st.StudyError, match=field) as e:
+            st.load_plan(tmp_path)
+        assert len(str(e.value).splitlines()) == 1
+
+
 # ---------------------------------------------------------------- WSD cooldown branches
 
 

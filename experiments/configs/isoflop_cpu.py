@@ -99,6 +99,8 @@ def study_section() -> ml_collections.ConfigDict:
     s.slurm.cpus_per_task = 2
     s.slurm.mem_gb = 8
     s.slurm.array_parallelism = 8  # tasks of the job array running at once
+    # Also read when set (experiments.planning.study.Slurm): signal_delay_s (120: the trainer's warning
+    # before the time limit) and additional (a dict of more sbatch parameters).
     return s
 
 
