@@ -45,7 +45,7 @@ class Plan:
     hash: str = ""  # plan_hash(runs)
     dropped: tuple = ()  # planning.grid.Dropped: candidates the planner left out, with why
     # The section as plan.json holds it (the config's, plus "hash"): written and hashed exactly as
-    # given, so a study planned before keeps its hash and an unknown key survives a re-plan.
+    # given (keys the record does not read included), so a study planned before keeps its hash.
     section: dict[str, Any] = dataclasses.field(default_factory=dict)
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # estimated wall time per run_id
     seconds_source: str = ""  # "probe" or "assumed <x> FLOP/s"

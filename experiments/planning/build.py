@@ -53,8 +53,7 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
     study_dict = config.study.to_dict()
     study_dict["hash"] = plan_hash(study_dict, runs)
     return Plan(study=record, section=study_dict, runs=tuple(runs), hash=study_dict["hash"], dropped=tuple(dropped),
-                seconds=seconds,
-                seconds_source=source, cosine_equivalent_flops=sum(p.flops for p in points),
+                seconds=seconds, seconds_source=source, cosine_equivalent_flops=sum(p.flops for p in points),
                 total_flops=sum(trained.values()),
                 prior=study.prior.describe() if study.prior.kind != "none" else "",
                 windows=tuple(_window_line(C, points, study) for C in study.budgets
