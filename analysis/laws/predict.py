@@ -144,3 +144,11 @@ def run_noise(seed_noise_rows) -> tuple[float, str]:
     if se is not None and math.isfinite(se) and se > 0:
         return float(se), "eval SE (no seed repeats: init and data-order noise not measured)"
     return 0.0, "none (no seed repeats, no eval SE)"
+
+
+def fits_hash(body: Mapping[str, object]) -> str:
+    """Identity of a fit: fits.json's content without its prediction_test (which the test itself adds)."""
+    import hashlib
+    import json
+    kept = {k: v for k, v in body.items() if k != "prediction_test"}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]

@@ -38,6 +38,8 @@ def get_config():
     s.tokens_per_param = (2.0, 500.0)
     s.min_steps = 40
     s.wsd.checkpoint_every = 20
+    s.validation.decades = (0.3,)  # a one-run validation (N* only) that keeps the CI test cheap
+    s.validation.sizes = 1
     s.workers = 2
     s.slurm.time_minutes = 10
     return c

@@ -11,6 +11,7 @@ from experiments import ladder as ladder_lib
 from experiments.executors import EXECUTORS
 from experiments.planning.errors import StudyError
 from experiments.planning.prior import NO_PRIOR, Prior
+from experiments.planning.validation import Validation
 from scaling import flops
 from scaling.config import SCHEDULES
 
@@ -82,6 +83,7 @@ class Study:
     assumed_mfu: float = 0.0  # with device_kind's peak: the FLOP/s assumed without a probe (0: unset)
     devices_per_run: int = 1  # devices of one run (its mesh's -1 axis)
     device_memory_gb: float = 0.0
+    validation: Validation = Validation()  # runs beyond the grid that test its prediction (validation.py)
 
     @classmethod
     def from_config(cls, s: ml_collections.ConfigDict) -> "Study":
@@ -105,7 +107,8 @@ class Study:
                     device_kind=str(s.get("device_kind", "") or ""),
                     assumed_mfu=float(s.get("assumed_mfu", 0) or 0),
                     devices_per_run=int(s.get("devices_per_run", 1) or 1),  # 0 reads as 1, as before
-                    device_memory_gb=float(s.get("device_memory_gb", 0) or 0))
+                    device_memory_gb=float(s.get("device_memory_gb", 0) or 0),
+                    validation=Validation.from_config(s.get("validation")))
         study.validate()
         return study
 
