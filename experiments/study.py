@@ -192,6 +192,8 @@ def analysis_phases(args, study: Path, state: dict, progress: StudyLine, only_fi
     once, fitted once, and figures and report draw that fit (records passed, no argv). `only_fit`:
     the grid's first fit, that the validation's prediction is frozen from. Returns the reason the
     analysis stopped, or None."""
+    import pandas as pd
+
     from analysis import fit
     from analysis.figures import print_drawn
     from analysis.laws import fitters
@@ -222,8 +224,9 @@ def analysis_phases(args, study: Path, state: dict, progress: StudyLine, only_fi
     def figures_phase():
         table, fits = done["table"], done["fits"]
         done["approach2"] = a2 = report.approach2_projection(table, fits, options)
+        marked = figures.ValidationPoints.from_table(pd.read_csv(study / "results.csv"))
         drawn = figures.draw(table.runs, fit_options, str(study / "figures"), None, table.targets(options), fits,
-                             report.figure_projections(options, a2[1]))
+                             report.figure_projections(options, a2[1]), validation=marked)
         print_drawn(drawn)
         notes.extend([*([table.note] if table.note else []), *drawn.notes])
 

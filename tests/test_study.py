@@ -58,7 +58,7 @@ def test_isoflop_ci_study_killed_and_rerun_trains_each_run_once_and_reports(tmp_
         assert run_json(study, s["run_id"])["status"] == "completed"
     assert interrupted >= 1  # the killed study's trainers were stopped and later resumed
     rows = list(csv.DictReader(open(study / "results.csv")))
-    # The grid, then its one validation run (isoflop_ci: N* at 0.3 decades beyond the grid), trained once.
+    # The grid, then its one validation run (isoflop_ci: N* at the smallest budget), trained once.
     frozen = json.loads((study / "prediction.json").read_text())
     (val,) = [r["run_id"] for r in frozen["runs"]]
     assert [r["run_id"] for r in rows] == [*ids, val] and {r["status"] for r in rows} == {"completed"}

@@ -48,7 +48,7 @@ def _plan(ci, v=None):
 def test_ci_plans_one_run_at_the_predicted_optimum_with_the_grids_rules(ci):
     config, s = ci
     pr, rungs, vp = _plan(ci)
-    assert s.validation.targets(s.budgets) == (pytest.approx(6e10 * 10**0.3, rel=1e-3),)
+    assert s.validation.targets(s.budgets) == (2e10,)
     (run,), (p,) = vp.runs, vp.predictions
     C = run.budget
     n_star = pr.allocation(C).N.mid
@@ -132,3 +132,12 @@ def test_report_section_from_a_hand_made_table():
     assert not miss.same_fit and miss.verdict.startswith("MISS") and "NOT the measured best" in miss.verdict
     # Nothing measured yet: pending.
     assert prediction_test.from_rows(frozen_record(), measured.iloc[3:], "abc").verdict.startswith("pending")
+
+
+def test_figures_mark_validation_rows_from_the_table():
+    from analysis.output.figures import ValidationPoints
+    df = pd.DataFrame({"role": ["isoflop", "validation", "validation"], "budget": [1e10, 1e11, 1e11],
+                       "params": [1e4, 2e4, 3e4], "final_eval_loss": [3.0, 2.9, None]})
+    v = ValidationPoints.from_table(df)
+    assert list(v.N) == [2e4] and list(v.C) == [1e11] and list(v.loss) == [2.9]  # unmeasured rows are not drawn
+    assert ValidationPoints.from_table(df.iloc[:1]) is None

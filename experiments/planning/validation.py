@@ -132,7 +132,9 @@ def plan_validation(predictor: predict.Predictor, rungs: Sequence[ladder_lib.Run
 
 
 def ladder_for(recipe_name: str, base_model, study, largest_n: float, spread: float) -> tuple[ladder_lib.Rung, ...]:
-    """The study's ladder extended past the largest predicted N* and its upper neighbour."""
+    """The study's ladder extended past the largest predicted N* and its upper neighbour. Not below
+    study.ladder.min_params: an N* predicted below it gets the smallest rung (prediction.json and the
+    report show its offset from N*), rather than a model too small for the study's data and checks."""
     top = max(study.max_params, largest_n * 10 ** (spread + 0.2))
     return ladder_lib.ladder(ladder_lib.RECIPES[recipe_name], base_model, study.min_params, top, study.growth,
                              study.flop_convention)
