@@ -141,3 +141,16 @@ def test_figures_mark_validation_rows_from_the_table():
     v = ValidationPoints.from_table(df)
     assert list(v.N) == [2e4] and list(v.C) == [1e11] and list(v.loss) == [2.9]  # unmeasured rows are not drawn
     assert ValidationPoints.from_table(df.iloc[:1]) is None
+
+
+def test_prediction_test_in_fits_json_is_not_read_as_a_fit(tmp_path):
+    from analysis.laws.fitters import FitResult
+    path = tmp_path / "fits.json"
+    path.write_text(json.dumps(fits_body()))
+    measured = pd.DataFrame({"run_id": ["val-1.5e+05"], "role": ["validation"], "status": ["completed"],
+                             "final_eval_loss": [3.01]})
+    prediction_test.write_into(str(path), prediction_test.from_rows(frozen_record(), measured, "abc"))
+    body = json.loads(path.read_text())
+    assert body["prediction_test"]["predicted_by"] == "approach3"
+    assert set(FitResult.read(path).fits) == {"approach3"}
+    assert predict.fits_hash(body) == predict.fits_hash(fits_body())  # the test does not change the fit's hash

@@ -102,7 +102,8 @@ class PredictionTest:
         return f"{'PASS' if ok else 'MISS'}: {loss}{where}{pending}."
 
     def to_json(self) -> dict:
-        return {"approach": self.approach, "rule": self.rule, "fits_hash": self.fits_hash, "same_fit": self.same_fit,
+        # "predicted_by", not "approach": a fits.json key with an "approach" field is read as a fit.
+        return {"predicted_by": self.approach, "rule": self.rule, "fits_hash": self.fits_hash, "same_fit": self.same_fit,
                 "level": self.level, "noise": self.noise, "resamples": self.resamples, "verdict": self.verdict,
                 "runs": [r.to_json() for r in self.runs], "optima": [o.to_json() for o in self.optima]}
 
@@ -179,14 +180,16 @@ def section(test: PredictionTest) -> Section:
     orows = [[_g(o.C, 3), f"{_g(o.predicted_N.mid, 3)} [{_g(o.predicted_N.lo, 3)}, {_g(o.predicted_N.hi, 3)}]",
               _g(o.best_N, 3), "–" if o.best_is_predicted is None else ("yes" if o.best_is_predicted else "no"),
               _g(o.parabola_N, 3)] for o in test.optima]
+    spread = (f"the spread of its {test.resamples} resampled laws" if test.resamples else
+              "no parameter uncertainty (fitted with --bootstrap 0: the interval is too narrow)")
     fit_line = ("the grid's current fit is the one the prediction was frozen from" if test.same_fit else
                 "the grid's current fit differs from the frozen one (refitted: more or other grid runs); "
                 "the test keeps the frozen prediction, never the refit")
     return Section("Prediction test", [
         f"**{test.verdict}**",
         f"Before the validation runs trained, the grid's fit ({test.approach}, fit {test.fits_hash}; {test.rule}) "
-        f"predicted each run's measured loss with a {test.level:.0%} prediction interval: the spread of its "
-        f"{test.resamples} resampled laws plus one run's noise ({test.noise}). The shared eval-set offset is not "
+        f"predicted each run's measured loss with a {test.level:.0%} prediction interval: {spread} plus one "
+        f"run's noise ({test.noise}). The shared eval-set offset is not "
         f"added: the grid and the validation runs are evaluated on the same eval tokens, so it cancels. The "
         f"prediction is frozen in prediction.json; {fit_line}. The validation runs never enter the grid's fit. "
         f"Interval units: the error over the interval's half-width on its side (|u| <= 1: inside).",
