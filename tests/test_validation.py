@@ -154,3 +154,11 @@ def test_prediction_test_in_fits_json_is_not_read_as_a_fit(tmp_path):
     assert body["prediction_test"]["predicted_by"] == "approach3"
     assert set(FitResult.read(path).fits) == {"approach3"}
     assert predict.fits_hash(body) == predict.fits_hash(fits_body())  # the test does not change the fit's hash
+
+
+def test_preset_defaults():
+    from experiments.configs import isoflop_cpu, isoflop_gpu
+    cpu = Study.from_config(isoflop_cpu.get_config().study).validation
+    gpu = Study.from_config(isoflop_gpu.get_config().study).validation
+    assert (cpu.decades, cpu.sizes, cpu.spread, cpu.approach) == ((0.5,), 3, 0.3, "approach3")
+    assert (gpu.decades, gpu.sizes) == ((1.0,), 3) and gpu.targets((6e18, 3e20)) == (3e21,)
