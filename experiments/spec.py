@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-ROLES = ("isoflop", "trunk", "lr_sweep")
+ROLES = ("isoflop", "trunk", "lr_sweep", "validation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +37,8 @@ class RunSpec:
     branch_from: str | None = None
     branch_step: int | None = None
     # "isoflop": an IsoFLOP grid point; "trunk": a WSD constant-lr trunk (never fitted as a point);
-    # "lr_sweep": a calibration run of the optimiser recipe. Defaults keep older plan.json readable.
+    # "lr_sweep": a calibration run of the optimiser recipe; "validation": a run beyond the grid that
+    # tests the grid's frozen prediction (experiments.planning.validation). Defaults keep older plan.json readable.
     role: str = "isoflop"
     seed: int = 0  # the run config's `seed` (init and data order); a repeat s > 0 ends its id in -s{s}
     beta2: float = 0.95  # Adam's beta2 (train.b2)

@@ -31,11 +31,12 @@ from pathlib import Path
 
 from experiments import collect, launch, plan
 from experiments import study_dir as st
+from experiments import study_validation as sv
 from experiments.executors import EXECUTORS
 from plumbing import atomic, faults
 from plumbing.cli import Parser
 
-PHASES = ("plan", "train", "collect", "fit", "figures", "report")
+PHASES = ("plan", "train", "collect", "fit", "validate", "figures", "report")
 
 
 class StudyInputError(Exception):
@@ -160,7 +161,7 @@ def plan_phase(args, study: Path, overrides: list[str], chash: str, state: dict,
     write_state(study, state)
 
 
-def train_phase(args, study: Path, progress: StudyLine) -> int:
+def train_phase(args, study: Path, progress: StudyLine, phase: str = "train") -> int:
     flags = [f"--study={study}", f"--poll-s={args.poll_s}"]
     flags += [f"--executor={args.executor}"] if args.executor else []
     flags += [f"--workers={args.workers}"] if args.workers else []
@@ -173,7 +174,7 @@ def train_phase(args, study: Path, progress: StudyLine) -> int:
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with open(study / "logs" / "train.log", "a") as log, contextlib.redirect_stderr(log):
-            return launch.main(flags, label=progress.label("train"), log=log)
+            return launch.main(flags, label=progress.label(phase), log=log)
     finally:
         for s, h in handlers.items():
             signal.signal(s, h)
@@ -181,24 +182,28 @@ def train_phase(args, study: Path, progress: StudyLine) -> int:
 
 
 def inputs_hash(study: Path, args) -> str:
-    files = [(study / name).read_bytes() if (study / name).exists() else b"" for name in ("results.csv", "curves.csv")]
+    files = [(study / name).read_bytes() if (study / name).exists() else b""
+             for name in ("results.csv", "curves.csv", sv.PREDICTION)]
     return _sha(*files, json.dumps([args.targets, args.bootstrap]).encode())
 
 
-def analysis_phases(args, study: Path, state: dict, progress: StudyLine) -> str | None:
+def analysis_phases(args, study: Path, state: dict, progress: StudyLine, only_fit: bool = False) -> str | None:
     """fit -> figures -> report, unless their inputs are those of the last report: the table is read
-    once, fitted once, and figures and report draw that fit (records passed, no argv). Returns the
-    reason the analysis stopped, or None."""
+    once, fitted once, and figures and report draw that fit (records passed, no argv). `only_fit`:
+    the grid's first fit, that the validation's prediction is frozen from. Returns the reason the
+    analysis stopped, or None."""
+    import pandas as pd
+
     from analysis import fit
     from analysis.figures import print_drawn
     from analysis.laws import fitters
-    from analysis.output import figures, report
+    from analysis.output import figures, prediction_test, report
     from analysis.output.report_study import read_study
     from analysis.records import InputError
     from analysis.tables.tables import Columns
 
     h = inputs_hash(study, args)
-    if state.get("report_inputs") == h and (study / "report.html").exists() and not args.reanalyse:
+    if not only_fit and state.get("report_inputs") == h and (study / "report.html").exists() and not args.reanalyse:
         return None
     targets = tuple(float(t) for t in args.targets.split(",") if t.strip()) if args.targets else None
     options = report.ReportOptions(targets=targets, bootstrap=args.bootstrap)
@@ -210,24 +215,30 @@ def analysis_phases(args, study: Path, state: dict, progress: StudyLine) -> str 
         done["table"] = table = report.Table.load(str(study / "results.csv"), Columns(), curves=fit_options.curves)
         done["fits"] = fit.fit_and_write(table.runs, fit_options, str(study / "fits"))
         notes.extend([*table.runs.notes, *done["fits"].notes])
+        frozen = sv.read_frozen(study)
+        done["test"] = prediction_test.from_study(frozen, str(study / "results.csv"), done["fits"].to_json()) \
+            if frozen and not only_fit else None
+        if done["test"] is not None:  # beside the fits, in fits.json (the grid's fit never reads these runs)
+            prediction_test.write_into(done["fits"].source, done["test"])
 
     def figures_phase():
         table, fits = done["table"], done["fits"]
         done["approach2"] = a2 = report.approach2_projection(table, fits, options)
+        marked = figures.ValidationPoints.from_table(pd.read_csv(study / "results.csv"))
         drawn = figures.draw(table.runs, fit_options, str(study / "figures"), None, table.targets(options), fits,
-                             report.figure_projections(options, a2[1]))
+                             report.figure_projections(options, a2[1]), validation=marked)
         print_drawn(drawn)
         notes.extend([*([table.note] if table.note else []), *drawn.notes])
 
     def report_phase():
         for path in report.report(done["table"], done["fits"], str(study), str(study / "figures"), options,
-                                  read_study(str(study)), notes, done["approach2"]):
+                                  read_study(str(study)), notes, done["approach2"], prediction=done["test"]):
             print(path)
 
     steps = (("fit", fit_phase, "fitting Approaches 1-3 and Kaplan, with bootstrap intervals"),
              ("figures", figures_phase, "drawing Chinchilla Figs. 2-4 and Kaplan Fig. 1"),
              ("report", report_phase, "writing report.md and report.html"))
-    for phase, step, what in steps:
+    for phase, step, what in steps[:1] if only_fit else steps:
         progress.show(phase, what)
         faults.point(phase)
         with logged(study, phase):
@@ -239,9 +250,43 @@ def analysis_phases(args, study: Path, state: dict, progress: StudyLine) -> str 
             except Exception as e:  # a bug in an analysis step: its traceback goes to the log, not the terminal
                 traceback.print_exc()
                 return f"{phase}: {type(e).__name__}: {e} (traceback in DIR/logs/{phase}.log)"
-    state["report_inputs"] = h
-    write_state(study, state)
+    if not only_fit:
+        state["report_inputs"] = h
+        write_state(study, state)
     return None
+
+
+def validate_phase(args, study: Path, overrides: list[str], state: dict, progress: StudyLine,
+                   code: int) -> tuple[int, str | None]:
+    """The grid's first fit, its prediction frozen (once), the validation runs added to the plan,
+    trained and collected. Returns (exit code so far, why the analysis stopped or None)."""
+    config = sv.load_config(args.config, overrides)
+    if not sv.wanted(config):
+        return code, None
+    if sv.read_frozen(study) is None:
+        stopped = analysis_phases(args, study, state, progress, only_fit=True)
+        if stopped:
+            return 1, stopped
+    progress.show("validate", "freezing the grid fit's prediction and planning its runs")
+    faults.point("validate")
+    with logged(study, "validate"):
+        try:
+            record = sv.freeze(study, args.config, overrides)
+            added = sv.add_to_plan(study, record)
+        except Exception as e:  # a fit with no Approach 3, a size that cannot train: the report says why
+            traceback.print_exc()
+            return 1, f"validate: {type(e).__name__}: {e} (DIR/logs/validate.log)"
+        print("\n".join(sv.table_lines(record)))
+    if not added:  # already in the plan: the grid's train phase trained (or resumed) them
+        return code, None
+    trained = train_phase(args, study, progress, "validate")
+    if trained == 2 or trained >= 128:
+        progress.end(f"study {progress.name}: stopped while training the validation runs; rerun to resume")
+        return trained, None
+    with logged(study, "collect"):
+        if collect.main(["--study", str(study)]) != 0:
+            return 1, f"collect: {_last_error(study, 'collect')}"
+    return max(code, trained), None
 
 
 def _check(args) -> None:
@@ -311,7 +356,10 @@ def run(args, overrides: list[str]) -> int:
         if collect.main(["--study", str(study)]) != 0:
             progress.end(f"study {progress.name}: collect failed: {_last_error(study, 'collect')}")
             return 1
-    stopped = analysis_phases(args, study, state, progress)
+    code, stopped = validate_phase(args, study, overrides, state, progress, code)
+    if code == 2 or code >= 128:
+        return code
+    stopped = stopped or analysis_phases(args, study, state, progress)
     if stopped:
         progress.end(f"study {progress.name}: analysis stopped at {stopped}")
         return 1

@@ -150,3 +150,14 @@ def test_an_estimate_outside_its_interval_is_marked_and_footnoted():
     assert cell == f"0.3 [0.4, 0.6] {report_content.OUTSIDE}"
     assert report_content.outside_note([["a", "0.5 [0.4, 0.6]"]]) == []
     assert "outside its own interval" in report_content.outside_note([["a", cell]])[0]
+
+
+def test_fits_json_keeps_the_resampled_laws_that_analysis_predict_reads(built):
+    from analysis.laws import predict
+    out, fits = built
+    draws = fits["approach3"]["extra"]["draws"]
+    assert len(draws["alpha"]) >= 15 and fits["approach3"]["extra"]["flops_per_param_token"] > 0
+    a = predict.Predictor.from_fits(fits).allocation(1e21)
+    md = (out / "report.md").read_text()
+    # The same resamples as the report's target table (same table, seed and plan; 7 digits kept).
+    assert report_content.with_interval(a.N.mid, (a.N.lo, a.N.hi)) in md

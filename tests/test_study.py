@@ -46,7 +46,7 @@ def test_isoflop_ci_study_killed_and_rerun_trains_each_run_once_and_reports(tmp_
     # One progress line per change, each naming the study and its phase; the last one names the report.
     lines = final.stdout.strip().splitlines()
     assert all(line.startswith("study isoflop_ci") for line in lines), lines
-    assert any("| train 2/6 | grid:" in x and "ETA" in x for x in lines)
+    assert any("| train 2/7 | grid:" in x and "ETA" in x for x in lines)
     assert lines[-1].endswith(str(study / "report.html"))
     interrupted = 0
     for s in specs:
@@ -58,13 +58,20 @@ def test_isoflop_ci_study_killed_and_rerun_trains_each_run_once_and_reports(tmp_
         assert run_json(study, s["run_id"])["status"] == "completed"
     assert interrupted >= 1  # the killed study's trainers were stopped and later resumed
     rows = list(csv.DictReader(open(study / "results.csv")))
-    assert [r["run_id"] for r in rows] == ids and {r["status"] for r in rows} == {"completed"}
+    # The grid, then its one validation run (isoflop_ci: N* at the smallest budget), trained once.
+    frozen = json.loads((study / "prediction.json").read_text())
+    (val,) = [r["run_id"] for r in frozen["runs"]]
+    assert [r["run_id"] for r in rows] == [*ids, val] and {r["status"] for r in rows} == {"completed"}
+    assert [r["role"] for r in rows][-1] == "validation" and _attempts(study, val) == ["completed"]
     for r in rows:
         assert abs(float(r["flops_chinchilla"]) / float(r["budget"]) - 1) <= 0.01
     fits = json.loads((study / "fits" / "fits.json").read_text())
     assert "approach3" in fits and "diagnostics" in fits
+    assert fits["approach3"]["n_runs"] == len(ids)  # the validation run never enters the grid's fit
+    assert fits["prediction_test"]["runs"][0]["run_id"] == val and fits["prediction_test"]["same_fit"]
     md, html = (study / "report.md").read_text(), (study / "report.html").read_text()
-    for heading in ("What was run", "Beside Hoffmann et al. 2022, Table 2", "Diagnostics", "Figures",
+    assert md.index("## Prediction test") < md.index("## What was run")  # the report opens with it
+    for heading in ("Prediction test", "What was run", "Beside Hoffmann et al. 2022, Table 2", "Diagnostics", "Figures",
                     "Compute-optimal allocation", "Runs left out"):
         assert heading in md and heading in html
     for rid in ids:
@@ -73,13 +80,14 @@ def test_isoflop_ci_study_killed_and_rerun_trains_each_run_once_and_reports(tmp_
     assert len(pngs) >= 2 and html.count("data:image/png;base64,") == len(pngs)
     assert "http://" not in html and "https://" not in html  # opens offline
     # A finished study run again: nothing is retrained and the report is not rebuilt.
-    before = {p: p.stat().st_mtime_ns for p in (study / "report.html", study / "fits" / "fits.json")}
-    attempts = {r: _attempts(study, r) for r in ids}
+    before = {p: p.stat().st_mtime_ns for p in (study / "report.html", study / "fits" / "fits.json",
+                                                study / "prediction.json")}
+    attempts = {r: _attempts(study, r) for r in [*ids, val]}
     again = subprocess.run(study_cmd(study), cwd=REPO, env=RUN_ENV, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "plan 1/6" not in again.stdout and "fit 4/6" not in again.stdout
+    assert "plan 1/7" not in again.stdout and "fit 4/7" not in again.stdout
     assert {p: p.stat().st_mtime_ns for p in before} == before
-    assert {r: _attempts(study, r) for r in ids} == attempts
+    assert {r: _attempts(study, r) for r in [*ids, val]} == attempts
 
 
 @pytest.mark.parametrize("command, flag", [("experiments.study", "--study"), ("experiments.plan", "--study"),

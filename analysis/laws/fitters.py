@@ -236,7 +236,7 @@ def approach3_fit(ctx: Context) -> dict[str, Fit]:
             laws = [allocation.LawParams(*v) for v in zip(*(s.values[k] for k in ("E", "A", "B", "alpha", "beta")))]
             s.values["a"], s.values["b"] = (np.asarray(v) for v in zip(*(_convention_ab(ctx, p) for p in laws)))
         ints = _intervals(ctx, "approach3", s)
-    fits = {"approach3": _law_fit(ctx, r3, "approach3", ints, eq4)}
+    fits = {"approach3": _with_draws(ctx, _law_fit(ctx, r3, "approach3", ints, eq4))}
     if a.ml:
         # Hoffmann's start as Epoch, and the Huber fit's: on small models the first can stall on a
         # plateau where B/D^beta has vanished (approach3.fit_ml); the higher likelihood wins.
@@ -259,6 +259,16 @@ def approach3_fit(ctx: Context) -> dict[str, Fit]:
             ints = _intervals(ctx, "approach3_ml", parametric.generic(runs, values, a.bootstrap, a.seed, p_ml))
         fits["approach3_ml"] = _law_fit(ctx, ml, "approach3_ml", ints, eq4, tuple(ml_notes))
     return fits
+
+
+def _with_draws(ctx: Context, f: Fit) -> Fit:
+    """fits.json keeps the resampled laws and C = k N D's k, so analysis.laws.predict can give
+    prediction intervals at any (N, D) or budget from fits.json alone."""
+    runs, s = ctx.runs, ctx.samples.get("approach3")
+    extra = {"flops_per_param_token": allocation.flops_per_param_token(runs.C, runs.N, runs.D)}
+    if s is not None and len(s.values.get("alpha", ())):
+        extra["draws"] = {k: [float(f"{v:.7g}") for v in s.values[k]] for k in ("E", "A", "B", "alpha", "beta")}
+    return dataclasses.replace(f, extra={**f.extra, **extra})
 
 
 def _ml_start_note(ml: approach3.Approach3Result, sigma: float, delta: float) -> str:

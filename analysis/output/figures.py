@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib import colors, ticker  # noqa: E402
 
 from analysis.laws import allocation, approach1, approach2, approach3, fitters, kaplan  # noqa: E402
@@ -203,9 +204,30 @@ def projection_intervals(runs: tables.Runs, targets, interp: str, include_edges:
     return {(k.split("@")[0], float(k.split("@")[1])): v for k, v in pct.items()}
 
 
-def draw3(runs: tables.Runs, res: approach2.Approach2Result, targets=(), projections=None):
+@dataclasses.dataclass(frozen=True)
+class ValidationPoints:
+    """Runs that test the fit's prediction beyond the grid (role "validation"): drawn, never fitted."""
+    C: np.ndarray
+    N: np.ndarray
+    loss: np.ndarray
+
+    @classmethod
+    def from_table(cls, df) -> "ValidationPoints | None":
+        if "role" not in df.columns:
+            return None
+        m = (df["role"].astype(str).str.strip() == "validation") & np.isfinite(pd.to_numeric(df.get("final_eval_loss"), errors="coerce"))
+        if not m.any():
+            return None
+        return cls(*(pd.to_numeric(df.loc[m, k]).to_numpy(float) for k in ("budget", "params", "final_eval_loss")))
+
+
+VALIDATION_STYLE = dict(marker="D", s=28, facecolor="none", edgecolor="k", lw=1.0, zorder=5,
+                        label="validation runs (not fitted)")
+
+
+def draw3(runs: tables.Runs, res: approach2.Approach2Result, targets=(), projections=None, validation=None):
     """Chinchilla Fig. 3: IsoFLOP profiles with fitted parabolas; N_opt(C), D_opt(C) with the
-    projection at each target budget."""
+    projection at each target budget; validation runs as open diamonds."""
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), layout="constrained")
     cmap = plt.get_cmap("plasma")
     for i, o in enumerate(res.optima):
@@ -217,6 +239,8 @@ def draw3(runs: tables.Runs, res: approach2.Approach2Result, targets=(), project
             axes[0].plot(10**x, np.polyval(o.coeffs, x), color=col, lw=1)
         axes[0].scatter([o.N_opt], [o.loss_opt], marker="x" if o.at_edge else "o", color=col, s=30,
                         edgecolor="k" if not o.at_edge else None, zorder=3)
+    if validation is not None:
+        axes[0].scatter(validation.N, validation.loss, **VALIDATION_STYLE)
     axes[0].set(xscale="log", xlabel="Parameters N", ylabel="Final loss", title="IsoFLOP profiles (x: optimum at the edge)")
     _tidy(axes[0])
     axes[0].legend(fontsize=6, title="FLOPs", title_fontsize=7, ncol=2 if len(res.optima) > 6 else 1)
@@ -227,8 +251,9 @@ def draw3(runs: tables.Runs, res: approach2.Approach2Result, targets=(), project
     return fig
 
 
-def figure3(runs: tables.Runs, res: approach2.Approach2Result, out_dir, targets=(), projections=None) -> list[str]:
-    return save(draw3(runs, res, targets, projections), out_dir, "chinchilla_fig3")
+def figure3(runs: tables.Runs, res: approach2.Approach2Result, out_dir, targets=(), projections=None,
+            validation=None) -> list[str]:
+    return save(draw3(runs, res, targets, projections, validation), out_dir, "chinchilla_fig3")
 
 
 # --- Figure 4: parametric fit (Approach 3) -------------------------------------------------------------
@@ -253,7 +278,7 @@ def _slice_budgets(runs: tables.Runs, drawn_targets, most: int = 5) -> list[floa
     return [float(x) for x in b] + list(drawn_targets)
 
 
-def draw4(runs: tables.Runs, law: allocation.LawParams, targets=()):
+def draw4(runs: tables.Runs, law: allocation.LawParams, targets=(), validation=None):
     """Chinchilla Fig. 4: contours of the fitted L(N, D = C/kN) over (C, N), the efficient frontier
     N*(C) of eq. 4, and IsoFLOP slices through the fitted surface at the data's budgets (with their
     runs) and at the target budgets. k is the table's own FLOPs per parameter per token (6 for 6ND
@@ -272,6 +297,8 @@ def draw4(runs: tables.Runs, law: allocation.LawParams, targets=()):
     cb.formatter = ticker.FormatStrFormatter("%.2f")
     cb.update_ticks()
     axes[0].scatter(runs.C, runs.N, s=8, c="w", edgecolor="k", lw=0.3, label="runs", zorder=3)
+    if validation is not None:
+        axes[0].scatter(validation.C, validation.N, **{**VALIDATION_STYLE, "edgecolor": "w"})
     a, b, g = allocation.exponents(law)
     front = allocation.optimal_allocation(law, cc[0], k)
     axes[0].plot(cc[0], front.N_opt, "r", label=f"efficient frontier N* = {g:.3g} (C/{k:.3g})^{a:.3f}")
@@ -307,8 +334,8 @@ def draw4(runs: tables.Runs, law: allocation.LawParams, targets=()):
     return fig
 
 
-def figure4(runs: tables.Runs, law: allocation.LawParams, out_dir, targets=()) -> list[str]:
-    return save(draw4(runs, law, targets), out_dir, "chinchilla_fig4")
+def figure4(runs: tables.Runs, law: allocation.LawParams, out_dir, targets=(), validation=None) -> list[str]:
+    return save(draw4(runs, law, targets, validation), out_dir, "chinchilla_fig4")
 
 
 # --- Kaplan Fig. 1 --------------------------------------------------------------------------------------
@@ -348,12 +375,13 @@ class Drawn:
 
 def draw(runs: tables.Runs, options: fitters.FitOptions, out_dir: str, which: frozenset[str] | None = None,
          targets: tuple[float, ...] | None = None, fits: fitters.FitResult | None = None,
-         projections: dict | None = None) -> Drawn:
+         projections: dict | None = None, validation: ValidationPoints | None = None) -> Drawn:
     """The figures of `which` (None: 3, 4, kaplan, and 2 with options.curves, each skipped with its
     reason when the table cannot support it; named, each must be drawn) into out_dir. Figures 2-4 fit
     as the fit does (options' curves, smoothing, profile model, edges, delta, start grid). With `fits`,
     Figure 3 draws its Approach 2 fit and Figure 4 its approach3 law instead of fitting again;
-    `projections` (projection_intervals' result) saves Figure 3 its resampling."""
+    `projections` (projection_intervals' result) saves Figure 3 its resampling; `validation`: runs
+    beyond the grid that Figures 3 and 4 mark as open diamonds (never fitted)."""
     explicit = which is not None
     which = figures_asked(which, options, targets)
     targets = tuple(targets) if targets is not None else default_targets(float(runs.C.max()))
@@ -368,9 +396,9 @@ def draw(runs: tables.Runs, options: fitters.FitOptions, out_dir: str, which: fr
         res = res or approach2.fit_approach2(runs, o.interp, o.include_edges)
         proj = projections if projections is not None else projection_intervals(runs, targets, o.interp, o.include_edges)
         flags.extend(projection_flags(res.n_law, res.d_law, targets, proj))
-        return figure3(runs, res, out_dir, targets, proj)
+        return figure3(runs, res, out_dir, targets, proj, validation)
 
-    draw_one = {"2": fig2, "3": fig3, "4": lambda: figure4(runs, _approach3_law(o, runs, fits), out_dir, targets),
+    draw_one = {"2": fig2, "3": fig3, "4": lambda: figure4(runs, _approach3_law(o, runs, fits), out_dir, targets, validation),
                 "kaplan": lambda: kaplan_figure1(runs, kaplan.fit_kaplan(runs), out_dir)}
     written, notes, flags = [], [], []
     for name in FIGURE_NAMES:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.laws import approach2, fitters
-from analysis.output import figures
+from analysis.output import figures, prediction_test
 from analysis.output import report_content as rc
 from analysis.output.report_render import to_html, to_markdown
 from analysis.records import InputError
@@ -94,11 +94,12 @@ def figure_projections(options: ReportOptions, projection: dict) -> dict | None:
 
 
 def report(table: Table, fits: fitters.FitResult, out_dir: str, figures_dir: str, options: ReportOptions,
-           study=None, notes=(), approach2_fit=None) -> tuple[str, str]:
+           study=None, notes=(), approach2_fit=None, prediction=None) -> tuple[str, str]:
     """report.md and report.html in out_dir from the table, the fit, the figures drawn into
     figures_dir and (optionally) the study directory's record; `notes`: what the earlier steps
     noted (those naming a figure go under the figures). `approach2_fit`: approach2_projection's
-    result, when the caller has it. Returns the two paths."""
+    result, when the caller has it. `prediction`: a prediction_test.PredictionTest (a study with
+    validation runs), the report's first section. Returns the two paths."""
     targets = table.targets(options)
     r2, proj = approach2_fit or approach2_projection(table, fits, options)
     rate, source = _device_rate(options, study)
@@ -109,6 +110,8 @@ def report(table: Table, fits: fitters.FitResult, out_dir: str, figures_dir: str
     sections = [rc.run_section(inp), rc.fits_section(fits_json, options.level, fit_notes), rc.table2_section(fits_json),
                 rc.diagnostics_section(fits_json), rc.figures_section(figures_dir, [n for n in notes if "figure" in n]),
                 rc.targets_section(inp), rc.left_out_section(inp, table.status)]
+    if prediction is not None:
+        sections.insert(0, prediction_test.section(prediction))
     title = options.title or (f"Scaling study {study.name}" if study else
                               f"Scaling laws fitted to {os.path.basename(table.results)}")
     md, html_path = os.path.join(out_dir, "report.md"), os.path.join(out_dir, "report.html")

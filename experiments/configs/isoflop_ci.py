@@ -38,6 +38,11 @@ def get_config():
     s.tokens_per_param = (2.0, 500.0)
     s.min_steps = 40
     s.wsd.checkpoint_every = 20
+    # A one-run validation (N* only) at the grid's smallest budget: CI tests the phase's plumbing (plan,
+    # freeze, train, collect, report), not the extrapolation, and a run beyond the grid costs 40 s here.
+    s.validation.decades = ()
+    s.validation.budgets = (2e10,)
+    s.validation.sizes = 1
     s.workers = 2
     s.slurm.time_minutes = 10
     return c

@@ -87,6 +87,20 @@ def study_section() -> ml_collections.ConfigDict:
     s.device_memory_gb = 0.0
     s.devices_per_run = 1  # devices of one run (its mesh's -1 axis)
     s.assumed_mfu = 0.0
+    # The study tests its own prediction (experiments/planning/validation.py): after the grid's first
+    # fit, the fit's predicted N*(C) at budgets beyond the grid is trained and its measured loss
+    # compared with the frozen prediction (DIR/prediction.json, written before they train; the
+    # report's "Prediction test"). These runs have role "validation": the grid's fit never reads them.
+    s.validation = ml_collections.ConfigDict()
+    s.validation.decades = (0.5,)  # budgets this many decades above the largest grid budget; () with
+    # budgets=() turns the validation off
+    s.validation.budgets = ()  # and/or absolute budgets (FLOPs, under flop_convention)
+    s.validation.sizes = 3  # 3: N* and its neighbours `spread` decades either side (tests where the
+    # optimum is as well as its loss); 1: N* only. Each rounded onto the recipe's nearest ladder rung.
+    s.validation.spread = 0.3
+    s.validation.seeds = (0,)
+    s.validation.approach = "auto"  # the fit that predicts; auto: the report's lead, Approach 3 (the
+    # only fit with a loss; the rule is recorded in prediction.json)
 
     # --- execution (read by the launcher, experiments.launch) ---
     s.executor = "local"  # local | slurm

@@ -46,6 +46,8 @@ def get_config():
     s.device_kind = "NVIDIA H100 80GB HBM3"  # planned elsewhere (a CPU login node): no probe here
     s.device_memory_gb = 80.0
     s.assumed_mfu = 0.4
+    s.validation.decades = (1.0,)  # one decade beyond the grid (3e21), N* and its neighbours
+    s.validation.sizes = 3
     s.executor = "slurm"
     s.workers = 8  # local executor on a multi-GPU host: one run per GPU
     s.slurm.time_minutes = 24 * 60

@@ -12,6 +12,7 @@ from experiments import ladder as ladder_lib
 from experiments.executors import EXECUTORS
 from experiments.planning.errors import StudyError
 from experiments.planning.prior import NO_PRIOR, Prior
+from experiments.planning.validation import Validation
 from scaling import flops
 from scaling.config import SCHEDULES
 
@@ -118,6 +119,7 @@ class Study:
     assumed_mfu: float = 0.0  # with device_kind's peak: the FLOP/s assumed without a probe (0: unset)
     devices_per_run: int = 1  # devices of one run (its mesh's -1 axis)
     device_memory_gb: float = 0.0
+    validation: Validation = Validation()  # runs beyond the grid that test its prediction (validation.py)
 
     @classmethod
     def from_config(cls, s: ml_collections.ConfigDict) -> "Study":
@@ -238,6 +240,7 @@ _READERS = {
     "assumed_mfu": lambda v: {"assumed_mfu": float(v or 0)},
     "devices_per_run": lambda v: {"devices_per_run": int(v or 1)},  # 0 reads as 1, as before
     "device_memory_gb": lambda v: {"device_memory_gb": float(v or 0)},
+    "validation": lambda v: {"validation": Validation.from_config(v)},
 }
 
 
