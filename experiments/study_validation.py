@@ -100,8 +100,9 @@ def add_to_plan(study: Path, record: dict) -> int:
     new = [RunSpec.from_dict(d) for d in record["specs"] if d["run_id"] not in have]
     if new:
         runs = (*plan.runs, *new)
-        section = {**plan.study, "hash": st.plan_hash(plan.study, runs)}
-        atomic.write_json(study / "plan.json", st.Plan(section, runs, dropped=plan.dropped).to_json())
+        section = {**plan.section, "hash": st.plan_hash(plan.section, runs)}
+        whole = st.Plan(plan.study, runs, section["hash"], plan.dropped, section=section)
+        atomic.write_json(study / "plan.json", whole.to_json())
     return len(new)
 
 

@@ -93,7 +93,7 @@ def test_prediction_is_frozen_and_reused_and_its_runs_join_the_plan_once(tmp_pat
     assert sv.freeze(tmp_path, CI, []) == first
     assert sv.add_to_plan(tmp_path, first) == 1 and sv.add_to_plan(tmp_path, first) == 0
     p = st.load_plan(tmp_path)
-    assert [r.role for r in p.runs] == ["isoflop", "validation"] and p.study["hash"] == p.hash
+    assert [r.role for r in p.runs] == ["isoflop", "validation"] and p.section["hash"] == p.hash
     assert st.spec_hash(p.runs[0]) == st.spec_hash(grid_run)  # the grid's specs are untouched
 
 
