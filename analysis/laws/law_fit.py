@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from analysis.laws.approach3 import POLISH_OPTIONS, SCREEN_OPTIONS
-from analysis.laws.lbfgs import LbfgsOptions, minimize_batched
+from analysis.laws.lbfgs import LbfgsOptions, minimize_batched, precompile
 from analysis.laws.registry import Law
 from analysis.records import InputError
 
@@ -110,10 +110,14 @@ def shared_for(search: Search, data: LawData, consts: dict, delta: float, dtype)
 
 
 def minimize(search: Search, data: LawData, consts: dict, x0_free, delta: float, opts: LbfgsOptions,
-             lane=None, dtype=np.float64):
-    """One batched L-BFGS over the rows of x0_free (call inside jax.enable_x64(True))."""
+             lane=None, dtype=np.float64, compile_only: bool = False):
+    """One batched L-BFGS over the rows of x0_free (call inside jax.enable_x64(True)). With
+    `compile_only`, x0_free is an (S, F) shape: the program starts compiling on a worker thread
+    (lbfgs.precompile) while the caller goes on, as approach3 overlaps its two phases."""
     shared = shared_for(search, data, consts, delta, dtype)
     lane = None if lane is None else jnp.asarray(lane, dtype)
+    if compile_only:
+        return precompile(objective_fn(search.law), jax.ShapeDtypeStruct(x0_free, dtype), shared, lane, opts, 512)
     return minimize_batched(objective_fn(search.law), jnp.asarray(x0_free, dtype), shared, lane, opts, 512, dtype)
 
 
@@ -134,6 +138,7 @@ def fit_law(law: Law, data: LawData, fixed: dict | None = None, delta: float = 1
     with jax.enable_x64(True):
         from_x, n_conv = x0, 0
         if len(x0) > polish:
+            minimize(search, data, consts, (polish, x0.shape[1]), delta, POLISH_OPTIONS, compile_only=True)
             res = minimize(search, data, consts, x0.astype(np.float32), delta, SCREEN_OPTIONS, dtype=np.float32)
             f32 = np.where(np.isfinite(res.f_S), res.f_S, np.inf)
             from_x = res.x_SxP[np.argsort(f32, kind="stable")[:polish]].astype(float)
