@@ -23,6 +23,7 @@ from analysis.records import RESAMPLE_ERRORS
 from analysis.uncertainty import bootstrap
 
 GRID_STARTS = 8
+SINGLE_PHASE = 512  # lanes up to which resamples skip the float32 screen
 # Near an optimum, as approach3.POLISH_OPTIONS, with fewer iterations: each lane starts at a point
 # already screened to ~1e-5 of its basin's objective.
 RESAMPLE_OPTIONS = LbfgsOptions(max_iter=500, memory=10, gtol=1e-10, ftol=1e-12, f_scale=0.0, max_backtracks=5)
@@ -71,21 +72,32 @@ def resample(fit: law_fit.LawFit, data: law_fit.LawData, n_boot: int, seed: int 
     x0, _ = starts(fit, n_grid, seed)
     k = len(x0)
     with jax.enable_x64(True):
-        law_fit.minimize(fit.search, data, fit.constants, (2 * n_boot, x0.shape[1]), fit.delta, RESAMPLE_OPTIONS,
-                         lane=np.repeat(draws, 2, 0), compile_only=True)
-        scr = law_fit.minimize(fit.search, data, fit.constants, np.tile(x0, (n_boot, 1)).astype(np.float32),
-                               fit.delta, SCREEN_OPTIONS, lane=np.repeat(draws, k, 0), dtype=np.float32)
-        f32 = np.where(np.isfinite(scr.f_S), scr.f_S, np.inf).reshape(n_boot, k)
-        screened = scr.x_SxP.reshape(n_boot, k, -1)[np.arange(n_boot), np.argmin(f32, 1)].astype(float)
-        from_x = np.stack([np.repeat(fit.top_free[:1], n_boot, 0), screened], 1).reshape(2 * n_boot, -1)
-        res = law_fit.minimize(fit.search, data, fit.constants, from_x, fit.delta, RESAMPLE_OPTIONS,
-                               lane=np.repeat(draws, 2, 0))
-    f = np.where(np.isfinite(res.f_S) & np.all(np.isfinite(res.x_SxP), 1), res.f_S, np.inf).reshape(n_boot, 2)
+        if n_boot * k <= SINGLE_PHASE:  # few lanes: one float64 program, not two to compile
+            res = law_fit.minimize(fit.search, data, fit.constants, np.tile(x0, (n_boot, 1)), fit.delta,
+                                   RESAMPLE_OPTIONS, lane=np.repeat(draws, k, 0))
+            lanes = k
+        else:
+            res, lanes = _two_phase(fit, data, draws, x0), 2
+    f = np.where(np.isfinite(res.f_S) & np.all(np.isfinite(res.x_SxP), 1), res.f_S, np.inf).reshape(n_boot, lanes)
     best = np.argmin(f, 1)
     ok = np.isfinite(f[np.arange(n_boot), best])
-    grid_won = int(np.sum(ok & (f[:, 1] < f[:, 0] * (1 - 1e-6))))
-    x = fit.search.full(res.x_SxP.reshape(n_boot, 2, -1)[np.arange(n_boot), best][ok])
+    # Lane 0 of each resample starts at the full-data optimum.
+    grid_won = int(np.sum(ok & (f[:, 1:].min(1) < f[:, 0] * (1 - 1e-6))))
+    x = fit.search.full(res.x_SxP.reshape(n_boot, lanes, -1)[np.arange(n_boot), best][ok])
     return LawSamples(x, sample_values(fit, data, x), sigma, n_boot, int((~ok).sum()), grid_won, k)
+
+
+def _two_phase(fit, data, draws, x0):
+    n_boot, k = len(draws), len(x0)
+    law_fit.minimize(fit.search, data, fit.constants, (2 * n_boot, x0.shape[1]), fit.delta, RESAMPLE_OPTIONS,
+                     lane=np.repeat(draws, 2, 0), compile_only=True)
+    scr = law_fit.minimize(fit.search, data, fit.constants, np.tile(x0, (n_boot, 1)).astype(np.float32),
+                           fit.delta, SCREEN_OPTIONS, lane=np.repeat(draws, k, 0), dtype=np.float32)
+    f32 = np.where(np.isfinite(scr.f_S), scr.f_S, np.inf).reshape(n_boot, k)
+    screened = scr.x_SxP.reshape(n_boot, k, -1)[np.arange(n_boot), np.argmin(f32, 1)].astype(float)
+    from_x = np.stack([np.repeat(fit.top_free[:1], n_boot, 0), screened], 1).reshape(2 * n_boot, -1)
+    return law_fit.minimize(fit.search, data, fit.constants, from_x, fit.delta, RESAMPLE_OPTIONS,
+                            lane=np.repeat(draws, 2, 0))
 
 
 def sample_values(fit: law_fit.LawFit, data: law_fit.LawData, x_BxP) -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ class LawOptions:
     seed: int = 0
     level: float = 0.95
     grid_starts: int = law_intervals.GRID_STARTS
+    starts: tuple | None = None  # rows over the free parameters, instead of the law's grid (tests)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +38,10 @@ def nested_test(fit: LawFit, data: LawData, options: LawOptions) -> dict:
     the simpler law less than exactly)."""
     base = registry.get(fit.law.nested_in)
     fixed = {k: v for k, v in fit.search.fixed.items() if k in base.names}
-    f0 = law_fit.fit_law(base, data, fixed, options.delta)
+    # With explicit starts (tests), the nested fit starts from the extension's optimum alone.
+    at = dict(zip(fit.law.names, fit.x))
+    own = None if options.starts is None else [[at[p.name] for p in base.params if p.name not in fixed]]
+    f0 = law_fit.fit_law(base, data, fixed, options.delta, own)
     rss0, rss1 = (float(np.sum(law_fit.residuals(f, data) ** 2)) for f in (f0, fit))
     r, extra = len(data), len(fit.search.free) - len(f0.search.free)
     lr = max(0.0, r * np.log(rss0 / rss1))
@@ -52,7 +56,7 @@ def run(law: registry.Law, data: LawData, options: LawOptions) -> LawResult:
     fixed = {k: v for k, v in options.fix.items() if k in law.names}
     if len(fixed) == len(law.params):
         raise InputError(f"--fix: every parameter of {law.name} is fixed; leave at least one free")
-    fit = law_fit.fit_law(law, data, fixed, options.delta)
+    fit = law_fit.fit_law(law, data, fixed, options.delta, options.starts)
     values = fit.values()
     values.update(law.derived(values, data.logs, fit.constants))
     samples = law_intervals.resample(fit, data, options.bootstrap, options.seed, options.grid_starts) \
