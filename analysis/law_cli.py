@@ -1,7 +1,9 @@
 """`python -m analysis.fit --law NAME[,NAME...]`: the registry laws (analysis.laws.registry) on any
 table. Writes DIR/fits.json with one section per law, keyed by its name, and with --predict FILE
 DIR/predictions.csv (FILE's columns + predicted_loss, predicted_low, predicted_high per law; with
-several laws the columns are prefixed by the law's name)."""
+several laws the columns are prefixed by the law's name). The annealing law reads loss curves
+(run, step, lr, loss) from --curves when given, else from --results; its --predict FILE is a
+schedule (run, step, lr) whose whole curve is predicted."""
 from __future__ import annotations
 
 import argparse
@@ -20,13 +22,15 @@ def add_law_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fix", help="NAME=VALUE,... hold these parameters (the paper's notation, e.g. E=1.8,alpha=0.34)")
     g.add_argument("--untie", action="store_true", help="data_constrained: fit beta apart from alpha")
     g.add_argument("--unique-col", help="unique tokens U_D (default: unique_tokens, 'Unique Tokens', U_D, unique)")
+    g.add_argument("--step-col", help="annealing: optimiser step of each curve row (default: step)")
+    g.add_argument("--lr-col", help="annealing: learning rate at that step (default: lr, learning_rate)")
     g.add_argument("--predict", help="CSV of runs to predict (same column flags, no loss needed): "
                                      "writes DIR/predictions.csv")
 
 
 def _columns(args) -> LawColumns:
     return LawColumns(n=args.n_col, d=args.d_col, u=args.unique_col, c=args.c_col, loss=args.loss_col,
-                      status=args.status_col)
+                      status=args.status_col, run=args.run_col, step=args.step_col, lr=args.lr_col)
 
 
 def main_law(args) -> int:
@@ -34,10 +38,11 @@ def main_law(args) -> int:
     options = law_report.LawOptions(law_report.parse_fixes(args.fix, laws), args.delta, args.bootstrap, args.seed,
                                     args.level)
     df = tables.read_table(args.results)
+    curves_df = tables.read_table(args.curves) if args.curves else df  # annealing: --curves, else --results
     pred_df = tables.read_table(args.predict) if args.predict else None
     results, predicted = {}, None
     for law in laws:
-        table = law_table(df, _columns(args), law.inputs)
+        table = law_table(curves_df if "s1" in law.inputs else df, _columns(args), law.inputs)
         for note in table.notes:
             print(f"note: {note}", file=sys.stderr)
         res = law_report.run(law, table.data, options)

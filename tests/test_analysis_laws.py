@@ -127,3 +127,50 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, flags, message):
     assert fit_cli.main(["--results", str(tmp_path / "runs.csv"), "--out", str(tmp_path / "o"), *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
+
+
+ANNEAL = dict(L0=2.0, A=0.6, alpha=0.5, C=0.3)
+
+
+def anneal_curves(kinds, steps: int = 1000, every: int = 10, noise: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    """Curves with the lr at every step and the loss every `every` steps (as an eval would log it):
+    100 warmup steps, then constant, cosine to 0, or WSD (last 20% linear to 0)."""
+    from analysis.laws import schedule
+    rng = np.random.default_rng(seed)
+    step = np.arange(1, steps + 1, dtype=float)
+    warm = np.minimum(1.0, step / 100)
+    shape = {"constant": np.ones(steps), "cosine": 0.5 * (1 + np.cos(np.pi * step / steps)),
+             "wsd": np.clip((steps - step) / (0.2 * steps), 0, 1)}
+    frames = []
+    for kind in kinds:
+        lr = 1e-3 * warm * shape[kind]
+        s1, s2 = schedule.areas(step, lr)
+        loss = (ANNEAL["L0"] + ANNEAL["A"] * s1 ** -ANNEAL["alpha"] - ANNEAL["C"] * s2) \
+            * np.exp(noise * rng.standard_normal(steps))
+        frames.append(pd.DataFrame({"run_id": kind, "step": step, "lr": lr,
+                                    "loss": np.where(step % every == 0, loss, np.nan)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_annealing_law_fitted_on_constant_and_cosine_predicts_wsd():
+    law = registry.get("annealing")
+    table = law_table(anneal_curves(["constant", "cosine"]), LawColumns(), law.inputs)
+    starts = ((0.5, -0.8, 0.4, -1.0), (0.9, 0.0, 0.7, -1.5))
+    res = law_report.run(law, table.data, law_report.LawOptions(bootstrap=0, starts=starts))
+    for k, v in ANNEAL.items():
+        assert res.record.params[k] == pytest.approx(v, rel=5e-3), k
+    wsd = anneal_curves(["wsd"])
+    target = law_table(wsd.drop(columns="loss"), LawColumns(), law.inputs, with_loss=False)
+    pred = law_report.predictions(res, target.frame, target.data, 0.95)
+    assert pred.predicted_loss.iloc[-1] == pytest.approx(wsd.loss.iloc[-1], rel=1e-3)
+
+
+def test_annealing_with_one_percent_noise_truth_inside_intervals():
+    law = registry.get("annealing")
+    table = law_table(anneal_curves(["constant", "cosine"], noise=0.01, seed=3), LawColumns(), law.inputs)
+    starts = ((0.5, -0.8, 0.4, -1.0), (0.9, 0.0, 0.7, -1.5))
+    rec = law_report.run(law, table.data, law_report.LawOptions(bootstrap=40, grid_starts=2, level=0.99,
+                                                                starts=starts)).record
+    for k, v in ANNEAL.items():
+        lo, hi = rec.intervals[k]
+        assert lo <= v <= hi, (k, lo, v, hi)

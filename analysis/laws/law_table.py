@@ -12,14 +12,17 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from analysis.laws import schedule
 from analysis.laws.law_fit import LawData
 from analysis.records import InputError
 from analysis.tables import tables
 
 U_CANDIDATES = ("unique_tokens", "Unique Tokens", "U_D", "unique")
-FLAGS = {"n": "--n-col", "d": "--d-col", "u": "--unique-col", "c": "--c-col", "loss": "--loss-col"}
+FLAGS = {"n": "--n-col", "d": "--d-col", "u": "--unique-col", "c": "--c-col", "loss": "--loss-col",
+         "run": "--run-col", "step": "--step-col", "lr": "--lr-col"}
 CANDIDATES = {"n": tables.N_CANDIDATES, "d": tables.D_CANDIDATES, "u": U_CANDIDATES, "c": tables.C_CANDIDATES,
-              "loss": tables.LOSS_CANDIDATES}
+              "loss": tables.LOSS_CANDIDATES + ("train_loss",), "run": ("run_id", "run"), "step": ("step",),
+              "lr": ("lr", "learning_rate")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +33,9 @@ class LawColumns:
     c: str | None = None
     loss: str | None = None
     status: str | None = "status"
+    run: str | None = None
+    step: str | None = None
+    lr: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +76,8 @@ def law_table(df: pd.DataFrame, cols: LawColumns, inputs: tuple[str, ...], with_
         if bad.any():
             notes.append(f"left out {int(bad.sum())} rows with status diverged/failed")
         df = df[~bad].reset_index(drop=True)
+    if "s1" in inputs:
+        return _curves(df, cols, with_loss, notes)
     used: dict[str, str] = {}
     logs: dict[str, np.ndarray] = {}
     for key in inputs:
@@ -92,3 +100,25 @@ def law_table(df: pd.DataFrame, cols: LawColumns, inputs: tuple[str, ...], with_
         used["loss"] = _column(df, cols, "loss")
         log_loss = np.log(_positive(df, used["loss"]))
     return LawTable(df, LawData(logs, log_loss), used, tuple(notes))
+
+
+def _curves(df: pd.DataFrame, cols: LawColumns, with_loss: bool, notes: list) -> LawTable:
+    """Loss curves (run, step, lr[, loss]) as the annealing law's S1, S2 per row: the lr of every
+    row enters the areas; rows without a loss value (eval every k steps) are then dropped when fitting."""
+    used = {k: _column(df, cols, k) for k in ("run", "step", "lr")}
+    step = pd.to_numeric(df[used["step"]], errors="coerce").to_numpy(float)
+    lr = pd.to_numeric(df[used["lr"]], errors="coerce").to_numpy(float)
+    if not np.all(np.isfinite(step)) or not np.all(np.isfinite(lr) & (lr >= 0)):
+        raise InputError(f"columns {used['step']!r}, {used['lr']!r}: every row needs a step and an lr >= 0")
+    s1, s2 = np.full(len(df), np.nan), np.full(len(df), np.nan)
+    for _, idx in df.groupby(used["run"], sort=False).indices.items():
+        s1[idx], s2[idx] = schedule.areas(step[idx], lr[idx])
+    keep = (step >= 1) & (s1 > 0)
+    if with_loss:
+        used["loss"] = _column(df, cols, "loss")
+        keep &= pd.to_numeric(df[used["loss"]], errors="coerce").notna().to_numpy()
+    if (~keep).any():
+        notes.append(f"{int((~keep).sum())} curve rows before step 1, at zero lr area or without a loss are not fitted")
+    df, s1, s2 = df[keep].reset_index(drop=True), s1[keep], s2[keep]
+    log_loss = np.log(_positive(df, used["loss"])) if with_loss else None
+    return LawTable(df, LawData({"log_s1": np.log(s1), "s2": s2}, log_loss), used, tuple(notes))

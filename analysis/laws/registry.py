@@ -2,7 +2,8 @@
 
 Each law is a typed `Law`: its parameters in the paper's notation, each with a transform (a
 positive scale such as A is searched as log A, which keeps it positive without bounds), a start
-grid, the input columns it needs ("n", "d", "u": unique tokens), and a vectorised jax prediction
+grid, the input columns it needs ("n", "d", "u": unique tokens; "s1", "s2": the lr areas of
+loss curves, analysis.laws.schedule), and a vectorised jax prediction
 of log-loss. Adding a law is one small file under analysis/laws/forms/ plus one line in LAWS.
 """
 from __future__ import annotations
@@ -108,8 +109,9 @@ def get(name: str, untie: bool = False) -> Law:
 
 
 def _builders() -> dict[str, Callable[[bool], Law]]:
-    from analysis.laws.forms import broken_power, chinchilla, data_constrained, overtraining
+    from analysis.laws.forms import annealing, broken_power, chinchilla, data_constrained, overtraining
     return {"chinchilla": lambda untie: chinchilla.LAW,
             "data_constrained": data_constrained.law,
             "overtraining": lambda untie: overtraining.LAW,
-            "broken_power": lambda untie: broken_power.LAW}
+            "broken_power": lambda untie: broken_power.LAW,
+            "annealing": lambda untie: annealing.LAW}
