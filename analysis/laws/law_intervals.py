@@ -102,14 +102,13 @@ def _two_phase(fit, data, draws, x0):
 
 def sample_values(fit: law_fit.LawFit, data: law_fit.LawData, x_BxP) -> dict[str, np.ndarray]:
     """Every parameter and derived quantity at each resample (NaN where `derived` fails)."""
-    out: dict[str, list] = {}
+    rows = []
     for row in x_BxP:
         v = fit.law.values(row)
         try:
             v.update(fit.law.derived(v, data.logs, fit.constants))
         except RESAMPLE_ERRORS:
             pass
-        for name, val in v.items():
-            out.setdefault(name, []).append(float(val))
-    n = len(x_BxP)
-    return {k: np.asarray(v) if len(v) == n else np.full(n, np.nan) for k, v in out.items()}
+        rows.append(v)
+    names = dict.fromkeys(k for r in rows for k in r)
+    return {k: np.array([float(r.get(k, np.nan)) for r in rows]) for k in names}

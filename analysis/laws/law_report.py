@@ -38,9 +38,18 @@ def nested_test(fit: LawFit, data: LawData, options: LawOptions) -> dict:
     the simpler law less than exactly)."""
     base = registry.get(fit.law.nested_in)
     fixed = {k: v for k, v in fit.search.fixed.items() if k in base.names}
-    # With explicit starts (tests), the nested fit starts from the extension's optimum alone.
-    at = dict(zip(fit.law.names, fit.x))
-    own = None if options.starts is None else [[at[p.name] for p in base.params if p.name not in fixed]]
+    # Starts: the extension's best end points with its extra parameters dropped (the nested optimum
+    # is usually near), and a fixed-seed sample of the simpler law's grid: at most law_fit.POLISH in
+    # all, so the nested fit is one float64 phase (one program to compile, not two).
+    search = law_fit.Search(base, fixed)
+    names = [p.name for p in base.params if p.name not in fixed]
+    index = [fit.law.names.index(n) for n in names]
+    own = fit.search.full(fit.top_free)[:, index]
+    grid = search.grid()
+    if options.starts is None:
+        pick = np.random.default_rng(options.seed).choice(len(grid), min(len(grid), law_fit.POLISH - len(own)),
+                                                          replace=False)
+        own = np.concatenate([own, grid[np.sort(pick)]])
     f0 = law_fit.fit_law(base, data, fixed, options.delta, own)
     rss0, rss1 = (float(np.sum(law_fit.residuals(f, data) ** 2)) for f in (f0, fit))
     r, extra = len(data), len(fit.search.free) - len(f0.search.free)

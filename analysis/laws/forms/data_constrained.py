@@ -64,7 +64,8 @@ def derived(v, logs, k) -> dict:
     u = float(np.exp(np.min(logs["log_u"])))
     n, d, loss = optimum(v, c, u)
     n1, d1, loss1 = optimum(v, c, np.inf)
-    return {"C": c, "U_D": u, "N_opt": n, "D_opt": d, "epochs_opt": d / u, "loss_opt": loss,
+    tied = {} if "beta" in v else {"beta": v["alpha"]}  # fits.json names both exponents either way
+    return {**tied, "C": c, "U_D": u, "N_opt": n, "D_opt": d, "epochs_opt": d / u, "loss_opt": loss,
             "N_opt_unlimited": n1, "D_opt_unlimited": d1, "loss_opt_unlimited": loss1}
 
 
