@@ -129,27 +129,37 @@ def check(search: Search, data: LawData) -> None:
 
 
 def fit_law(law: Law, data: LawData, fixed: dict | None = None, delta: float = 1e-3, starts=None,
-            polish: int = POLISH) -> LawFit:
-    """Best of the law's start grid (or `starts`, rows over the free parameters)."""
+            polish: int = POLISH, lanes: int = 0) -> LawFit:
+    """Best of the law's start grid (or `starts`, rows over the free parameters).
+
+    `lanes` > 0: the float64 phase runs as that many lanes (its starts repeated), each with the
+    table's log losses as its lane data: the very program the resamples' float64 phase then reuses
+    (law_intervals), one compilation instead of two (compiling is most of a CLI fit's time).
+    """
     search = Search(law, dict(fixed or {}))
     check(search, data)
     consts = law.constants(data.logs)
     x0 = search.grid() if starts is None else np.atleast_2d(np.asarray(starts, float))
     with jax.enable_x64(True):
         from_x, n_conv = x0, 0
+        n_from = min(len(x0), polish)
+        lane = np.repeat(data.log_loss[None], max(lanes, n_from), 0) if lanes else None
         if len(x0) > polish:
-            minimize(search, data, consts, (polish, x0.shape[1]), delta, POLISH_OPTIONS, compile_only=True)
+            minimize(search, data, consts, (len(lane) if lanes else polish, x0.shape[1]), delta, POLISH_OPTIONS,
+                     lane=lane, compile_only=True)
             res = minimize(search, data, consts, x0.astype(np.float32), delta, SCREEN_OPTIONS, dtype=np.float32)
             f32 = np.where(np.isfinite(res.f_S), res.f_S, np.inf)
             from_x = res.x_SxP[np.argsort(f32, kind="stable")[:polish]].astype(float)
             n_conv = int(res.converged_S.sum())
-        res = minimize(search, data, consts, from_x, delta, POLISH_OPTIONS)
+        if lanes:
+            from_x = from_x[np.arange(len(lane)) % len(from_x)]
+        res = minimize(search, data, consts, from_x, delta, POLISH_OPTIONS, lane=lane)
     f = np.where(np.isfinite(res.f_S) & np.all(np.isfinite(res.x_SxP), 1), res.f_S, np.inf)
     if not np.isfinite(f).any():
         raise InputError(f"law {law.name}: no start reached a finite objective; check the columns' units")
     order = np.argsort(f, kind="stable")
     top = distinct(res.x_SxP[order][np.isfinite(f[order])], TOP)
-    n_conv = n_conv if len(x0) > polish else int(res.converged_S.sum())
+    n_conv = n_conv if len(x0) > polish else int(res.converged_S[:n_from].sum())
     return LawFit(search, search.full(res.x_SxP[order[0]]), float(f[order[0]]), consts, len(x0), n_conv, top,
                   delta, len(data))
 

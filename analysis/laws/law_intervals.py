@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from analysis.laws import law_fit
-from analysis.laws.approach3 import SCREEN_OPTIONS
+from analysis.laws.approach3 import POLISH_OPTIONS, SCREEN_OPTIONS
 from analysis.laws.lbfgs import LbfgsOptions
 from analysis.records import RESAMPLE_ERRORS
 from analysis.uncertainty import bootstrap
@@ -61,6 +61,11 @@ def starts(fit: law_fit.LawFit, n_grid: int, seed: int) -> tuple[np.ndarray, int
     return np.concatenate([fit.top_free, grid[np.sort(pick)]]), len(fit.top_free)
 
 
+def fit_lanes(n_boot: int, n_starts: int) -> int:
+    """The lane count fit_law should use so that `resample` reuses its float64 program (0: none)."""
+    return 2 * n_boot if n_boot * n_starts > SINGLE_PHASE else 0
+
+
 def resample(fit: law_fit.LawFit, data: law_fit.LawData, n_boot: int, seed: int = 0,
              n_grid: int = GRID_STARTS) -> LawSamples:
     """Two phases, as the fit itself: every (resample, start) lane is screened in float32, then per
@@ -72,7 +77,7 @@ def resample(fit: law_fit.LawFit, data: law_fit.LawData, n_boot: int, seed: int 
     x0, _ = starts(fit, n_grid, seed)
     k = len(x0)
     with jax.enable_x64(True):
-        if n_boot * k <= SINGLE_PHASE:  # few lanes: one float64 program, not two to compile
+        if not fit_lanes(n_boot, law_fit.TOP + n_grid):  # few lanes: one float64 program, not two to compile
             res = law_fit.minimize(fit.search, data, fit.constants, np.tile(x0, (n_boot, 1)), fit.delta,
                                    RESAMPLE_OPTIONS, lane=np.repeat(draws, k, 0))
             lanes = k
@@ -89,14 +94,15 @@ def resample(fit: law_fit.LawFit, data: law_fit.LawData, n_boot: int, seed: int 
 
 def _two_phase(fit, data, draws, x0):
     n_boot, k = len(draws), len(x0)
-    law_fit.minimize(fit.search, data, fit.constants, (2 * n_boot, x0.shape[1]), fit.delta, RESAMPLE_OPTIONS,
+    law_fit.minimize(fit.search, data, fit.constants, (2 * n_boot, x0.shape[1]), fit.delta, POLISH_OPTIONS,
                      lane=np.repeat(draws, 2, 0), compile_only=True)
     scr = law_fit.minimize(fit.search, data, fit.constants, np.tile(x0, (n_boot, 1)).astype(np.float32),
                            fit.delta, SCREEN_OPTIONS, lane=np.repeat(draws, k, 0), dtype=np.float32)
     f32 = np.where(np.isfinite(scr.f_S), scr.f_S, np.inf).reshape(n_boot, k)
     screened = scr.x_SxP.reshape(n_boot, k, -1)[np.arange(n_boot), np.argmin(f32, 1)].astype(float)
     from_x = np.stack([np.repeat(fit.top_free[:1], n_boot, 0), screened], 1).reshape(2 * n_boot, -1)
-    return law_fit.minimize(fit.search, data, fit.constants, from_x, fit.delta, RESAMPLE_OPTIONS,
+    # POLISH_OPTIONS and 2 n_boot lanes: the program of the full-data fit (fit_law(lanes=2 n_boot)).
+    return law_fit.minimize(fit.search, data, fit.constants, from_x, fit.delta, POLISH_OPTIONS,
                             lane=np.repeat(draws, 2, 0))
 
 

@@ -65,7 +65,8 @@ def run(law: registry.Law, data: LawData, options: LawOptions) -> LawResult:
     fixed = {k: v for k, v in options.fix.items() if k in law.names}
     if len(fixed) == len(law.params):
         raise InputError(f"--fix: every parameter of {law.name} is fixed; leave at least one free")
-    fit = law_fit.fit_law(law, data, fixed, options.delta, options.starts)
+    lanes = law_intervals.fit_lanes(options.bootstrap, law_fit.TOP + options.grid_starts) if options.bootstrap else 0
+    fit = law_fit.fit_law(law, data, fixed, options.delta, options.starts, lanes=lanes)
     values = fit.values()
     values.update(law.derived(values, data.logs, fit.constants))
     samples = law_intervals.resample(fit, data, options.bootstrap, options.seed, options.grid_starts) \
