@@ -55,9 +55,11 @@ def run(name: str, df: pd.DataFrame, **kw) -> law_report.LawResult:
 
 @pytest.mark.parametrize("name", list(TRUTH))
 def test_noise_free_table_gives_back_the_parameters(name):
-    got = run(name, synthetic(name)).record.params
+    rec = run(name, synthetic(name)).record
     for k, v in TRUTH[name].items():
-        assert got[k] == pytest.approx(v, rel=5e-3), k
+        assert rec.params[k] == pytest.approx(v, rel=5e-3), k
+    if name == "broken_power":  # gamma = 0.03 bends the exponent by 0.17 over the range: not Chinchilla
+        assert rec.extra["comparison"]["p_value"] < 1e-3 and rec.extra["comparison"]["delta_aic"] < -10
 
 
 @pytest.mark.parametrize("name", list(TRUTH))
