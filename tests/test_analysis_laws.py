@@ -121,6 +121,7 @@ def test_cli_law_writes_a_section_and_predictions(tmp_path, capsys):
     (["--law", "chinchilla", "--fix", "gamma=1"], "--fix 'gamma=1': no parameter of that name"),
     (["--law", "chinchilla", "--fix", "E=-1"], "E must be positive"),
     (["--law", "overtraining", "--rows", "3"], "needs at least 6 rows, the table has 3"),
+    (["--law", "annealing"], "none of run_id, run found; name it with --run-col"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, flags, message):
     rows = int(flags[flags.index("--rows") + 1]) if "--rows" in flags else 20
@@ -176,3 +177,12 @@ def test_annealing_with_one_percent_noise_truth_inside_intervals():
     for k, v in ANNEAL.items():
         lo, hi = rec.intervals[k]
         assert lo <= v <= hi, (k, lo, v, hi)
+
+
+def test_non_positive_value_is_one_line_and_exit_2(tmp_path, capsys):
+    df = synthetic("chinchilla", 20)
+    df.loc[2, "loss"] = -1.0
+    df.to_csv(tmp_path / "runs.csv", index=False)
+    assert fit_cli.main(["--results", str(tmp_path / "runs.csv"), "--out", str(tmp_path / "o"), "--law", "chinchilla"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "column 'loss': value -1.0 in row 3 is NaN, infinite or not positive" in err and "\n" not in err

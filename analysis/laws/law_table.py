@@ -63,7 +63,7 @@ def _positive(df, col: str) -> np.ndarray:
     bad = ~np.isfinite(v) | (v <= 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"column {col!r}: value {df[col].iloc[i]!r} in row {i + 1} is NaN, infinite or not "
+        raise InputError(f"column {col!r}: value {df[col].iloc[i]} in row {i + 1} is NaN, infinite or not "
                          f"positive ({int(bad.sum())} such rows); fix or drop those rows")
     return v
 
