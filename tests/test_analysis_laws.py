@@ -109,6 +109,9 @@ def test_cli_law_writes_a_section_and_predictions(tmp_path, capsys):
     assert set(fits) == {"overtraining"} and sec["extra"]["law"] == "overtraining"
     assert {"E", "a", "b", "eta", "M_opt"} <= set(sec) and "a" in sec["intervals"]
     assert sec["E"] == 1.7 and "E" not in sec["intervals"] and sec["extra"]["fixed"] == ["E", "eta"]
+    checks = {c["name"].split(":")[0]: c["holds"] for c in sec["extra"]["diagnostics"]}
+    assert set(checks) == {"residuals vs log N", "residuals vs log D", "residuals vs log M = D/N",
+                           "residuals normal (D'Agostino-Pearson)"}
     pred = pd.read_csv(out / "predictions.csv")
     assert list(pred.columns) == ["params", "tokens", "unique_tokens", "predicted_loss", "predicted_low",
                                   "predicted_high"]

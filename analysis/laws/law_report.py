@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from analysis.laws import law_fit, law_intervals, registry
+from analysis.laws import law_diagnostics, law_fit, law_intervals, registry
 from analysis.laws.law_fit import LawData, LawFit
 from analysis.records import Fit, InputError
 
@@ -78,6 +78,7 @@ def run(law: registry.Law, data: LawData, options: LawOptions) -> LawResult:
         extra["resampling"] = samples.summary()
     if law.nested_in:
         extra["comparison"] = nested_test(fit, data, options)
+    extra["diagnostics"] = law_diagnostics.check(fit, data)
     ints = samples.intervals(options.level) if samples is not None else {}
     ints = {k: v for k, v in ints.items() if k not in fixed}
     return LawResult(fit, samples, Fit(law.name, values, fit.objective, ints, len(data), (), extra))
@@ -116,6 +117,7 @@ def format_result(result: LawResult) -> str:
         c = r.extra["comparison"]
         lines.append(f"  against {c['against']}: LR {c['lr_statistic']:.3g} on {c['dof']} dof, p {c['p_value']:.3g}, "
                      f"delta AIC {c['delta_aic']:.3g}: {c['verdict']}")
+    lines += law_diagnostics.lines(r.extra.get("diagnostics", []))
     return "\n".join(lines)
 
 
