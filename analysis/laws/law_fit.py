@@ -72,6 +72,7 @@ class LawFit:
     top_free: np.ndarray  # (K, F): the best distinct end points, best first
     delta: float
     n_rows: int
+    screen_lanes: int = 0  # lanes of the float32 screen when padded for the resamples (0: not padded)
 
     @property
     def law(self) -> Law:
@@ -129,28 +130,33 @@ def check(search: Search, data: LawData) -> None:
 
 
 def fit_law(law: Law, data: LawData, fixed: dict | None = None, delta: float = 1e-3, starts=None,
-            polish: int = POLISH, lanes: int = 0) -> LawFit:
+            polish: int = POLISH, lanes: int = 0, screen_to: int = 0) -> LawFit:
     """Best of the law's start grid (or `starts`, rows over the free parameters).
 
     `lanes` > 0: the float64 phase runs as that many lanes (its starts repeated), each with the
     table's log losses as its lane data: the very program the resamples' float64 phase then reuses
     (law_intervals), one compilation instead of two (compiling is most of a CLI fit's time).
+    `screen_to` > 0 does the same for the float32 screen: at least that many lanes, each with the
+    table's log losses (LawFit.screen_lanes says how many the resamples' screen must match).
     """
     search = Search(law, dict(fixed or {}))
     check(search, data)
     consts = law.constants(data.logs)
     x0 = search.grid() if starts is None else np.atleast_2d(np.asarray(starts, float))
     with jax.enable_x64(True):
-        from_x, n_conv = x0, 0
+        from_x, n_conv, screen_lanes = x0, 0, 0
         n_from = min(len(x0), polish)
         lane = np.repeat(data.log_loss[None], max(lanes, n_from), 0) if lanes else None
         if len(x0) > polish:
             minimize(search, data, consts, (len(lane) if lanes else polish, x0.shape[1]), delta, POLISH_OPTIONS,
                      lane=lane, compile_only=True)
-            res = minimize(search, data, consts, x0.astype(np.float32), delta, SCREEN_OPTIONS, dtype=np.float32)
-            f32 = np.where(np.isfinite(res.f_S), res.f_S, np.inf)
+            screen_lanes = max(len(x0), screen_to) if screen_to else 0
+            scr_lane = np.repeat(data.log_loss[None], screen_lanes, 0) if screen_to else None
+            res = minimize(search, data, consts, cycle(x0, screen_lanes).astype(np.float32), delta, SCREEN_OPTIONS,
+                           lane=scr_lane, dtype=np.float32)
+            f32 = np.where(np.isfinite(res.f_S), res.f_S, np.inf)[:len(x0)]
             from_x = res.x_SxP[np.argsort(f32, kind="stable")[:polish]].astype(float)
-            n_conv = int(res.converged_S.sum())
+            n_conv = int(res.converged_S[:len(x0)].sum())
         if lanes:
             from_x = from_x[np.arange(len(lane)) % len(from_x)]
         res = minimize(search, data, consts, from_x, delta, POLISH_OPTIONS, lane=lane)
@@ -161,7 +167,13 @@ def fit_law(law: Law, data: LawData, fixed: dict | None = None, delta: float = 1
     top = distinct(res.x_SxP[order][np.isfinite(f[order])], TOP)
     n_conv = n_conv if len(x0) > polish else int(res.converged_S[:n_from].sum())
     return LawFit(search, search.full(res.x_SxP[order[0]]), float(f[order[0]]), consts, len(x0), n_conv, top,
-                  delta, len(data))
+                  delta, len(data), screen_lanes)
+
+
+def cycle(rows, n: int):
+    """The rows repeated cyclically to n rows (n = 0: unchanged): padding lanes to a compiled shape."""
+    rows = np.asarray(rows)
+    return rows[np.arange(n) % len(rows)] if n else rows
 
 
 def distinct(x_SxF, k: int, tol: float = 1e-3) -> np.ndarray:

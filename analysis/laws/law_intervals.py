@@ -96,10 +96,12 @@ def _two_phase(fit, data, draws, x0):
     n_boot, k = len(draws), len(x0)
     law_fit.minimize(fit.search, data, fit.constants, (2 * n_boot, x0.shape[1]), fit.delta, POLISH_OPTIONS,
                      lane=np.repeat(draws, 2, 0), compile_only=True)
-    scr = law_fit.minimize(fit.search, data, fit.constants, np.tile(x0, (n_boot, 1)).astype(np.float32),
-                           fit.delta, SCREEN_OPTIONS, lane=np.repeat(draws, k, 0), dtype=np.float32)
-    f32 = np.where(np.isfinite(scr.f_S), scr.f_S, np.inf).reshape(n_boot, k)
-    screened = scr.x_SxP.reshape(n_boot, k, -1)[np.arange(n_boot), np.argmin(f32, 1)].astype(float)
+    # Padded to the full-data fit's screen (fit.screen_lanes): the same compiled program.
+    n = max(n_boot * k, fit.screen_lanes)
+    scr = law_fit.minimize(fit.search, data, fit.constants, law_fit.cycle(np.tile(x0, (n_boot, 1)), n).astype(np.float32),
+                           fit.delta, SCREEN_OPTIONS, lane=law_fit.cycle(np.repeat(draws, k, 0), n), dtype=np.float32)
+    f32 = np.where(np.isfinite(scr.f_S), scr.f_S, np.inf)[:n_boot * k].reshape(n_boot, k)
+    screened = scr.x_SxP[:n_boot * k].reshape(n_boot, k, -1)[np.arange(n_boot), np.argmin(f32, 1)].astype(float)
     from_x = np.stack([np.repeat(fit.top_free[:1], n_boot, 0), screened], 1).reshape(2 * n_boot, -1)
     # POLISH_OPTIONS and 2 n_boot lanes: the program of the full-data fit (fit_law(lanes=2 n_boot)).
     return law_fit.minimize(fit.search, data, fit.constants, from_x, fit.delta, POLISH_OPTIONS,

@@ -66,7 +66,8 @@ def run(law: registry.Law, data: LawData, options: LawOptions) -> LawResult:
     if len(fixed) == len(law.params):
         raise InputError(f"--fix: every parameter of {law.name} is fixed; leave at least one free")
     lanes = law_intervals.fit_lanes(options.bootstrap, law_fit.TOP + options.grid_starts) if options.bootstrap else 0
-    fit = law_fit.fit_law(law, data, fixed, options.delta, options.starts, lanes=lanes)
+    screen_to = options.bootstrap * (law_fit.TOP + options.grid_starts) if lanes else 0
+    fit = law_fit.fit_law(law, data, fixed, options.delta, options.starts, lanes=lanes, screen_to=screen_to)
     values = fit.values()
     values.update(law.derived(values, data.logs, fit.constants))
     samples = law_intervals.resample(fit, data, options.bootstrap, options.seed, options.grid_starts) \
