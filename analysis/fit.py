@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+from analysis import law_cli
 from analysis.diagnostics import diagnostics, validate
 from analysis.laws import fitters, true_e
 from analysis.tables import tables
@@ -53,6 +54,7 @@ def build_parser() -> Parser:
                    help="the source's exact optimal loss E* (nats/token): each fitted E is compared with it "
                         "in fits.json and the output (default: the table's true_loss column, if any)")
     add_grid_flags(p)
+    law_cli.add_law_flags(p)
     return p
 
 
@@ -81,6 +83,8 @@ def format_table(fits: dict[str, Fit]) -> str:
 
 def main_body(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.law:
+        return law_cli.main_law(args)
     options = options_from(args)
     runs = tables.drop_highest_loss(tables.load_runs(args.results, columns_from(args)), args.drop_highest)
     fit_and_write(runs, options, args.out)

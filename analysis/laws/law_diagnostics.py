@@ -1,0 +1,50 @@
+"""Residual checks of a registry law's fit, one verdict line each, from the fit alone (no refits).
+
+- Against each input (log N, log D, log unique tokens, epochs, M = D/N, log S1, S2): Spearman's rank
+  correlation of the log-loss residuals, Bonferroni over the inputs checked, so a correct law fails
+  any of them with probability at most FALSE_ALARM. A trend left in the residuals says the form
+  misses that direction.
+- Normality of the residuals (D'Agostino-Pearson, needs >= 20 rows): the parametric resamples
+  draw Gaussian noise; heavy tails make their intervals too narrow.
+Not here yet: leave-one-out and rolling-origin prediction (they need refits per row or per cut).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.stats
+
+from analysis.laws import law_fit
+
+FALSE_ALARM = 0.05
+MIN_NORMAL_ROWS = 20
+
+
+def axes(logs: dict) -> dict[str, np.ndarray]:
+    """The directions residuals are checked along, from whichever inputs the law has."""
+    out = {f"log {k[4:].upper()}" if k.startswith("log_") else k.upper(): v for k, v in logs.items()}
+    if "log_n" in logs and "log_d" in logs:
+        out["log M = D/N"] = logs["log_d"] - logs["log_n"]
+    if "log_u" in logs and "log_d" in logs:
+        out["epochs D/U"] = np.exp(logs["log_d"] - np.minimum(logs["log_u"], logs["log_d"]))
+    return out
+
+
+def check(fit: law_fit.LawFit, data: law_fit.LawData) -> list[dict]:
+    r = law_fit.residuals(fit, data)
+    ax = {k: v for k, v in axes(data.logs).items() if np.ptp(v) > 0}
+    rows = []
+    for name, v in ax.items():
+        rho, p = scipy.stats.spearmanr(v, r)
+        ok = bool(p * len(ax) >= FALSE_ALARM) if np.isfinite(p) else None
+        rows.append({"name": f"residuals vs {name}: no trend (Spearman, Bonferroni over {len(ax)})",
+                     "holds": ok, "rho": float(rho), "p": float(p)})
+    if len(r) >= MIN_NORMAL_ROWS:
+        _, p = scipy.stats.normaltest(r)
+        rows.append({"name": "residuals normal (D'Agostino-Pearson)", "holds": bool(p >= FALSE_ALARM), "p": float(p)})
+    return rows
+
+
+def lines(rows: list[dict]) -> list[str]:
+    verdict = {True: "ok  ", False: "FAIL", None: "n/a "}
+    return [f"  [{verdict[r['holds']]}] {r['name']}: " + ", ".join(f"{k} {r[k]:.3g}" for k in ("rho", "p") if k in r)
+            for r in rows]

@@ -1,0 +1,191 @@
+"""Registry laws (analysis.laws.registry): known parameters recovered from synthetic tables, the
+chinchilla law equal to Approach 3's fit, --fix, --predict, and one-line input errors.
+Small tables, few explicit starts and few resamples keep each test to a compile or two."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import fit as fit_cli
+from analysis.laws import approach3, law_fit, law_report, registry
+from analysis.laws.law_table import LawColumns, law_table
+
+TRUTH = {
+    "chinchilla": dict(E=1.7, A=400.0, B=1500.0, alpha=0.33, beta=0.36),
+    "broken_power": dict(E=1.7, A=400.0, B=1500.0, alpha=0.33, beta=0.36, gamma=0.03),
+    "overtraining": dict(E=1.7, a=2000.0, b=9000.0, eta=0.17),
+    "data_constrained": dict(E=1.87, A=521.0, B=1488.0, alpha=0.353, R_D_star=15.4, R_N_star=5.3),
+}
+
+
+def synthetic(name: str, rows: int = 80, noise: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    """Runs over N in [1e7, 3e9], D/N in [2, 500], unique tokens in {1e8, 1e9, 1e10, 1e13}."""
+    law = registry.get(name)
+    rng = np.random.default_rng(seed)
+    n = np.exp(rng.uniform(np.log(1e7), np.log(3e9), rows))
+    d = n * np.exp(rng.uniform(np.log(2), np.log(500), rows))
+    u = np.exp(rng.choice(np.log([1e8, 1e9, 1e10, 1e13]), rows))
+    logs = {"log_n": np.log(n), "log_d": np.log(d), "log_u": np.log(u)}
+    with jax.enable_x64(True):
+        x = {p.name: jnp.full((1, 1), p.to_search(TRUTH[name][p.name])) for p in law.params}
+        consts = {k: jnp.float64(v) for k, v in law.constants(logs).items()}
+        log_l = np.asarray(law.predict_log(x, {k: jnp.asarray(v) for k, v in logs.items()}, consts))[0]
+    loss = np.exp(log_l + noise * rng.standard_normal(rows))
+    return pd.DataFrame({"params": n, "tokens": d, "unique_tokens": u, "loss": loss})
+
+
+def near_truth(name: str, k: int = 3, seed: int = 1) -> tuple:
+    """k starts scattered around the truth in search coordinates (+-0.5 in logs, +-30% in exponents)."""
+    law = registry.get(name)
+    rng = np.random.default_rng(seed)
+    x = np.array([p.to_search(TRUTH[name][p.name]) for p in law.params])
+    scale = np.array([0.5 if p.transform == registry.LOG else 0.3 * abs(v) + 0.01 for p, v in zip(law.params, x)])
+    return tuple(map(tuple, x + scale * rng.uniform(-1, 1, (k, len(x)))))
+
+
+def run(name: str, df: pd.DataFrame, **kw) -> law_report.LawResult:
+    law = registry.get(name)
+    table = law_table(df, LawColumns(), law.inputs)
+    opts = law_report.LawOptions(**{"bootstrap": 0, "starts": near_truth(name), **kw})
+    return law_report.run(law, table.data, opts)
+
+
+@pytest.mark.parametrize("name", list(TRUTH))
+def test_noise_free_table_gives_back_the_parameters(name):
+    rec = run(name, synthetic(name)).record
+    for k, v in TRUTH[name].items():
+        assert rec.params[k] == pytest.approx(v, rel=5e-3), k
+    if name == "broken_power":  # gamma = 0.03 bends the exponent by 0.17 over the range: not Chinchilla
+        assert rec.extra["comparison"]["p_value"] < 1e-3 and rec.extra["comparison"]["delta_aic"] < -10
+
+
+@pytest.mark.parametrize("name", list(TRUTH))
+def test_with_one_percent_noise_the_truth_is_inside_the_intervals(name):
+    # One draw per law at the 99% level: a check that intervals are of the right size, not a
+    # coverage claim (that needs a simulation over many tables).
+    rec = run(name, synthetic(name, noise=0.01, seed=2), bootstrap=40, grid_starts=2, level=0.99).record
+    for k, v in TRUTH[name].items():
+        lo, hi = rec.intervals[k]
+        assert lo <= v <= hi, (k, lo, v, hi)
+    assert rec.extra["resampling"]["failed"] == 0
+
+
+def test_chinchilla_law_equals_approach3_huber_fit():
+    df = synthetic("chinchilla", 40, 0.01, seed=4)
+    grid = approach3.StartGrid(alpha=(0.3, 0.6), beta=(0.3,), e=(0.5,), a=(5.0, 7.0), b=(7.0,))
+    a3 = approach3.fit_huber(df.params, df.tokens, df.loss, grid=grid)
+    # The registry's order is (E, A, B, alpha, beta): the same starts, permuted.
+    starts = grid.points()[:, [2, 0, 1, 3, 4]]
+    law = registry.get("chinchilla")
+    got = law_fit.fit_law(law, law_table(df, LawColumns(), law.inputs).data, starts=starts).values()
+    want = a3.params
+    for k in ("E", "A", "B", "alpha", "beta"):
+        assert got[k] == pytest.approx(getattr(want, k), rel=1e-6), k
+
+
+def test_fix_freezes_parameters_and_frees_the_rest():
+    fixed = {k: TRUTH["data_constrained"][k] for k in ("E", "A", "B", "alpha")}
+    df = synthetic("data_constrained")
+    starts = ((np.log(5.0), np.log(2.0)), (np.log(40.0), np.log(20.0)))
+    rec = run("data_constrained", df, fix=fixed, starts=starts).record
+    assert {k: rec.params[k] for k in fixed} == pytest.approx(fixed, rel=1e-12)
+    assert rec.params["R_D_star"] == pytest.approx(15.4, rel=5e-3)
+    assert rec.params["R_N_star"] == pytest.approx(5.3, rel=5e-3)
+    assert rec.extra["fixed"] == sorted(fixed)
+
+
+def test_cli_law_writes_a_section_and_predictions(tmp_path, capsys):
+    synthetic("overtraining", 40, 0.01).to_csv(tmp_path / "runs.csv", index=False)
+    synthetic("overtraining", 4, seed=9).drop(columns="loss").to_csv(tmp_path / "big.csv", index=False)
+    out = tmp_path / "out"
+    assert fit_cli.main(["--results", str(tmp_path / "runs.csv"), "--law", "overtraining", "--out", str(out),
+                         "--bootstrap", "20", "--predict", str(tmp_path / "big.csv"),
+                         "--fix", "E=1.7,eta=0.17"]) == 0  # 16 starts over (a, b): one phase, one compile
+    fits = json.loads((out / "fits.json").read_text())
+    sec = fits["overtraining"]
+    assert set(fits) == {"overtraining"} and sec["extra"]["law"] == "overtraining"
+    assert {"E", "a", "b", "eta", "M_opt"} <= set(sec) and "a" in sec["intervals"]
+    assert sec["E"] == 1.7 and "E" not in sec["intervals"] and sec["extra"]["fixed"] == ["E", "eta"]
+    checks = {c["name"].split(":")[0]: c["holds"] for c in sec["extra"]["diagnostics"]}
+    assert set(checks) == {"residuals vs log N", "residuals vs log D", "residuals vs log M = D/N",
+                           "residuals normal (D'Agostino-Pearson)"}
+    pred = pd.read_csv(out / "predictions.csv")
+    assert list(pred.columns) == ["params", "tokens", "unique_tokens", "predicted_loss", "predicted_low",
+                                  "predicted_high"]
+    assert np.all(pred.predicted_low <= pred.predicted_loss) and np.all(pred.predicted_loss <= pred.predicted_high)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--law", "nope"], "--law 'nope': choose one of"),
+    (["--law", "data_constrained", "--unique-col", "U"], "--unique-col 'U': no such column"),
+    (["--law", "chinchilla", "--fix", "gamma=1"], "--fix 'gamma=1': no parameter of that name"),
+    (["--law", "chinchilla", "--fix", "E=-1"], "E must be positive"),
+    (["--law", "overtraining", "--rows", "3"], "needs at least 6 rows, the table has 3"),
+    (["--law", "annealing"], "none of run_id, run found; name it with --run-col"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, flags, message):
+    rows = int(flags[flags.index("--rows") + 1]) if "--rows" in flags else 20
+    flags = [f for i, f in enumerate(flags) if "--rows" not in flags[max(0, i - 1):i + 1]]
+    synthetic("chinchilla", rows).to_csv(tmp_path / "runs.csv", index=False)
+    assert fit_cli.main(["--results", str(tmp_path / "runs.csv"), "--out", str(tmp_path / "o"), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+ANNEAL = dict(L0=2.0, A=0.6, alpha=0.5, C=0.3)
+
+
+def anneal_curves(kinds, steps: int = 1000, every: int = 10, noise: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    """Curves with the lr at every step and the loss every `every` steps (as an eval would log it):
+    100 warmup steps, then constant, cosine to 0, or WSD (last 20% linear to 0)."""
+    from analysis.laws import schedule
+    rng = np.random.default_rng(seed)
+    step = np.arange(1, steps + 1, dtype=float)
+    warm = np.minimum(1.0, step / 100)
+    shape = {"constant": np.ones(steps), "cosine": 0.5 * (1 + np.cos(np.pi * step / steps)),
+             "wsd": np.clip((steps - step) / (0.2 * steps), 0, 1)}
+    frames = []
+    for kind in kinds:
+        lr = 1e-3 * warm * shape[kind]
+        s1, s2 = schedule.areas(step, lr)
+        loss = (ANNEAL["L0"] + ANNEAL["A"] * s1 ** -ANNEAL["alpha"] - ANNEAL["C"] * s2) \
+            * np.exp(noise * rng.standard_normal(steps))
+        frames.append(pd.DataFrame({"run_id": kind, "step": step, "lr": lr,
+                                    "loss": np.where(step % every == 0, loss, np.nan)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_annealing_law_fitted_on_constant_and_cosine_predicts_wsd():
+    law = registry.get("annealing")
+    table = law_table(anneal_curves(["constant", "cosine"]), LawColumns(), law.inputs)
+    starts = ((0.5, -0.8, 0.4, -1.0), (0.9, 0.0, 0.7, -1.5))
+    res = law_report.run(law, table.data, law_report.LawOptions(bootstrap=0, starts=starts))
+    for k, v in ANNEAL.items():
+        assert res.record.params[k] == pytest.approx(v, rel=5e-3), k
+    wsd = anneal_curves(["wsd"])
+    target = law_table(wsd.drop(columns="loss"), LawColumns(), law.inputs, with_loss=False)
+    pred = law_report.predictions(res, target.frame, target.data, 0.95)
+    assert pred.predicted_loss.iloc[-1] == pytest.approx(wsd.loss.iloc[-1], rel=1e-3)
+
+
+def test_annealing_with_one_percent_noise_truth_inside_intervals():
+    law = registry.get("annealing")
+    table = law_table(anneal_curves(["constant", "cosine"], noise=0.01, seed=3), LawColumns(), law.inputs)
+    starts = ((0.5, -0.8, 0.4, -1.0), (0.9, 0.0, 0.7, -1.5))
+    rec = law_report.run(law, table.data, law_report.LawOptions(bootstrap=40, grid_starts=2, level=0.99,
+                                                                starts=starts)).record
+    for k, v in ANNEAL.items():
+        lo, hi = rec.intervals[k]
+        assert lo <= v <= hi, (k, lo, v, hi)
+
+
+def test_non_positive_value_is_one_line_and_exit_2(tmp_path, capsys):
+    df = synthetic("chinchilla", 20)
+    df.loc[2, "loss"] = -1.0
+    df.to_csv(tmp_path / "runs.csv", index=False)
+    assert fit_cli.main(["--results", str(tmp_path / "runs.csv"), "--out", str(tmp_path / "o"), "--law", "chinchilla"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "column 'loss': value -1.0 in row 3 is NaN, infinite or not positive" in err and "\n" not in err
