@@ -56,3 +56,33 @@ def test_the_eval_offset_is_one_shift_per_resample_and_labelled(tmp_path):
     assert np.ptp(shift, 1).max() < 1e-12 and np.std(shift[:, 0]) == pytest.approx(0.03, rel=0.05)
     s = parametric.generic(runs, lambda r: {"m": float(r.loss.mean())}, 20, 0, p)
     assert s.summary()["eval_offset_sd"] == pytest.approx(0.03) and "E's" in s.summary()["eval_offset"]
+
+
+def _a2(c, n_opt):
+    from analysis.laws import approach2
+    optima = tuple(approach2.BudgetOptimum(C=x, N_opt=n, D_opt=x / (6 * n), loss_opt=1.0, at_edge=False, n_runs=9,
+                                           coeffs=()) for x, n in zip(c, n_opt))
+    law = approach2.PowerLaw(0.5, 0.0)
+    return approach2.Approach2Result(optima, law, law, tuple(c), weights=(1.0,) * len(c))
+
+
+def test_misspecification_check_reads_the_local_exponents_trend_against_its_resampled_null():
+    import types
+    from analysis.diagnostics import misspec
+    from analysis.uncertainty.parametric import Samples
+    c = np.array([1.5e11, 4.8e11, 1.5e12, 4.8e12])
+    x = np.log10(c) - np.log10(c).mean()
+    straight = _a2(c, 10 ** (4 + 0.5 * x))
+    curved = _a2(c, 10 ** (4 + 0.5 * x - 0.1 * x**2))  # d a / d log10 C = -0.2
+    assert misspec.trend(straight) == pytest.approx(0.0, abs=1e-9)
+    assert misspec.trend(curved) == pytest.approx(-0.2, abs=1e-9)
+    null = np.random.default_rng(0).normal(0.0, 0.05, 400)  # resampled trends: 95% of |dev| within ~0.098
+    ctx = lambda r2: types.SimpleNamespace(r2=r2, samples={"approach2": Samples({misspec.KEY: null}, 400, 0, (), "p", "s")})
+    ok, bad = misspec.check(ctx(straight), 0.05), misspec.check(ctx(curved), 0.05)
+    assert ok["holds"] is True and bad["holds"] is False and "given the law" in bad["detail"]
+    from analysis.records import Fit
+    fits = {"approach3": Fit("approach3", {"a": 0.5}, 0.0, {}, 44, (), {})}
+    labelled = misspec.label(fits, {"checks": [bad]})
+    assert labelled["approach3"].extra["given_the_law"] is True
+    assert misspec.label(fits, {"checks": [ok]}) == fits
+    assert misspec.check(types.SimpleNamespace(r2=_a2(c[:2], [1e4, 2e4]), samples={}), 0.05)["holds"] is None

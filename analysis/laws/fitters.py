@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.diagnostics import diagnostics
+from analysis.diagnostics import diagnostics, misspec
 from analysis.laws import allocation, approach1, approach2, approach3, kaplan, true_e
 from analysis.tables import conventions, tables
 from analysis.uncertainty import noise, parametric
@@ -201,8 +201,9 @@ def approach2_fit(ctx: Context) -> dict[str, Fit]:
 
         def values(r):
             res = approach2.fit_approach2(r, a.interp, a.include_edges, sig)
-            return {"a": res.n_law.exponent, "b": res.d_law.exponent}
+            return {"a": res.n_law.exponent, "b": res.d_law.exponent, misspec.KEY: misspec.trend(res)}
         ints = _intervals(ctx, "approach2", parametric.generic(runs, values, a.bootstrap, a.seed, ctx.plan))
+        ints.pop(misspec.KEY, None)  # the misspecification check's null, not a reported quantity
     notes = [f"budgets weighted by {r2.weighting}"]
     edges = [f"{o.C:.3g}" for o in r2.optima if o.at_edge]
     if edges:
@@ -340,4 +341,5 @@ def fit(runs: tables.Runs, options: FitOptions) -> FitResult:
     fits = {k: flag_outside(f, options.level) for k, f in fits.items()}
     notes = ([e_note] if e_note else []) + [f"approach {name} skipped: {reason}" for name, reason in skipped.items()]
     diag = diagnostics.build(ctx, fits, validate_runs=options.validation)
+    fits = misspec.label(fits, diag)
     return FitResult(fits, runs.convention, diag, tuple(notes), ctx.r2, options)
