@@ -199,6 +199,7 @@ def _noise_checks(sec, fits) -> list[dict]:
 
 def checks(ctx, fits, sec) -> list[dict]:
     return [*_minima_checks(sec["minima"]), *_a_checks(fits, ctx.options.level), misspec.check(ctx, FALSE_ALARM),
+            misspec.agreement(fits, ctx.samples, FALSE_ALARM),
             *_holdout_checks(sec["rolling_origin"]), *_noise_checks(sec, fits)]
 
 
