@@ -88,15 +88,17 @@ def test_misspecification_check_reads_the_local_exponents_trend_against_its_resa
     assert misspec.check(types.SimpleNamespace(r2=_a2(c[:2], [1e4, 2e4]), samples={}), 0.05)["holds"] is None
 
 
-def test_approaches_2_and_3_disagreeing_beyond_their_resampled_spreads_is_flagged():
+def test_approaches_2_and_3_disagreeing_beyond_their_paired_null_is_flagged():
     from analysis.diagnostics import misspec
     from analysis.records import Fit
     from analysis.uncertainty.parametric import Samples
     rng = np.random.default_rng(0)
-    samples = {k: Samples({"a": rng.normal(0.5, 0.03, 200)}, 200, 0, (), "p", "s") for k in ("approach2", "approach3")}
+    a3 = rng.normal(0.5, 0.03, 200)
+    s3 = Samples({"a": a3, "paired_a2": a3 - 0.01 + rng.normal(0, 0.01, 200)}, 200, 0, (), "p", "s")
     fits = lambda a3: {"approach2": Fit("approach2", {"a": 0.5}, None, {}, 44, (), {}),
                        "approach3": Fit("approach3", {"a": a3}, 0.0, {}, 44, (), {})}
-    near, far = misspec.agreement(fits(0.53), samples, 0.05), misspec.agreement(fits(0.65), samples, 0.05)
-    assert near["holds"] is True and far["holds"] is False  # threshold 1.96 * sqrt(2) * 0.03 = 0.083
-    assert misspec.label(fits(0.65), {"checks": [far]})["approach2"].extra["given_the_law"] is True
-    assert misspec.agreement(fits(0.65), {}, 0.05)["holds"] is None
+    # null: differences ~ N(0.01, 0.01): 95% of |deviations| within ~0.02
+    near, far = misspec.agreement(fits(0.52), {"approach3": s3}, 0.05), misspec.agreement(fits(0.55), {"approach3": s3}, 0.05)
+    assert near["holds"] is True and far["holds"] is False
+    assert misspec.label(fits(0.55), {"checks": [far]})["approach2"].extra["given_the_law"] is True
+    assert misspec.agreement(fits(0.55), {}, 0.05)["holds"] is None

@@ -232,11 +232,15 @@ def approach3_fit(ctx: Context) -> dict[str, Fit]:
     eq4 = conventions.is_6n_like(runs) is not None
     ints = {}
     if a.bootstrap:
-        s = parametric.approach3(runs, r3.x, a.bootstrap, a.seed, a.delta, ctx.plan)
+        sig = noise.run_noise(runs).sigma
+        # Approach 2 refitted on Approach 3's own draws: the null of their difference under the law
+        paired = None if ctx.r2 is None else (
+            lambda r: {"a2": approach2.fit_approach2(r, a.interp, a.include_edges, sig).n_law.exponent})
+        s = parametric.approach3(runs, r3.x, a.bootstrap, a.seed, a.delta, ctx.plan, paired=paired)
         if not eq4 and len(s.values.get("alpha", ())):
             laws = [allocation.LawParams(*v) for v in zip(*(s.values[k] for k in ("E", "A", "B", "alpha", "beta")))]
             s.values["a"], s.values["b"] = (np.asarray(v) for v in zip(*(_convention_ab(ctx, p) for p in laws)))
-        ints = _intervals(ctx, "approach3", s)
+        ints = {k: v for k, v in _intervals(ctx, "approach3", s).items() if not k.startswith("paired_")}
     fits = {"approach3": _law_fit(ctx, r3, "approach3", ints, eq4)}
     if a.ml:
         # Hoffmann's start as Epoch, and the Huber fit's: on small models the first can stall on a

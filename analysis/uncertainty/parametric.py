@@ -207,11 +207,13 @@ def generic(runs: Runs, fit: Callable[[Runs], dict], n_boot: int, seed: int, p: 
 
 
 def approach3(runs: Runs, best_x, n_boot: int, seed: int, delta: float = 1e-3, p: Plan | None = None,
-              eval_offset: bool = True) -> Samples:
+              eval_offset: bool = True, paired: Callable[[Runs], dict] | None = None) -> Samples:
     """Approach 3's Huber fit: all resamples as lanes of one batched L-BFGS from the full-data
     optimum (and, with E at its bound, restarts: approach3.restart_starts), drawn around the fitted
     law. eval_offset=False leaves the shared eval offset out (a prediction of runs scored on the
-    same eval set, e.g. held-out runs, shares it)."""
+    same eval set, e.g. held-out runs, shares it). `paired` (a table -> {name: value}) is evaluated
+    on the same draws, its values stored as "paired_<name>" aligned with the law's (NaN where it
+    fails): a statistic's null under the fitted law (analysis.diagnostics.misspec.agreement)."""
     from analysis.laws import allocation
     from analysis.laws import approach3 as a3
     p = around_law(runs, p or plan(runs), allocation.LawParams.from_logs(*best_x))
@@ -227,6 +229,10 @@ def approach3(runs: Runs, best_x, n_boot: int, seed: int, delta: float = 1e-3, p
     x, ok = a3.refit_draws(runs.N, runs.D, np.where(positive[:, None], draws, 1.0), starts, delta)
     ok &= positive
     vals = bootstrap.law_samples(x[ok])
+    if paired is not None:
+        got = [attempt(paired, runs.with_loss(row)) for row in draws[ok]]
+        for k in dict.fromkeys(k for g in got if isinstance(g, dict) for k in g):
+            vals[f"paired_{k}"] = np.array([g[k] if isinstance(g, dict) else np.nan for g in got], float)
     n_bad = int((~ok).sum())
     return Samples(vals, n_boot, n_bad, (f"{n_bad}x not converged or non-positive loss draw",) if n_bad else (),
                    p.kind, p.source, p.offset_sd)
