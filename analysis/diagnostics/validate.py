@@ -75,7 +75,8 @@ def prediction_cov(train: Runs, test: Runs, best_x, delta: float) -> np.ndarray:
     parametric resamples (analysis.uncertainty.parametric.approach3, as fits.json's intervals)."""
     from analysis.laws.allocation import LawParams
     from analysis.uncertainty import parametric  # parametric imports nothing of validate; kept local to stay light
-    s = parametric.approach3(train, best_x, PREDICTION_DRAWS, 0, delta).values
+    # the held-out runs were scored on the training runs' eval set: the shared offset cancels
+    s = parametric.approach3(train, best_x, PREDICTION_DRAWS, 0, delta, eval_offset=False).values
     if len(s.get("E", ())) < 10:
         return np.zeros((len(test), len(test)))
     pred = np.array([LawParams(*p).loss(test.N, test.D) for p in zip(*(s[k] for k in ("E", "A", "B", "alpha", "beta")))])

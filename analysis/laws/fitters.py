@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.diagnostics import diagnostics
+from analysis.diagnostics import diagnostics, misspec
 from analysis.laws import allocation, approach1, approach2, approach3, kaplan, true_e
 from analysis.tables import conventions, tables
 from analysis.uncertainty import noise, parametric
@@ -201,8 +201,9 @@ def approach2_fit(ctx: Context) -> dict[str, Fit]:
 
         def values(r):
             res = approach2.fit_approach2(r, a.interp, a.include_edges, sig)
-            return {"a": res.n_law.exponent, "b": res.d_law.exponent}
+            return {"a": res.n_law.exponent, "b": res.d_law.exponent, misspec.KEY: misspec.trend(res)}
         ints = _intervals(ctx, "approach2", parametric.generic(runs, values, a.bootstrap, a.seed, ctx.plan))
+        ints.pop(misspec.KEY, None)  # the misspecification check's null, not a reported quantity
     notes = [f"budgets weighted by {r2.weighting}"]
     edges = [f"{o.C:.3g}" for o in r2.optima if o.at_edge]
     if edges:
@@ -231,11 +232,16 @@ def approach3_fit(ctx: Context) -> dict[str, Fit]:
     eq4 = conventions.is_6n_like(runs) is not None
     ints = {}
     if a.bootstrap:
-        s = parametric.approach3(runs, r3.x, a.bootstrap, a.seed, a.delta, ctx.plan)
+        sig = noise.run_noise(runs).sigma
+        # Approach 2 refitted on Approach 3's own draws: the null of their difference under the law
+        paired = None if ctx.r2 is None else (
+            lambda r: {"a2": approach2.fit_approach2(r, a.interp, a.include_edges, sig).n_law.exponent})
+        s = parametric.approach3(runs, r3.x, a.bootstrap, a.seed, a.delta, ctx.plan, paired=paired)
         if not eq4 and len(s.values.get("alpha", ())):
             laws = [allocation.LawParams(*v) for v in zip(*(s.values[k] for k in ("E", "A", "B", "alpha", "beta")))]
             s.values["a"], s.values["b"] = (np.asarray(v) for v in zip(*(_convention_ab(ctx, p) for p in laws)))
-        ints = _intervals(ctx, "approach3", s)
+        ints = {k: v for k, v in _intervals(ctx, "approach3", s).items()
+                if not k.startswith("paired_") and k != parametric.OFFSET_KEY}
     fits = {"approach3": _with_draws(ctx, _law_fit(ctx, r3, "approach3", ints, eq4))}
     if a.ml:
         # Hoffmann's start as Epoch, and the Huber fit's: on small models the first can stall on a
@@ -267,7 +273,8 @@ def _with_draws(ctx: Context, f: Fit) -> Fit:
     runs, s = ctx.runs, ctx.samples.get("approach3")
     extra = {"flops_per_param_token": allocation.flops_per_param_token(runs.C, runs.N, runs.D)}
     if s is not None and len(s.values.get("alpha", ())):
-        extra["draws"] = {k: [float(f"{v:.7g}") for v in s.values[k]] for k in ("E", "A", "B", "alpha", "beta")}
+        keys = ("E", "A", "B", "alpha", "beta") + ((parametric.OFFSET_KEY,) if parametric.OFFSET_KEY in s.values else ())
+        extra["draws"] = {k: [float(f"{v:.7g}") for v in s.values[k]] for k in keys}
     return dataclasses.replace(f, extra={**f.extra, **extra})
 
 
@@ -350,4 +357,5 @@ def fit(runs: tables.Runs, options: FitOptions) -> FitResult:
     fits = {k: flag_outside(f, options.level) for k, f in fits.items()}
     notes = ([e_note] if e_note else []) + [f"approach {name} skipped: {reason}" for name, reason in skipped.items()]
     diag = diagnostics.build(ctx, fits, validate_runs=options.validation)
+    fits = misspec.label(fits, diag)
     return FitResult(fits, runs.convention, diag, tuple(notes), ctx.r2, options)

@@ -10,9 +10,9 @@
 
 The shared eval-set offset: every run of a study, validation runs included, is evaluated on the same
 fixed eval tokens, so the eval set's own sampling error shifts the grid's losses, and so the law's E,
-and a validation run's measured loss alike. For a measured loss on that eval set it cancels and is
-NOT added here; it would matter only for the population loss (a different eval set), which this
-module does not predict.
+and a validation run's measured loss alike. For a measured loss on that eval set it cancels: where
+the fit drew it into its resamples (extra.draws.eval_offset), `loss` subtracts each resample's own
+offset. `allocation`'s loss keeps it (the fit's own interval on the loss of a budget's optimum).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from analysis.laws import allocation
 from analysis.records import InputError
 
 LAW_KEYS = ("E", "A", "B", "alpha", "beta")
+OFFSET_KEY = "eval_offset"  # fits.json extra.draws: each resample's shared eval offset
 NOISE_DRAWS = 20  # run-noise draws per resampled law: 200 laws give 4,000 predictions
 APPROACHES = ("approach3",)  # the fits that predict a loss (Approach 2 gives N* and D*, no loss)
 DEFAULT_APPROACH = "approach3"
@@ -86,6 +87,10 @@ class Predictor:
     noise_sd: float  # one run's loss noise (nats; 0: not measured)
     noise_source: str
     level: float = 0.95
+    # Each resample's shared eval offset (analysis.uncertainty.parametric): a common shift of every
+    # loss moves the refitted E by exactly that shift, and a run scored on the same eval set shares
+    # it, so its prediction subtracts it (zeros: fitted without it).
+    offsets: tuple[float, ...] = ()
 
     @classmethod
     def from_fits(cls, body: Mapping[str, object], approach: str = DEFAULT_APPROACH,
@@ -99,10 +104,13 @@ class Predictor:
         law = allocation.LawParams(*(float(f[k]) for k in LAW_KEYS))
         extra = f.get("extra") or {}
         raw = extra.get("draws") or {}
-        draws = tuple(allocation.LawParams(*p) for p in zip(*(raw.get(k, ()) for k in LAW_KEYS))
-                      if all(v is not None and math.isfinite(v) for v in p))
+        n = len(raw.get(LAW_KEYS[0], ()))
+        rows = [p for p in zip(*(raw.get(k, ()) for k in LAW_KEYS), raw.get(OFFSET_KEY) or [0.0] * n)
+                if all(v is not None and math.isfinite(v) for v in p)]
+        draws = tuple(allocation.LawParams(*p[:5]) for p in rows)
         sd, source = run_noise((body.get("diagnostics") or {}).get("seed_noise") or [])
-        return cls(approach, law, draws, float(extra.get("flops_per_param_token", 6.0)), sd, source, level)
+        return cls(approach, law, draws, float(extra.get("flops_per_param_token", 6.0)), sd, source, level,
+                   tuple(p[5] for p in rows))
 
     def _iv(self, mid: float, values) -> Interval:
         v = np.asarray(values, float)
@@ -123,7 +131,8 @@ class Predictor:
     def loss(self, N: float, D: float, seed: int = 0) -> LossPrediction:
         """One run's measured loss at (N, D): resampled laws + run noise (the eval offset cancels, see above)."""
         mid = float(self.law.loss(N, D))
-        laws = np.array([float(p.loss(N, D)) for p in self.draws])
+        shift = self.offsets or (0.0,) * len(self.draws)
+        laws = np.array([float(p.loss(N, D)) - o for p, o in zip(self.draws, shift)])
         param_sd = float(np.std(laws, ddof=1)) if len(self.draws) > 1 else math.nan
         if not self.draws:  # no resamples: the noise alone (the law taken as exact; the report says so)
             half = statistics.NormalDist().inv_cdf(0.5 + self.level / 2) * self.noise_sd if self.noise_sd > 0 else math.nan

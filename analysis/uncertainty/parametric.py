@@ -11,8 +11,14 @@ stratified by budget by construction) and redraws every run's final loss as mu +
   (analysis.uncertainty.noise.run_noise), times max(1, sqrt(reduced chi^2)) of the data around mu: where the
   model misses the data by more than the measured noise (a profile that is no parabola, eval SE
   without seed noise), the resamples scatter as much as the data do. With seed noise measured on
-  few degrees of freedom, each resample also draws its sigma from sigma * sqrt(chi2_dof / dof), so
-  an uncertain noise level widens the interval.
+  few degrees of freedom, each resample also draws its sigma from sigma | sigma-hat, i.e.
+  sigma-hat * sqrt(dof / chi2_dof) (scaled inverse chi^2: z times it is Student's t_dof, 97.5%
+  point 2.31 at 8 dof), not sigma-hat's own sampling distribution sqrt(chi2_dof / dof) (2.01 there);
+- the eval set's shared offset: every run is scored on the same eval set, so its sampling error
+  (the runs' median final_eval_loss_se) moves all losses together. Seed pairs do not see it (it
+  cancels in their difference) nor does a vertex or an allocation exponent, but E and every
+  predicted loss do: each resample adds one common N(0, offset_sd) shift to all its runs (where
+  sigma is seed noise; where sigma is the eval SE itself, that is already the noise drawn).
 Without any measured noise, the runs are resampled with replacement within each budget instead
 (the nonparametric bootstrap of Hoffmann et al.'s Approach 3 intervals), and the output says so.
 A resample whose fit fails is counted and reported with its reason, never dropped silently.
@@ -41,6 +47,7 @@ class Plan:
     sigma: np.ndarray | None
     dof: int  # of the noise estimate (0: taken as exact, e.g. eval SE)
     source: str  # "seed noise", "eval SE" or "none"
+    offset_sd: float = 0.0  # the eval set's shared offset (nats): one common shift per resample
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,14 +58,23 @@ class Samples:
     reasons: tuple[str, ...]  # the most common failure reasons, with counts
     kind: str
     source: str
+    eval_offset_sd: float = 0.0  # the shared eval offset drawn into every resample (0: none)
 
     def intervals(self, level: float = 0.95) -> dict[str, tuple[float, float]]:
         ok = {k: v for k, v in self.values.items() if np.isfinite(v).any()}
         return bootstrap.percentiles(ok, level) if ok else {}
 
     def summary(self) -> dict:
-        return {"kind": self.kind, "noise": self.source, "resamples": self.n_boot, "failed": self.failed,
-                "failure_reasons": "; ".join(self.reasons)}
+        out = {"kind": self.kind, "noise": self.source, "resamples": self.n_boot, "failed": self.failed,
+               "failure_reasons": "; ".join(self.reasons)}
+        if self.eval_offset_sd > 0:
+            out["eval_offset_sd"] = self.eval_offset_sd
+            out["eval_offset"] = ("one common shift per resample, N(0, eval_offset_sd): the eval set is shared by "
+                                  "every run, so E's and every predicted loss's intervals include its sampling error")
+        return out
+
+
+OFFSET_KEY = "eval_offset"  # Samples.values: each resample's shared eval offset (not a fitted value)
 
 
 def smooth_profile(runs: Runs) -> np.ndarray:
@@ -81,9 +97,17 @@ def plan(runs: Runs) -> Plan:
     if rn.sigma is None:
         return Plan(NONPARAMETRIC, None, None, 0, "none")
     dof = rn.noise.dof if rn.source == "seed noise" else 0
+    offset = eval_offset_sd(runs) if rn.source == "seed noise" else 0.0
     n_fitted = sum(3 if len(np.unique(runs.N[runs.budget == c])) >= 3 else len(np.unique(runs.N[runs.budget == c]))
                    for c in runs.budgets())
-    return around(Plan(PARAMETRIC, None, rn.sigma, dof, rn.source), runs.loss, smooth_profile(runs), n_fitted)
+    return around(Plan(PARAMETRIC, None, rn.sigma, dof, rn.source, offset), runs.loss, smooth_profile(runs), n_fitted)
+
+
+def eval_offset_sd(runs: Runs) -> float:
+    """The sd of the eval set's shared offset: the runs' median eval standard error (0 if unknown)."""
+    se = np.zeros(0) if runs.loss_se is None else np.asarray(runs.loss_se, float)
+    se = se[np.isfinite(se) & (se > 0)]
+    return float(np.median(se)) if len(se) else 0.0
 
 
 def around(p: Plan, loss, mu, n_params: int) -> Plan:
@@ -97,19 +121,54 @@ def around(p: Plan, loss, mu, n_params: int) -> Plan:
     return dataclasses.replace(p, mu=mu, sigma=p.sigma * max(1.0, np.sqrt(chi2)))
 
 
+# A law's resamples draw their noise at the robust scale of the law's own residuals (see around_law)
+# where the table has at least this many runs beyond the law's 5 parameters.
+ROBUST_MIN_DOF = 8
+MAD_TO_SD = 1.4826  # sd / median |x| of a normal
+MAD_EFFICIENCY = 0.37  # of the median absolute deviation against the sd, for normal noise
+
+
 def around_law(runs: Runs, p: Plan, law) -> Plan:
-    """`p` redrawn around a fitted L(N, D) (5 parameters), from the measured sigma."""
+    """`p` redrawn around a fitted L(N, D) (5 parameters).
+
+    Approach 3 and its ML variant fit a Huber loss with delta = 1e-3 on log residuals of ~1e-2:
+    they are least-absolute-deviation fits, whose spread follows the noise's density at 0, not its
+    variance. With heavy tails (issue 17: 87.5% N(0, 0.012) + 12.5% N(0, 0.055)) resamples drawn at
+    the pooled seed sd made their intervals 1.6-1.7x wider than their spread. So the noise is drawn
+    at the robust scale of the law's own residuals, MAD_TO_SD x median |r / sigma_i| (r / sigma_i
+    standardised by the measured per-run sigma; the 5 smallest, which the fit interpolates, left out), with
+    the MAD's effective degrees of freedom (MAD_EFFICIENCY x (n - 5)) for sigma | sigma-hat: for a
+    normal noise it estimates sigma, for the mixture the normal whose density at 0 is the mixture's,
+    and a law that misses the data widens it. Fewer than ROBUST_MIN_DOF residual degrees of freedom:
+    the measured sigma times max(1, sqrt(reduced chi^2)), as `around`."""
     if p.kind != PARAMETRIC:
         return p
-    raw = dataclasses.replace(p, sigma=noise.run_noise(runs).sigma)
-    return around(raw, runs.loss, law.loss(runs.N, runs.D), 5)
+    sigma = noise.run_noise(runs).sigma
+    raw = dataclasses.replace(p, sigma=sigma)
+    mu = np.asarray(law.loss(runs.N, runs.D), float)
+    z = (np.asarray(runs.loss) - mu) / sigma
+    n = len(z)
+    # a least-absolute-deviation fit passes through ~5 runs (residuals ~0): the median of the others
+    scale = MAD_TO_SD * float(np.median(np.sort(np.abs(z))[5:])) if n > 5 else 0.0
+    if n - 5 < ROBUST_MIN_DOF or not scale > 0:
+        return around(raw, runs.loss, mu, 5)
+    return dataclasses.replace(raw, mu=mu, sigma=sigma * scale, dof=int(MAD_EFFICIENCY * (n - 5)))
 
 
 def loss_draws(p: Plan, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, runs) losses drawn around the smooth profile."""
+    """(n_boot, runs) losses drawn around the smooth profile: sigma | sigma-hat per resample, and
+    the shared eval offset drawn last (so the run noise is the same draw with or without it)."""
+    draws, offsets = offset_draws(p, n_boot, seed)
+    return draws + offsets[:, None]
+
+
+def offset_draws(p: Plan, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """loss_draws without the shared eval offset, and each resample's offset (zeros without one)."""
     rng = np.random.default_rng(seed)
-    scale = np.sqrt(rng.chisquare(p.dof, n_boot) / p.dof) if p.dof > 0 else np.ones(n_boot)
-    return p.mu[None] + scale[:, None] * p.sigma[None] * rng.standard_normal((n_boot, len(p.mu)))
+    scale = np.sqrt(p.dof / rng.chisquare(p.dof, n_boot)) if p.dof > 0 else np.ones(n_boot)
+    out = p.mu[None] + scale[:, None] * p.sigma[None] * rng.standard_normal((n_boot, len(p.mu)))
+    offsets = p.offset_sd * rng.standard_normal(n_boot) if p.offset_sd > 0 else np.zeros(n_boot)
+    return out, offsets
 
 
 def resampled_tables(runs: Runs, p: Plan, n_boot: int, seed: int):
@@ -151,27 +210,45 @@ def attempt(fit: Callable[[Runs], dict], r: Runs):
 def generic(runs: Runs, fit: Callable[[Runs], dict], n_boot: int, seed: int, p: Plan | None = None) -> Samples:
     """Refit `fit` on every resample (for fits that are cheap per call: Approaches 2, ML, Kaplan)."""
     p = p or plan(runs)
-    return collect((attempt(fit, r) for r in resampled_tables(runs, p, n_boot, seed)), n_boot, p.kind, p.source)
+    s = collect((attempt(fit, r) for r in resampled_tables(runs, p, n_boot, seed)), n_boot, p.kind, p.source)
+    return dataclasses.replace(s, eval_offset_sd=p.offset_sd if p.kind == PARAMETRIC else 0.0)
 
 
-def approach3(runs: Runs, best_x, n_boot: int, seed: int, delta: float = 1e-3, p: Plan | None = None) -> Samples:
+def approach3(runs: Runs, best_x, n_boot: int, seed: int, delta: float = 1e-3, p: Plan | None = None,
+              eval_offset: bool = True, paired: Callable[[Runs], dict] | None = None) -> Samples:
     """Approach 3's Huber fit: all resamples as lanes of one batched L-BFGS from the full-data
-    optimum, drawn around the fitted law."""
+    optimum (and, with E at its bound, restarts: approach3.restart_starts), drawn around the fitted
+    law. eval_offset=False leaves the shared eval offset out (a prediction of runs scored on the
+    same eval set, e.g. held-out runs, shares it). `paired` (a table -> {name: value}) is evaluated
+    on the same draws, its values stored as "paired_<name>" aligned with the law's (NaN where it
+    fails): a statistic's null under the fitted law (analysis.diagnostics.misspec.agreement)."""
     from analysis.laws import allocation
     from analysis.laws import approach3 as a3
     p = around_law(runs, p or plan(runs), allocation.LawParams.from_logs(*best_x))
+    if not eval_offset:
+        p = dataclasses.replace(p, offset_sd=0.0)
     if p.kind == NONPARAMETRIC:
         s = bootstrap.approach3_samples(runs.N, runs.D, runs.loss, best_x, n_boot, seed, delta, groups=runs.budget)
         bad = int(np.sum(~np.isfinite(s["alpha"])))
         return Samples(s, n_boot, bad, (f"{bad}x non-finite objective",) if bad else (), p.kind, p.source)
-    draws = loss_draws(p, n_boot, seed)
+    draws, offsets = offset_draws(p, n_boot, seed)
+    draws = draws + offsets[:, None]
     positive = np.all(draws > 0, 1)
-    x, ok = a3.refit_draws(runs.N, runs.D, np.where(positive[:, None], draws, 1.0), best_x, delta)
+    starts = a3.restart_starts(runs.N, runs.D, runs.loss, best_x)
+    x, ok = a3.refit_draws(runs.N, runs.D, np.where(positive[:, None], draws, 1.0), starts, delta)
     ok &= positive
     vals = bootstrap.law_samples(x[ok])
+    if p.offset_sd > 0:
+        # A common shift of every loss moves E by exactly that shift (the log residuals are unchanged),
+        # so a prediction of a run scored on the same eval set subtracts it (analysis.laws.predict).
+        vals[OFFSET_KEY] = offsets[ok]
+    if paired is not None:
+        got = [attempt(paired, runs.with_loss(row)) for row in draws[ok]]
+        for k in dict.fromkeys(k for g in got if isinstance(g, dict) for k in g):
+            vals[f"paired_{k}"] = np.array([g[k] if isinstance(g, dict) else np.nan for g in got], float)
     n_bad = int((~ok).sum())
     return Samples(vals, n_boot, n_bad, (f"{n_bad}x not converged or non-positive loss draw",) if n_bad else (),
-                   p.kind, p.source)
+                   p.kind, p.source, p.offset_sd)
 
 
 def curves(cv, sigma_per_row, fit: Callable, n_boot: int, seed: int, source: str) -> Samples:
