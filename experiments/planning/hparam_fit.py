@@ -165,7 +165,8 @@ def sweep_from(df: pd.DataFrame, opts: Options = Options()) -> Sweep:
         role = df["role"].astype(str).str.strip()
         other = role.isin(DROPPED_ROLES).to_numpy() & keep
         if role.eq(SWEEP_ROLE).any():  # a study planned with study.mode="hparam_sweep": its sweep runs only
-            other = role.ne(SWEEP_ROLE).to_numpy() & keep
+            given = df["role"].notna() & role.ne("")  # a row without a role is not another role's
+            other = (given & role.ne(SWEEP_ROLE)).to_numpy() & keep
         if other.any():
             what = f"not {SWEEP_ROLE}" if role.eq(SWEEP_ROLE).any() else "trunk or validation"
             notes.append(f"left out {int(other.sum())} runs whose role is {what}")
