@@ -74,6 +74,8 @@ def study_section() -> ml_collections.ConfigDict:
     s.flop_convention = "chinchilla"  # scaling.flops.CONVENTIONS; C is counted in it, all are recorded
     s.schedule = "cosine"  # cosine | wsd | constant (the train.schedule of every run)
     s.mode = "independent"  # independent: one run per (C, N) | wsd_branches: trunk + cooldown branches
+    # | lr_sweep: study.lr_sweep (lr_sweep_cpu.py) | hparam_sweep: study.hparam_sweep, lr x batch (x beta2)
+    # at several sizes and budgets for experiments.planning.hparam_fit (hparam_sweep_cpu.py documents it)
     s.wsd = ml_collections.ConfigDict()
     s.wsd.cooldown_frac = 0.2  # wsd_branches: cooldown length as a fraction of each branch's steps
     s.wsd.checkpoint_every = 50  # wsd_branches: trunk checkpoint interval; branches start on its multiples
