@@ -6,7 +6,7 @@ with their status and empty losses, never dropped:
     (flops_per_token[conv] * tokens: the compute the run actually spent), params, non_embedding_params,
     tokens, tokens_per_param, steps, final_train_loss, final_eval_loss, status, wall_time_s, step_time_s,
     tokens_per_s, global_batch, seq_len, lr, schedule, branch_from, branch_step, attempts,
-    role (isoflop | trunk | lr_sweep | validation: only isoflop rows are IsoFLOP points), seed, beta2,
+    role (isoflop | trunk | lr_sweep | hparam_sweep | validation: only isoflop rows are IsoFLOP points), seed, beta2,
     final_eval_loss_se (the eval's own standard error), true_loss (the source's E*, where known)
 points.csv -- one row per IsoFLOP point (budget, params) over its seeds, completed isoflop runs only:
     budget, params, tokens, n_seeds, mean_eval_loss, std_eval_loss (empty with one seed)

@@ -15,7 +15,10 @@ and its `overrides` are the dotted run-config keys that make that run, so
 
 `study.mode = "wsd_branches"` plans warmup-stable-decay cooldown branches (Hägele et al. 2024): per size
 one constant-LR trunk, and one cooldown per grid point branching from the trunk's checkpoint, so one
-trunk yields every D that size needs. Bad input exits 2 with one line, before anything is written.
+trunk yields every D that size needs. `study.mode = "hparam_sweep"` plans lr x batch (x beta2) at several
+sizes and budgets for experiments.planning.hparam_fit; `study.hparams = FILE` takes every run's lr and
+batch from that fit's laws (experiments/configs/isoflop_cpu.py documents both). Bad input exits 2 with
+one line, before anything is written.
 
 This module is the command; the planning itself lives in experiments/planning/ (one job per module).
 """

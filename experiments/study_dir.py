@@ -66,11 +66,17 @@ class Plan:
                 "dropped": [d if isinstance(d, dict) else dataclasses.asdict(d) for d in self.dropped]}
 
 
+# Study fields added after studies were planned, at the value that changes nothing: left out of the hash,
+# so a config that gains the field's default line keeps the hash its plans were launched with.
+UNHASHED_DEFAULTS = {"hparams": ""}
+
+
 def plan_hash(study: Mapping[str, Any], runs: Sequence[RunSpec]) -> str:
     """Identity of a plan (its study section without "hash", and its runs), written into plan.json as
     study.hash: a launcher, or a queued SLURM task, notices a plan.json replaced under it. A changed
     hash alone retrains nothing: the launcher then compares each run's spec_hash."""
-    section = {k: v for k, v in study.items() if k != "hash"}
+    section = {k: v for k, v in study.items()
+               if k != "hash" and not (k in UNHASHED_DEFAULTS and v == UNHASHED_DEFAULTS[k])}
     blob = json.dumps({"study": section, "runs": [r.to_dict() for r in runs]}, sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -74,9 +74,19 @@ def study_section() -> ml_collections.ConfigDict:
     s.flop_convention = "chinchilla"  # scaling.flops.CONVENTIONS; C is counted in it, all are recorded
     s.schedule = "cosine"  # cosine | wsd | constant (the train.schedule of every run)
     s.mode = "independent"  # independent: one run per (C, N) | wsd_branches: trunk + cooldown branches
+    # | lr_sweep: study.lr_sweep (lr_sweep_cpu.py) | hparam_sweep: study.hparam_sweep, lr x batch (x beta2)
+    # at several sizes and budgets for experiments.planning.hparam_fit (hparam_sweep_cpu.py documents it)
     s.wsd = ml_collections.ConfigDict()
     s.wsd.cooldown_frac = 0.2  # wsd_branches: cooldown length as a fraction of each branch's steps
     s.wsd.checkpoint_every = 50  # wsd_branches: trunk checkpoint interval; branches start on its multiples
+    # lr and batch (and beta2) per run from fitted laws instead of the recipe's rules: a hparam_fit.json
+    # (python -m experiments.planning.hparam_fit --study <an hparam_sweep study>, e.g.
+    # experiments/configs/hparam_sweep_cpu.py). Each run's lr = lr*(N, D) and batch = B*(N, D) at its N
+    # (total params) and D = C / FLOPs per token, the batch rounded to a multiple of the recipe's
+    # min_batch and halved to reach min_steps, the lr moved by sqrt(batch / B*) when the batch had to
+    # differ (experiments/planning/grid.py, law_batch); plan.json's study.hparams_law records the law
+    # applied (path, sha256, exponents, intervals). "": the recipe's rules.
+    s.hparams = ""
     s.train_tokens_per_epoch = 0  # 0: ask scaling.data for one epoch of the training split
     s.assumed_flops_per_second = 6e10  # wall-time estimate when no throughput probe is available
     # Where the runs train (experiments/planning/memory_fit.py, estimate.py). device_kind "": this

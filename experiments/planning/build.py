@@ -11,6 +11,7 @@ import ml_collections
 from experiments import ladder as ladder_lib
 from experiments.planning import estimate, forecast as forecast_lib, grid as grid_lib, memory_fit, specs
 from experiments.planning.errors import StudyError
+from experiments.planning.hparams import SECTION_KEY as HPARAMS_LAW_KEY
 from experiments.planning.prior import NO_PRIOR
 from experiments.planning.study import Study
 from experiments.study_dir import Plan, plan_hash
@@ -27,11 +28,13 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
     except ConfigError as e:
         raise StudyError(str(e)) from None
     recipe = ladder_lib.RECIPES[study.recipe]
-    if study.mode == "lr_sweep":
-        shapes = {recipe.shape(t, base_model) for t in study.sweep.sizes}
+    if study.mode in ("lr_sweep", "hparam_sweep"):
+        sweep = study.sweep if study.mode == "lr_sweep" else study.hparam_sweep
+        shapes = {recipe.shape(t, base_model) for t in sweep.sizes}
         rungs = tuple(sorted((ladder_lib.rung(recipe, m, study.flop_convention) for m in shapes),
                              key=lambda r: r.params.total))
-        study = dataclasses.replace(study, budgets=(study.sweep.budget,), prior=NO_PRIOR)
+        budgets = (sweep.budget,) if study.mode == "lr_sweep" else sweep.budgets
+        study = dataclasses.replace(study, budgets=budgets, prior=NO_PRIOR)
     else:
         rungs = ladder_lib.ladder(recipe, base_model, study.min_params, study.max_params, study.growth,
                                   study.flop_convention)
@@ -39,8 +42,9 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
         raise StudyError(f"study.ladder: no {study.recipe!r} shape between {study.min_params:.3g} and "
                          f"{study.max_params:.3g} parameters; widen the range")
     epoch = estimate.epoch_tokens(config, study) if epoch is None else epoch
-    points, dropped = grid_lib.grid(rungs, study, epoch)
-    make = {"wsd_branches": specs.wsd_runs, "lr_sweep": specs.sweep_runs}.get(study.mode, specs.independent_runs)
+    points, dropped = (grid_lib.sweep_grid if study.mode == "hparam_sweep" else grid_lib.grid)(rungs, study, epoch)
+    make = {"wsd_branches": specs.wsd_runs, "lr_sweep": specs.sweep_runs,
+            "hparam_sweep": specs.hparam_sweep_runs}.get(study.mode, specs.independent_runs)
     runs, trained = make(points, study, os.path.abspath(config_file), dict(base_overrides or {}))
     # Micro-batches and remat so each run fits its device (scaling.memory), or the run is dropped.
     runs, too_big, memory_gb, memory_note = memory_fit.fit_runs(config, study, runs)
@@ -51,6 +55,8 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
         throughput = None  # a probe on another kind of device measures the wrong machine
     seconds, source = estimate.estimate_seconds(runs, trained, config, study, throughput)
     study_dict = config.study.to_dict()
+    if study.hparam_law is not None:  # the law applied, as read (path, sha256, intervals): plan.json's record
+        study_dict[HPARAMS_LAW_KEY] = study.hparam_law.to_json()
     study_dict["hash"] = plan_hash(study_dict, runs)
     return Plan(study=record, section=study_dict, runs=tuple(runs), hash=study_dict["hash"], dropped=tuple(dropped),
                 seconds=seconds, seconds_source=source, cosine_equivalent_flops=sum(p.flops for p in points),
@@ -72,7 +78,7 @@ def _window_line(C: float, points, study: Study) -> str:
 def _forecast(runs, study: Study) -> dict:
     """The forecast, or the note saying why the grid has none (a grid the analysis cannot fit
     is worth printing, not an error: the table still shows what would train)."""
-    if not study.simulations or study.prior.kind == "none" or study.mode == "lr_sweep":
+    if not study.simulations or study.prior.kind == "none" or study.mode in ("lr_sweep", "hparam_sweep"):
         return {}
     noise, source = forecast_lib.noise_level(study.noise, study.noise_from)
     try:

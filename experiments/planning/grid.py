@@ -29,6 +29,7 @@ class Point:
     flops: float  # counted under the study's convention
     batch: int = 0  # sequences per step (0: the rung's)
     lr: float = 0.0  # peak lr at this batch (0: the rung's)
+    beta2: float = 0.0  # Adam's beta2 (0: the rung's)
 
     @property
     def global_batch(self) -> int:
@@ -48,27 +49,54 @@ def flops_per_step(rung: ladder_lib.Rung, convention: str, batch: int = 0) -> fl
     return per_token * (batch or rung.global_batch) * rung.model.seq_len
 
 
-def run_batch(C: float, rung: ladder_lib.Rung, study: Study) -> tuple[int, float]:
-    """(batch, lr) of this run: the rung's batch, halved until the run has study.min_steps steps.
+def run_batch(C: float, rung: ladder_lib.Rung, study: Study) -> tuple[int, float, float]:
+    """(batch, lr, beta2) of this run: the rung's batch, halved until the run has study.min_steps steps.
 
     A short run needs its steps more than its batch (warmup, schedule and Adam's moment estimates
     are step counts); halving keeps the batch a power of two times the rung's, never below the
     recipe's min_batch. The lr follows Adam's square-root scaling rule, lr ~ sqrt(B) (Malladi et al.
-    2022), from the rung's lr, which the recipe's rule gives at the rung's batch.
+    2022), from the rung's lr, which the recipe's rule gives at the rung's batch. With study.hparams,
+    the laws give them instead (`law_batch`).
     """
+    if study.hparam_law is not None:
+        return law_batch(C, rung, study)
     recipe = ladder_lib.RECIPES[study.recipe]
     batch = rung.global_batch
     while (round(C / flops_per_step(rung, study.flop_convention, batch)) < study.min_steps
            and batch // 2 >= recipe.min_batch):
         batch //= 2
-    return batch, rung.lr * math.sqrt(batch / rung.global_batch)
+    return batch, rung.lr * math.sqrt(batch / rung.global_batch), 0.0
+
+
+def law_batch(C: float, rung: ladder_lib.Rung, study: Study) -> tuple[int, float, float]:
+    """(batch, lr, beta2) from study.hparams' laws at (N, D = C / FLOPs per token): the batch is B*(N, D)
+    rounded to a multiple of the recipe's min_batch (the divisibility the recipe keeps; at least
+    min_batch, the recipe's max_batch does not cap a law), then halved (rounded down to that multiple)
+    until the run has study.min_steps steps; without a batch law, the recipe's batch as without laws.
+    The lr is lr*(N, D) times sqrt(batch / B_ref) (Adam's square-root rule for the step from the batch
+    the law asked for, B_ref = B*(N, D) or the rung's batch, to the batch the run can have)."""
+    law, recipe = study.hparam_law, ladder_lib.RECIPES[study.recipe]
+    n = rung.params.total
+    d = C / flops.flops_per_token(rung.model)[study.flop_convention]
+    want = law.batch_sequences(n, d, rung.model.seq_len)
+    unit = recipe.min_batch
+    batch = rung.global_batch if want is None else max(unit, round(want / unit) * unit)
+    while round(C / flops_per_step(rung, study.flop_convention, batch)) < study.min_steps and batch > unit:
+        batch = max(unit, batch // 2 // unit * unit)
+    lr = law.lr(n, d) * math.sqrt(batch / (want or rung.global_batch))
+    return batch, lr, (law.beta2(n, d) if law.beta2 else 0.0)
 
 
 def solve(C: float, rung: ladder_lib.Rung, study: Study, epoch_tokens: int) -> Point | Dropped:
     """The integer step count whose counted FLOPs are nearest C, or why this (C, N) cannot train."""
-    batch, lr = run_batch(C, rung, study)
+    batch, lr, beta2 = run_batch(C, rung, study)
+    steps = round(C / flops_per_step(rung, study.flop_convention, batch))
+    return _checked(C, rung, study, epoch_tokens, steps, batch, lr, beta2)
+
+
+def _checked(C: float, rung: ladder_lib.Rung, study: Study, epoch_tokens: int, steps: int, batch: int,
+             lr: float, beta2: float) -> Point | Dropped:
     per_step = flops_per_step(rung, study.flop_convention, batch)
-    steps = round(C / per_step)
     tokens = steps * batch * rung.model.seq_len
     n = rung.params.total
     lo, hi = study.tokens_per_param
@@ -81,7 +109,38 @@ def solve(C: float, rung: ladder_lib.Rung, study: Study, epoch_tokens: int) -> P
     if tokens > epoch_tokens:
         return Dropped(C, n, f"epoch: D={tokens:.3g} tokens exceeds one epoch of the training split "
                              f"({epoch_tokens:.3g})")
-    return Point(C, rung, steps, steps * per_step, batch, lr)
+    return Point(C, rung, steps, steps * per_step, batch, lr, beta2)
+
+
+def sweep_grid(rungs: Sequence[ladder_lib.Rung], study: Study, epoch_tokens: int
+               ) -> tuple[list[Point], list[Dropped]]:
+    """study.mode='hparam_sweep': every budget x size x batch of study.hparam_sweep, one Point each.
+
+    The runs of one (C, N) train on exactly the same tokens D at every batch (D a multiple of
+    lcm(batches) sequences, the one nearest C), so each (N, D) is one group for hparam_fit. The
+    Point's lr is the base the sweep's lr_multipliers scale: the recipe's at this batch (Adam's sqrt
+    rule from the rung's) or study.hparams' law; a (C, N, batch) with too few steps is dropped, with why.
+    """
+    sweep = study.hparam_sweep
+    unit = math.lcm(*sweep.batches)
+    points, dropped = [], []
+    for C in sorted(sweep.budgets):
+        for rung in rungs:
+            per_seq = flops_per_step(rung, study.flop_convention, 1)
+            sequences = max(1, round(C / per_seq / unit)) * unit
+            base_batch, base_lr, beta2 = run_batch(C, rung, study)
+            for b in sorted(sweep.batches):
+                lr = base_lr * math.sqrt(b / base_batch)
+                got = _checked(C, rung, study, epoch_tokens, sequences // b, b, lr, beta2)
+                if isinstance(got, Dropped):
+                    got = dataclasses.replace(got, reason=f"batch {b}: {got.reason}")
+                (points if isinstance(got, Point) else dropped).append(got)
+    for C in sweep.budgets:
+        if len({p.rung.params.total for p in points if p.C == C}) < 2:
+            raise StudyError(f"study.hparam_sweep.budgets: {C:.3g} FLOPs keeps fewer than 2 sizes "
+                             f"({sum(d.C == C for d in dropped)} candidates dropped); raise the budget or lower "
+                             "study.min_steps")
+    return points, dropped
 
 
 def window(C: float, rungs: Sequence[ladder_lib.Rung], study: Study) -> list[ladder_lib.Rung]:

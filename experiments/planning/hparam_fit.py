@@ -6,7 +6,8 @@
 Any table with one row per run works; the columns are auto-detected for our own results.csv
 (params, tokens, lr, batch_tokens or global_batch — sequences per step, as the planner records it —,
 final_eval_loss). Rows with status diverged/failed, role trunk/validation or no finite loss are left
-out and counted.
+out and counted; a table with role "hparam_sweep" rows (a study planned with study.mode =
+"hparam_sweep", experiments/configs/hparam_sweep_cpu.py) is read for those rows only.
 
 Method (Step Law: Li et al. 2025, "Predictable Scale: Part I", arXiv:2503.04715):
 1. Group the runs by (N, D) (or --group-cols) and find each group's optimum (lr*, B*):
@@ -59,6 +60,7 @@ AUTO = {  # flag -> candidate column names, first present wins
 }
 DROPPED_STATUS = ("diverged", "failed")
 DROPPED_ROLES = ("trunk", "validation")  # a WSD trunk is never cooled down; validation runs are never fitted
+SWEEP_ROLE = "hparam_sweep"  # when a table has such rows, only they are read
 LOG2 = math.log10(2.0)
 
 
@@ -160,9 +162,14 @@ def sweep_from(df: pd.DataFrame, opts: Options = Options()) -> Sweep:
             notes.append(f"left out {int(bad.sum())} runs with status diverged/failed")
         keep &= ~bad
     if "role" in df.columns:
-        other = df["role"].astype(str).str.strip().isin(DROPPED_ROLES).to_numpy() & keep
+        role = df["role"].astype(str).str.strip()
+        other = role.isin(DROPPED_ROLES).to_numpy() & keep
+        if role.eq(SWEEP_ROLE).any():  # a study planned with study.mode="hparam_sweep": its sweep runs only
+            given = df["role"].notna() & role.ne("")  # a row without a role is not another role's
+            other = (given & role.ne(SWEEP_ROLE)).to_numpy() & keep
         if other.any():
-            notes.append(f"left out {int(other.sum())} runs whose role is trunk or validation")
+            what = f"not {SWEEP_ROLE}" if role.eq(SWEEP_ROLE).any() else "trunk or validation"
+            notes.append(f"left out {int(other.sum())} runs whose role is {what}")
         keep &= ~other
     num = {r: pd.to_numeric(df[cols[r]], errors="coerce").to_numpy(float) for r in ("n", "d", "lr", "batch", "loss")}
     no_loss = keep & ~np.isfinite(num["loss"])

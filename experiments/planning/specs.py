@@ -34,7 +34,7 @@ def make_spec(p: Point, study: Study, config_file: str, base: dict, warmup: int,
               lr: float | None = None, beta2: float | None = None, **extra) -> RunSpec:
     r = p.rung
     lr = p.peak_lr if lr is None else lr
-    beta2 = r.b2 if beta2 is None else beta2
+    beta2 = (p.beta2 or r.b2) if beta2 is None else beta2
     overrides = {**base, **r.shape_overrides, "train.steps": p.steps,
                  "train.global_batch": p.global_batch, "train.lr": lr, "train.b2": beta2,
                  "train.warmup_steps": warmup, "train.schedule": study.schedule}
@@ -88,6 +88,23 @@ def sweep_runs(points: list[Point], study: Study, config_file: str, base: dict
                 rid = f"{run_id(p.C, p.rung.params.total)}-lr{lr:.3g}-b{b2:g}"
                 runs.append(make_spec(p, study, config_file, base, warmup, lr=lr, beta2=b2, run_id=rid,
                                       role="lr_sweep"))
+    return runs, {r.run_id: r.flops for r in runs}
+
+
+def hparam_sweep_runs(points: list[Point], study: Study, config_file: str, base: dict
+                      ) -> tuple[list[RunSpec], dict[str, float]]:
+    """study.mode='hparam_sweep': each (C, N, batch) point at every lr (x beta2) of study.hparam_sweep;
+    lr_multipliers scale the point's own lr (the recipe's at that batch, or the law's)."""
+    recipe, sweep = ladder_lib.RECIPES[study.recipe], study.hparam_sweep
+    runs = []
+    for p in points:
+        warmup = warmup_steps(p.rung, p.steps, recipe, p.global_batch)
+        for b2 in sweep.beta2s or (None,):
+            for x in sweep.lr_grid:
+                lr, tag = (p.peak_lr * x, f"lrx{x:g}") if sweep.lr_multipliers else (x, f"lr{x:.3g}")
+                rid = f"{run_id(p.C, p.rung.params.total)}-B{p.global_batch}-{tag}" + (f"-b{b2:g}" if b2 else "")
+                runs.append(make_spec(p, study, config_file, base, warmup, lr=lr, beta2=b2, run_id=rid,
+                                      role="hparam_sweep"))
     return runs, {r.run_id: r.flops for r in runs}
 
 

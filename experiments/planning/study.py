@@ -11,12 +11,13 @@ import ml_collections
 from experiments import ladder as ladder_lib
 from experiments.executors import EXECUTORS
 from experiments.planning.errors import StudyError
+from experiments.planning.hparams import SECTION_KEY as HPARAMS_LAW_KEY, HparamLaw, HparamSweep
 from experiments.planning.prior import NO_PRIOR, Prior
 from experiments.planning.validation import Validation
 from scaling import flops
 from scaling.config import SCHEDULES
 
-MODES = ("independent", "wsd_branches", "lr_sweep")
+MODES = ("independent", "wsd_branches", "lr_sweep", "hparam_sweep")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +121,11 @@ class Study:
     devices_per_run: int = 1  # devices of one run (its mesh's -1 axis)
     device_memory_gb: float = 0.0
     validation: Validation = Validation()  # runs beyond the grid that test its prediction (validation.py)
+    hparam_sweep: HparamSweep | None = None  # mode == "hparam_sweep": budgets x sizes x batch x lr (x beta2)
+    # lr and batch (and beta2) per run from fitted laws (hparams.py): the hparam_fit.json's path ("":
+    # the recipe's rules) and the law read from it, or from plan.json's `hparams_law` when reading a plan
+    hparams: str = ""
+    hparam_law: HparamLaw | None = None
 
     @classmethod
     def from_config(cls, s: ml_collections.ConfigDict) -> "Study":
@@ -141,6 +147,11 @@ class Study:
                 fields.update(_read(key, s[key], read))
         if fields.get("mode") == "lr_sweep":  # its section is read in its mode only
             fields.update(_read("lr_sweep", s.get("lr_sweep"), lambda v: {"sweep": Sweep.from_config(v)}))
+        if fields.get("mode") == "hparam_sweep":
+            fields.update(_read("hparam_sweep", s.get("hparam_sweep"),
+                                lambda v: {"hparam_sweep": HparamSweep.from_config(v)}))
+        if fields.get("hparams") and "hparam_law" not in fields:  # a plan.json carries the law it applied
+            fields["hparam_law"] = HparamLaw.from_file(fields["hparams"])
         study = cls(**fields)
         study.validate(given=frozenset(s.keys()))
         return study
@@ -208,7 +219,8 @@ def _read(key: str, value, read) -> dict:
 # The fields a config's section must give (the others have defaults meant for it).
 REQUIRED = ("name", "dir", "budgets", "recipe", "ladder", "tokens_per_param", "min_steps", "flop_convention",
             "schedule", "mode", "wsd", "train_tokens_per_epoch", "assumed_flops_per_second", "executor", "workers")
-# Section key -> the record fields it gives (study.lr_sweep: read with study.mode, in from_section).
+# Section key -> the record fields it gives (study.lr_sweep, study.hparam_sweep: read with study.mode, in
+# from_section).
 _READERS = {
     "name": lambda v: {"name": str(v)},
     "dir": lambda v: {"dir": str(v)},
@@ -241,6 +253,8 @@ _READERS = {
     "devices_per_run": lambda v: {"devices_per_run": int(v or 1)},  # 0 reads as 1, as before
     "device_memory_gb": lambda v: {"device_memory_gb": float(v or 0)},
     "validation": lambda v: {"validation": Validation.from_config(v)},
+    "hparams": lambda v: {"hparams": str(v or "")},
+    HPARAMS_LAW_KEY: lambda v: {"hparam_law": HparamLaw.from_json(v.to_dict() if hasattr(v, "to_dict") else v)},  # written by the planner (plan.json)
 }
 
 

@@ -38,6 +38,16 @@ def format_table(plan: Plan) -> str:
                      f"for one cosine run per point: {saved:.0%} of the compute saved")
     if plan.memory_note:
         lines.append(plan.memory_note)
+    if plan.study.hparam_law is not None:
+        lines.append(plan.study.hparam_law.describe())
+    if plan.study.mode == "hparam_sweep":
+        s = plan.study.hparam_sweep
+        lrs = (f"lr x {', '.join(f'{x:g}' for x in s.lr_multipliers)} of each run's base lr" if s.lr_multipliers
+               else f"lr {', '.join(f'{x:.3g}' for x in s.lrs)}")
+        lines.append(f"hparam sweep: {len({r.params for r in plan.runs})} sizes x {len(s.budgets)} budgets x "
+                     f"batch {', '.join(map(str, s.batches))} x {lrs}"
+                     + (f" x beta2 {', '.join(f'{b:g}' for b in s.beta2s)}" if s.beta2s else "")
+                     + "; fit: python -m experiments.planning.hparam_fit --study DIR")
     for d in plan.dropped:
         lines.append(f"dropped C={d.C:.3g} N={d.N:,}: {d.reason}")
     if plan.prior:
