@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-ROLES = ("isoflop", "trunk", "lr_sweep", "validation")
+ROLES = ("isoflop", "trunk", "lr_sweep", "validation", "data_constrained", "annealing", "annealing_heldout")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +38,10 @@ class RunSpec:
     branch_step: int | None = None
     # "isoflop": an IsoFLOP grid point; "trunk": a WSD constant-lr trunk (never fitted as a point);
     # "lr_sweep": a calibration run of the optimiser recipe; "validation": a run beyond the grid that
-    # tests the grid's frozen prediction (experiments.planning.validation). Defaults keep older plan.json readable.
+    # tests the grid's frozen prediction (experiments.planning.validation); "data_constrained", "annealing",
+    # "annealing_heldout": runs of those study modes (experiments/planning/law_runs.py), never IsoFLOP
+    # points; a held-out schedule is predicted by the annealing law, not fitted. Defaults keep older
+    # plan.json readable.
     role: str = "isoflop"
     seed: int = 0  # the run config's `seed` (init and data order); a repeat s > 0 ends its id in -s{s}
     beta2: float = 0.95  # Adam's beta2 (train.b2)

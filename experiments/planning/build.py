@@ -9,7 +9,7 @@ import os
 import ml_collections
 
 from experiments import ladder as ladder_lib
-from experiments.planning import estimate, forecast as forecast_lib, grid as grid_lib, memory_fit, specs
+from experiments.planning import estimate, forecast as forecast_lib, grid as grid_lib, law_runs, memory_fit, specs
 from experiments.planning.errors import StudyError
 from experiments.planning.prior import NO_PRIOR
 from experiments.planning.study import Study
@@ -32,6 +32,9 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
         rungs = tuple(sorted((ladder_lib.rung(recipe, m, study.flop_convention) for m in shapes),
                              key=lambda r: r.params.total))
         study = dataclasses.replace(study, budgets=(study.sweep.budget,), prior=NO_PRIOR)
+    elif study.mode in law_runs.MODES:  # the section's sizes at every budget
+        rungs = law_runs.rungs(recipe, base_model, study)
+        study = dataclasses.replace(study, prior=NO_PRIOR)
     else:
         rungs = ladder_lib.ladder(recipe, base_model, study.min_params, study.max_params, study.growth,
                                   study.flop_convention)
@@ -39,8 +42,10 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
         raise StudyError(f"study.ladder: no {study.recipe!r} shape between {study.min_params:.3g} and "
                          f"{study.max_params:.3g} parameters; widen the range")
     epoch = estimate.epoch_tokens(config, study) if epoch is None else epoch
+    law_runs.check_epoch(study, epoch)
     points, dropped = grid_lib.grid(rungs, study, epoch)
-    make = {"wsd_branches": specs.wsd_runs, "lr_sweep": specs.sweep_runs}.get(study.mode, specs.independent_runs)
+    make = {"wsd_branches": specs.wsd_runs, "lr_sweep": specs.sweep_runs, **law_runs.MAKERS
+            }.get(study.mode, specs.independent_runs)
     runs, trained = make(points, study, os.path.abspath(config_file), dict(base_overrides or {}))
     # Micro-batches and remat so each run fits its device (scaling.memory), or the run is dropped.
     runs, too_big, memory_gb, memory_note = memory_fit.fit_runs(config, study, runs)

@@ -10,13 +10,14 @@ import ml_collections
 
 from experiments import ladder as ladder_lib
 from experiments.executors import EXECUTORS
+from experiments.planning import law_sections
 from experiments.planning.errors import StudyError
 from experiments.planning.prior import NO_PRIOR, Prior
 from experiments.planning.validation import Validation
 from scaling import flops
 from scaling.config import SCHEDULES
 
-MODES = ("independent", "wsd_branches", "lr_sweep")
+MODES = ("independent", "wsd_branches", "lr_sweep", *law_sections.MODES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +121,8 @@ class Study:
     devices_per_run: int = 1  # devices of one run (its mesh's -1 axis)
     device_memory_gb: float = 0.0
     validation: Validation = Validation()  # runs beyond the grid that test its prediction (validation.py)
+    # mode data_constrained | annealing: its section, study.<mode> (law_sections.py)
+    law_runs: law_sections.DataConstrained | law_sections.Annealing | None = None
 
     @classmethod
     def from_config(cls, s: ml_collections.ConfigDict) -> "Study":
@@ -141,6 +144,8 @@ class Study:
                 fields.update(_read(key, s[key], read))
         if fields.get("mode") == "lr_sweep":  # its section is read in its mode only
             fields.update(_read("lr_sweep", s.get("lr_sweep"), lambda v: {"sweep": Sweep.from_config(v)}))
+        if (mode := fields.get("mode")) in law_sections.MODES:
+            fields.update(_read(mode, s.get(mode), lambda v: {"law_runs": law_sections.from_config(mode, v)}))
         study = cls(**fields)
         study.validate(given=frozenset(s.keys()))
         return study

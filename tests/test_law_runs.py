@@ -1,0 +1,85 @@
+"""The study modes that measure laws beyond Chinchilla's form (issue 19), planning only: the
+data_constrained and annealing presets' runs, their roles and overrides, the errors, and results.csv
+rows the registry laws read directly."""
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from analysis.laws.law_table import LawColumns, law_table
+from experiments import collect
+from experiments.configs import annealing_cpu, data_constrained_cpu
+from experiments.planning.build import make_plan
+from experiments.planning.errors import StudyError
+from experiments.planning.specs import run_config
+from scaling import validate
+from scaling.run_record import RunRecord
+
+EPOCH = 10**8
+
+
+def _plan(module, epoch=EPOCH, **section):
+    config = module.get_config()
+    mode = config.study.mode
+    config.study[mode].update(section)
+    return config, make_plan(config, f"experiments/configs/{module.__name__.split('.')[-1]}.py", epoch=epoch)
+
+
+def test_data_constrained_is_budgets_by_sizes_by_unique_limits():
+    config, p = _plan(data_constrained_cpu)
+    dc = config.study.data_constrained
+    points = {(r.budget, r.params) for r in p.runs}
+    assert len(points) == len(config.study.budgets) * len(dc.sizes)
+    assert len(p.runs) == len(points) * len(dc.unique_tokens) == len({r.run_id for r in p.runs})
+    assert {r.role for r in p.runs} == {"data_constrained"}
+    for point in points:  # the limit is all that varies within a (C, N)
+        mine = [r for r in p.runs if (r.budget, r.params) == point]
+        assert len({(r.steps, r.global_batch, r.lr, r.warmup_steps, r.schedule) for r in mine}) == 1
+        assert sorted(r.overrides["data.unique_tokens"] for r in mine) == sorted(dc.unique_tokens)
+    for r in p.runs:
+        validate.check(run_config(config, r), device_count=1)
+    assert any(r.run_id.endswith("-Uall") for r in p.runs)
+
+
+def test_annealing_is_one_run_per_schedule_with_the_held_out_one_marked():
+    config, p = _plan(annealing_cpu)
+    assert [run_config(config, r).train.schedule for r in p.runs] == ["constant", "cosine", "wsd"]
+    assert [r.role for r in p.runs] == ["annealing", "annealing", "annealing_heldout"]
+    assert len({(r.steps, r.lr, r.warmup_steps, r.params) for r in p.runs}) == 1
+    assert [r.schedule for r in p.runs] == ["constant", "cosine", "wsd"]
+
+
+@pytest.mark.parametrize("module,section,match", [
+    (data_constrained_cpu, {"unique_tokens": (0, 2 * 10**8)}, r"unique_tokens: \[200000000\] exceed"),
+    (data_constrained_cpu, {"unique_tokens": (5, 5)}, "must be distinct integers >= 0"),
+    (annealing_cpu, {"schedules": ("constant", "linear")}, "must be distinct names of"),
+    (annealing_cpu, {"held_out": ("constant", "cosine", "wsd")}, "leaving at least one to fit"),
+])
+def test_bad_sections_are_one_line(module, section, match):
+    with pytest.raises(StudyError, match=match):
+        _plan(module, **section)
+
+
+def test_a_mode_without_its_section_is_one_line():
+    config = annealing_cpu.get_config()
+    del config.study["annealing"]
+    with pytest.raises(StudyError, match="study.annealing: mode 'annealing' needs a study.annealing section"):
+        make_plan(config, "x.py", epoch=EPOCH)
+
+
+def test_results_rows_carry_unique_tokens_and_epochs_the_law_reads():
+    config, p = _plan(data_constrained_cpu)
+    conventions = ["chinchilla"]
+    rows = []
+    for i, spec in enumerate(p.runs):
+        u = spec.overrides["data.unique_tokens"] or EPOCH
+        rec = RunRecord(status="completed", config={}, params={"total": spec.params, "non_embedding": 1},
+                        flops_per_token={"chinchilla": spec.flops / spec.tokens}, steps=spec.steps,
+                        tokens=spec.tokens, unique_tokens=u, epochs=spec.tokens / u, final_eval_loss=3.0 + i / 100)
+        rows.append(collect.result_row(spec, rec, "completed", 1, conventions))
+    planned = collect.result_row(dataclasses.replace(p.runs[1]), None, "pending", 0, conventions)
+    assert planned["unique_tokens"] == p.runs[1].overrides["data.unique_tokens"]
+    assert planned["epochs"] == pytest.approx(p.runs[1].tokens / planned["unique_tokens"])
+    table = law_table(pd.DataFrame(rows), LawColumns(), ("n", "d", "u"))
+    assert table.columns == {"n": "params", "d": "tokens", "u": "unique_tokens", "loss": "final_eval_loss"}
+    assert len(table.frame) == len(p.runs)
