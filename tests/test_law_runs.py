@@ -83,3 +83,70 @@ def test_results_rows_carry_unique_tokens_and_epochs_the_law_reads():
     table = law_table(pd.DataFrame(rows), LawColumns(), ("n", "d", "u"))
     assert table.columns == {"n": "params", "d": "tokens", "u": "unique_tokens", "loss": "final_eval_loss"}
     assert len(table.frame) == len(p.runs)
+
+
+def _annealing_study(tmp_path):
+    """A collected annealing_cpu study whose eval curves follow the annealing law exactly."""
+    import numpy as np
+
+    from analysis.laws import schedule
+    from scaling import optim
+
+    config, p = _plan(annealing_cpu)
+    results, curves = [], []
+    for r in p.runs:
+        steps = np.arange(100, r.steps + 1, 100).tolist() + [r.steps]
+        fn = optim.schedule(run_config(config, r).train)
+        lr = np.array([float(fn(s - 1)) for s in steps])
+        s1, s2 = schedule.areas(steps, lr)
+        loss = 1.5 + 0.8 * s1 ** -0.5 - 0.1 * s2
+        curves += [dict(run_id=r.run_id, params=r.params, step=s, eval_loss=v, lr=x) for s, v, x in zip(steps, loss, lr)]
+        results.append(dict(run_id=r.run_id, role=r.role, status="completed"))
+    pd.DataFrame(results).to_csv(tmp_path / "results.csv", index=False)
+    pd.DataFrame(curves).to_csv(tmp_path / "curves.csv", index=False)
+    return p
+
+
+def test_annealing_study_fits_the_law_and_reports_the_held_out_run(tmp_path):
+    from experiments import law_study
+
+    p = _annealing_study(tmp_path)
+    from analysis.laws.law_report import LawOptions
+
+    starts = ((0.5, -0.8, 0.4, -1.0), (0.9, 0.0, 0.7, -1.5))  # two starts near the law: a fast fit
+    md, html = law_study.analyse(tmp_path, "annealing", LawOptions(bootstrap=0, starts=starts))
+    pred = pd.read_csv(tmp_path / "laws" / "predictions.csv")
+    assert set(pred["run_id"]) == {r.run_id for r in p.runs if r.role == "annealing_heldout"}
+    last = pred.iloc[-1]
+    assert abs(last["predicted_loss"] / last["eval_loss"] - 1) < 0.005
+    text = md.read_text()
+    assert "held-out schedules" in text and "-wsd" in text and "L0" in text
+    assert (tmp_path / "laws" / "fits.json").exists() and html.exists()
+
+
+def test_data_constrained_study_recovers_the_law_from_results_csv(tmp_path):
+    import numpy as np
+
+    from analysis.laws.forms import data_constrained as dc
+    from analysis.laws.law_report import LawOptions
+    from experiments import law_study
+
+    truth = dict(E=1.5, A=50.0, B=300.0, alpha=0.35, R_D_star=15.0, R_N_star=5.0)
+    config, p = _plan(data_constrained_cpu)
+    rows = []
+    for r in p.runs:
+        u = r.overrides["data.unique_tokens"] or EPOCH
+        log_loss = dc._log_loss(np, *np.log([truth["E"], truth["A"], truth["B"]]), truth["alpha"], truth["alpha"],
+                                np.log(truth["R_D_star"]), np.log(truth["R_N_star"]), np.log(r.params),
+                                np.log(r.tokens), np.log(u))
+        rows.append(dict(run_id=r.run_id, role=r.role, status="completed", params=r.params, tokens=r.tokens,
+                         unique_tokens=u, final_eval_loss=float(np.exp(log_loss))))
+    rows.append(dict(rows[0], run_id="failed", status="failed", final_eval_loss=np.nan))
+    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+    start = np.array([np.log(1.5), np.log(50), np.log(300), 0.35, np.log(15), np.log(5)])
+    law_study.analyse(tmp_path, "data_constrained", LawOptions(bootstrap=0, starts=(start + 0.1, start - 0.1)))
+    import json
+    got = json.loads((tmp_path / "laws" / "fits.json").read_text())["data_constrained"]
+    assert got["n_runs"] == len(p.runs)  # the failed run left out
+    for k, v in truth.items():
+        assert got[k] == pytest.approx(v, rel=1e-3), k
