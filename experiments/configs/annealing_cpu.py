@@ -2,6 +2,8 @@
 2-core CPU: one size, one budget, constant, cosine and WSD; the law is fitted on the constant and
 cosine curves and predicts the WSD curve (held out: role annealing_heldout).
 
+    python -m experiments.study --config=experiments/configs/annealing_cpu.py    # plan ... report (the law's fit)
+    (or step by step:)
     python -m experiments.plan --config=experiments/configs/annealing_cpu.py
     python -m experiments.launch --study=studies/annealing_cpu
     python -m experiments.collect --study=studies/annealing_cpu

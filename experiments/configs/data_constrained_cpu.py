@@ -1,6 +1,8 @@
 """Data-constrained study on the embedded stdlib corpus for a 2-core CPU: sizes x unique-token limits
 at fixed compute, so the runs repeat their data for 1 to ~60 epochs (Muennighoff et al. 2023).
 
+    python -m experiments.study --config=experiments/configs/data_constrained_cpu.py    # plan ... report (the law's fit)
+    (or step by step:)
     python -m experiments.plan --config=experiments/configs/data_constrained_cpu.py
     python -m experiments.launch --study=studies/data_constrained_cpu
     python -m experiments.collect --study=studies/data_constrained_cpu
