@@ -15,7 +15,9 @@ and its `overrides` are the dotted run-config keys that make that run, so
 
 `study.mode = "wsd_branches"` plans warmup-stable-decay cooldown branches (Hägele et al. 2024): per size
 one constant-LR trunk, and one cooldown per grid point branching from the trunk's checkpoint, so one
-trunk yields every D that size needs. Bad input exits 2 with one line, before anything is written.
+trunk yields every D that size needs. `study.mode = "data_constrained"` and `"annealing"` plan the
+runs that measure those laws (experiments/planning/law_runs.py: sizes x unique-token limits, sizes x
+schedules). Bad input exits 2 with one line, before anything is written.
 
 This module is the command; the planning itself lives in experiments/planning/ (one job per module).
 """
