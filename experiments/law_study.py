@@ -8,7 +8,8 @@ place of the IsoFLOP approaches: the registry law fitted to the study's own runs
         and each one's final loss is compared with the prediction and its interval.
 
 Writes DIR/laws/fits.json (one section per law, as analysis.fit --law), DIR/laws/predictions.csv
-(annealing: the held-out curves with predicted_loss, _low, _high) and DIR/report.md, report.html.
+(annealing: the held-out curves with predicted_loss, _low, _high), the figure (DIR/figures/, PNG and
+PDF: analysis.output.law_figures) and DIR/report.md, report.html.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import pandas as pd
 
 from analysis.laws import law_report, registry
 from analysis.laws.law_table import LawColumns, law_table
-from analysis.output.report_render import Bullets, Section, Table, to_html, to_markdown
+from analysis.output import figures, law_figures
+from analysis.output.report_render import Bullets, Image, Section, Table, to_html, to_markdown
 from analysis.records import InputError, write_atomic, write_fits
 
 MODES = ("data_constrained", "annealing")
@@ -31,9 +33,11 @@ def _completed(results: pd.DataFrame, role: str) -> set[str]:
     return set(results.loc[keep, "run_id"].astype(str))
 
 
-def analyse(study: Path, mode: str, options: law_report.LawOptions | None = None) -> tuple[Path, Path]:
+def analyse(study: Path, mode: str, options: law_report.LawOptions | None = None,
+            draw: bool = True) -> tuple[Path, Path]:
     """Fit, write fits.json (and predictions.csv) and the report; returns (report.md, report.html).
-    `options`: the fit's (default: analysis.fit --law's: 200 resamples, 95% intervals)."""
+    `options`: the fit's (default: analysis.fit --law's: 200 resamples, 95% intervals); `draw`:
+    the figure too (a second of savefig: tests of the fit alone leave it out)."""
     results = pd.read_csv(study / "results.csv")
     options = options or law_report.LawOptions()
     out = study / "laws"
@@ -41,11 +45,14 @@ def analyse(study: Path, mode: str, options: law_report.LawOptions | None = None
     if mode == "data_constrained":
         law = registry.get("data_constrained")
         rows = results[results["run_id"].astype(str).isin(_completed(results, "data_constrained"))]
-        res = law_report.run(law, law_table(rows.reset_index(drop=True), LawColumns(), law.inputs).data, options)
-        extra: list = []
+        table = law_table(rows.reset_index(drop=True), LawColumns(), law.inputs)
+        res = law_report.run(law, table.data, options)
+        extra = [_figure(study, law_figures.repeated_data(table.frame, res), "repeated_data",  # our column names
+                         "Loss against epochs at fixed compute (Muennighoff et al. 2023, Fig. 3): measured runs "
+                         "and the fitted law")] if draw else []
     else:
         law = registry.get("annealing")
-        res, extra = _annealing(study, results, law, options, out)
+        res, extra = _annealing(study, results, law, options, out, draw)
     write_fits(str(out / "fits.json"), {law.name: res.record})
     sections = [Section(f"The fitted law: {law.name}", [Bullets(law_report.format_result(res).splitlines())]),
                 *extra]
@@ -56,24 +63,39 @@ def analyse(study: Path, mode: str, options: law_report.LawOptions | None = None
     return md, html_path
 
 
-def _annealing(study: Path, results: pd.DataFrame, law, options: law_report.LawOptions, out: Path):
+def _annealing(study: Path, results: pd.DataFrame, law, options: law_report.LawOptions, out: Path, draw: bool):
+    """The law on the role-annealing curves; the held-out curves predicted from their lr (and the
+    report's sections: the figure, the held-out runs' final losses)."""
     curves = pd.read_csv(study / "curves.csv")
     ids = curves["run_id"].astype(str)
-    cols = LawColumns(loss="eval_loss", status=None)
+    cols, level = LawColumns(loss="eval_loss", status=None), options.level
     fitted = curves[ids.isin(_completed(results, "annealing"))].reset_index(drop=True)
     if fitted.empty:
         raise InputError("no completed run with role annealing in results.csv: nothing to fit")
     res = law_report.run(law, law_table(fitted, cols, law.inputs).data, options)
     held = curves[ids.isin(_completed(results, "annealing_heldout"))].reset_index(drop=True)
-    if held.empty:
-        return res, []
-    target = law_table(held, cols, law.inputs, with_loss=False)
-    level = options.level
-    pred = law_report.predictions(res, target.frame, target.data, level)
-    write_atomic(str(out / "predictions.csv"), pred.to_csv(index=False))
-    return res, [Section("The held-out schedules: predicted against measured final loss",
-                         [Table(("run", "step", "measured", "predicted", f"{level:.0%} interval", "error"),
-                                [_final_row(g) for _, g in pred.groupby("run_id", sort=False)])])]
+    pred = None
+    sections = []
+    if not held.empty:
+        target = law_table(held, cols, law.inputs, with_loss=False)
+        pred = law_report.predictions(res, target.frame, target.data, level)
+        write_atomic(str(out / "predictions.csv"), pred.to_csv(index=False))
+        sections.append(Section("The held-out schedules: predicted against measured final loss",
+                                [Table(("run", "step", "measured", "predicted", f"{level:.0%} interval", "error"),
+                                       [_final_row(g) for _, g in pred.groupby("run_id", sort=False)])]))
+    if draw:
+        own = law_table(fitted, cols, law.inputs, with_loss=False)
+        lines = pd.concat([law_report.predictions(res, own.frame, own.data, level), pred], ignore_index=True)
+        fig = law_figures.annealing_curves(pd.concat([fitted, held], ignore_index=True), lines,
+                                           set(held["run_id"].astype(str)))
+        sections.insert(0, _figure(study, fig, "annealing_curves", "Eval-loss curves: the fitted schedules (solid) "
+                                   f"and the held-out ones predicted from their lr (dashed, {level:.0%} interval shaded)"))
+    return res, sections
+
+
+def _figure(study: Path, fig, name: str, caption: str) -> Section:
+    paths = figures.save(fig, str(study / "figures"), name)
+    return Section("Figure", [Image(next(p for p in paths if p.endswith(".png")), caption)])
 
 
 def _final_row(g: pd.DataFrame) -> tuple[str, ...]:

@@ -122,6 +122,7 @@ def test_annealing_study_fits_the_law_and_reports_the_held_out_run(tmp_path):
     text = md.read_text()
     assert "held-out schedules" in text and "-wsd" in text and "L0" in text
     assert (tmp_path / "laws" / "fits.json").exists() and html.exists()
+    assert (tmp_path / "figures" / "annealing_curves.png").exists() and "annealing_curves.png" in text
 
 
 def test_data_constrained_study_recovers_the_law_from_results_csv(tmp_path):
@@ -144,7 +145,8 @@ def test_data_constrained_study_recovers_the_law_from_results_csv(tmp_path):
     rows.append(dict(rows[0], run_id="failed", status="failed", final_eval_loss=np.nan))
     pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
     start = np.array([np.log(1.5), np.log(50), np.log(300), 0.35, np.log(15), np.log(5)])
-    law_study.analyse(tmp_path, "data_constrained", LawOptions(bootstrap=0, starts=(start + 0.1, start - 0.1)))
+    law_study.analyse(tmp_path, "data_constrained", LawOptions(bootstrap=0, starts=(start + 0.1, start - 0.1)),
+                      draw=False)  # the annealing test draws its figure
     import json
     got = json.loads((tmp_path / "laws" / "fits.json").read_text())["data_constrained"]
     assert got["n_runs"] == len(p.runs)  # the failed run left out
