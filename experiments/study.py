@@ -7,7 +7,8 @@ study config to a report: plan -> train -> collect -> fit -> figures -> report.
 
 Each phase is the existing command's own entry point (experiments.plan, experiments.launch,
 experiments.collect) or the analysis library under analysis.fit, analysis.figures and
-analysis.report (one fit, drawn and reported from the record it returns); their output goes to
+analysis.report (one fit, drawn and reported from the record it returns; a study of mode
+data_constrained or annealing fits its law instead, experiments.law_study); their output goes to
 DIR/logs/<phase>.log and the terminal shows one progress line for the whole study (phase, runs
 done/running/failed, ETA). Idempotent and safe to kill at any moment: the plan is rewritten only
 when the config or its overrides changed (a grown plan keeps its completed runs, see
