@@ -14,8 +14,8 @@ RESULT_HEAD = ("run_id", "budget", "flop_convention")
 RESULT_TAIL = ("params", "non_embedding_params", "tokens", "tokens_per_param", "steps", "final_train_loss",
                "final_eval_loss", "status", "wall_time_s", "step_time_s", "tokens_per_s", "global_batch",
                "seq_len", "lr", "schedule", "branch_from", "branch_step", "attempts", "role", "seed", "beta2",
-               "final_eval_loss_se", "true_loss")
-CURVE_COLUMNS = ("run_id", "params", "step", "tokens", "flops", "train_loss", "eval_loss")
+               "final_eval_loss_se", "true_loss", "unique_tokens", "epochs")
+CURVE_COLUMNS = ("run_id", "params", "step", "tokens", "flops", "train_loss", "eval_loss", "lr")
 POINT_COLUMNS = ("budget", "params", "tokens", "n_seeds", "mean_eval_loss", "std_eval_loss")
 
 

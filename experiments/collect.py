@@ -6,12 +6,15 @@ with their status and empty losses, never dropped:
     (flops_per_token[conv] * tokens: the compute the run actually spent), params, non_embedding_params,
     tokens, tokens_per_param, steps, final_train_loss, final_eval_loss, status, wall_time_s, step_time_s,
     tokens_per_s, global_batch, seq_len, lr, schedule, branch_from, branch_step, attempts,
-    role (isoflop | trunk | lr_sweep | hparam_sweep | validation: only isoflop rows are IsoFLOP points), seed, beta2,
-    final_eval_loss_se (the eval's own standard error), true_loss (the source's E*, where known)
+    role (isoflop | trunk | lr_sweep | hparam_sweep | validation | data_constrained | annealing |
+    annealing_heldout: only isoflop rows are IsoFLOP points), seed, beta2,
+    final_eval_loss_se (the eval's own standard error), true_loss (the source's E*, where known),
+    unique_tokens (distinct training tokens: data.unique_tokens' subset, else the whole split), epochs (tokens / unique_tokens)
 points.csv -- one row per IsoFLOP point (budget, params) over its seeds, completed isoflop runs only:
     budget, params, tokens, n_seeds, mean_eval_loss, std_eval_loss (empty with one seed)
 curves.csv -- long format for Approach 1 (Hoffmann et al. 2022, Sec. 3.1: the envelope of all training
-curves): run_id, params, step, tokens, flops, train_loss, eval_loss, one row per logged step.
+curves) and the annealing law (its S1, S2 from the lr): run_id, params, step, tokens, flops, train_loss,
+eval_loss, lr (the learning rate of that step's update), one row per logged step.
 provenance.json -- how the results were made, for the report (analysis.output.report_study.StudyInfo): the plan,
 each started run's devices, versions and times, why each run has no result, the study's wall time.
 The columns are declared once, in analysis.schema.
@@ -70,8 +73,16 @@ def result_row(spec, rec: RunRecord | Mapping | None, state: str, attempts: int,
         branch_step=spec.branch_step, attempts=attempts,
         # Plans written before these RunSpec fields existed read as their defaults.
         role=getattr(spec, "role", "isoflop"), seed=rec.extra.get("seed", getattr(spec, "seed", 0)),
-        beta2=getattr(spec, "beta2", 0.95), final_eval_loss_se=rec.final_eval_loss_se, true_loss=rec.true_loss)
+        beta2=getattr(spec, "beta2", 0.95), final_eval_loss_se=rec.final_eval_loss_se, true_loss=rec.true_loss,
+        **_unique(rec, spec, tokens))
     return {k: values[k] for k in schema.result_columns(conventions)}
+
+
+def _unique(rec: RunRecord, spec, tokens) -> dict:
+    """unique_tokens and epochs: the run's record, else (not started) the limit its spec planned."""
+    unique = rec.unique_tokens or getattr(spec, "overrides", {}).get("data.unique_tokens") or None
+    epochs = rec.epochs if rec.epochs is not None else (tokens / unique if unique and tokens else None)
+    return {"unique_tokens": unique, "epochs": epochs}
 
 
 def point_rows(results: list[dict]) -> tuple[list[dict], noise.SeedNoise]:
@@ -101,7 +112,8 @@ def curve_rows(rdir: Path, run_id: str, params: int) -> list[dict]:
         if "step" in m:
             by_step.setdefault(int(m["step"]), {}).update({k: v for k, v in m.items() if v is not None})
     return [{"run_id": run_id, "params": params, "step": s, "tokens": m.get("tokens"), "flops": m.get("flops"),
-             "train_loss": m.get("train_loss"), "eval_loss": m.get("eval_loss")} for s, m in sorted(by_step.items())]
+             "train_loss": m.get("train_loss"), "eval_loss": m.get("eval_loss"), "lr": m.get("lr")}
+            for s, m in sorted(by_step.items())]
 
 
 def to_csv(rows: list[dict], columns) -> str:

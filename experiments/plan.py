@@ -17,8 +17,10 @@ and its `overrides` are the dotted run-config keys that make that run, so
 one constant-LR trunk, and one cooldown per grid point branching from the trunk's checkpoint, so one
 trunk yields every D that size needs. `study.mode = "hparam_sweep"` plans lr x batch (x beta2) at several
 sizes and budgets for experiments.planning.hparam_fit; `study.hparams = FILE` takes every run's lr and
-batch from that fit's laws (experiments/configs/isoflop_cpu.py documents both). Bad input exits 2 with
-one line, before anything is written.
+batch from that fit's laws (experiments/configs/isoflop_cpu.py documents both). `study.mode =
+"data_constrained"` and `"annealing"` plan the runs that measure those laws
+(experiments/planning/law_runs.py: sizes x unique-token limits, sizes x schedules). Bad input exits 2
+with one line, before anything is written.
 
 This module is the command; the planning itself lives in experiments/planning/ (one job per module).
 """

@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-ROLES = ("isoflop", "trunk", "lr_sweep", "validation", "hparam_sweep")
+ROLES = ("isoflop", "trunk", "lr_sweep", "validation", "hparam_sweep", "data_constrained", "annealing",
+         "annealing_heldout")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +40,10 @@ class RunSpec:
     # "isoflop": an IsoFLOP grid point; "trunk": a WSD constant-lr trunk (never fitted as a point);
     # "lr_sweep": a calibration run of the optimiser recipe; "validation": a run beyond the grid that
     # tests the grid's frozen prediction (experiments.planning.validation); "hparam_sweep": a run of an
-    # lr x batch sweep across scale (experiments.planning.hparam_fit). Defaults keep older plan.json readable.
+    # lr x batch sweep across scale (experiments.planning.hparam_fit); "data_constrained", "annealing",
+    # "annealing_heldout": runs of those study modes (experiments/planning/law_runs.py), never IsoFLOP
+    # points; a held-out schedule is predicted by the annealing law, not fitted. Defaults keep older
+    # plan.json readable.
     role: str = "isoflop"
     seed: int = 0  # the run config's `seed` (init and data order); a repeat s > 0 ends its id in -s{s}
     beta2: float = 0.95  # Adam's beta2 (train.b2)

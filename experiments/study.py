@@ -7,7 +7,8 @@ study config to a report: plan -> train -> collect -> fit -> figures -> report.
 
 Each phase is the existing command's own entry point (experiments.plan, experiments.launch,
 experiments.collect) or the analysis library under analysis.fit, analysis.figures and
-analysis.report (one fit, drawn and reported from the record it returns); their output goes to
+analysis.report (one fit, drawn and reported from the record it returns; a study of mode
+data_constrained or annealing fits its law instead, experiments.law_study); their output goes to
 DIR/logs/<phase>.log and the terminal shows one progress line for the whole study (phase, runs
 done/running/failed, ETA). Idempotent and safe to kill at any moment: the plan is rewritten only
 when the config or its overrides changed (a grown plan keeps its completed runs, see
@@ -256,6 +257,33 @@ def analysis_phases(args, study: Path, state: dict, progress: StudyLine, only_fi
     return None
 
 
+def law_phase(args, study: Path, state: dict, progress: StudyLine, mode: str) -> str | None:
+    """The analysis of a data_constrained or annealing study (experiments.law_study): its law fitted,
+    written and reported, unless its inputs are those of the last report. Returns why it stopped, or None."""
+    from analysis.laws.law_report import LawOptions
+    from analysis.records import InputError
+    from experiments import law_study
+
+    h = inputs_hash(study, args)
+    if state.get("report_inputs") == h and (study / "report.html").exists() and not args.reanalyse:
+        return None
+    progress.show("fit", f"fitting the {mode} law, with bootstrap intervals")
+    faults.point("fit")
+    with logged(study, "fit"):
+        try:
+            for path in law_study.analyse(study, mode, LawOptions(bootstrap=args.bootstrap)):
+                print(path)
+        except InputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return f"fit: error: {e} (DIR/logs/fit.log)"
+        except Exception as e:
+            traceback.print_exc()
+            return f"fit: {type(e).__name__}: {e} (traceback in DIR/logs/fit.log)"
+    state["report_inputs"] = h
+    write_state(study, state)
+    return None
+
+
 def validate_phase(args, study: Path, overrides: list[str], state: dict, progress: StudyLine,
                    code: int) -> tuple[int, str | None]:
     """The grid's first fit, its prediction frozen (once), the validation runs added to the plan,
@@ -339,6 +367,7 @@ def run(args, overrides: list[str]) -> int:
         study.mkdir(parents=True, exist_ok=True)
         state = read_state(study)
         progress = StudyLine(str(config.study.name))
+        mode = str(config.study.get("mode", "independent"))
         plan_phase(args, study, overrides, config_hash(config, overrides), state, progress)
     except (StudyInputError, OSError, SyntaxError) as e:
         print(f"study: {' '.join(str(e).split())}", file=sys.stderr)
@@ -359,7 +388,10 @@ def run(args, overrides: list[str]) -> int:
     code, stopped = validate_phase(args, study, overrides, state, progress, code)
     if code == 2 or code >= 128:
         return code
-    stopped = stopped or analysis_phases(args, study, state, progress)
+    if mode in ("data_constrained", "annealing"):  # laws beyond Chinchilla's form (experiments.law_study)
+        stopped = stopped or law_phase(args, study, state, progress, mode)
+    else:
+        stopped = stopped or analysis_phases(args, study, state, progress)
     if stopped:
         progress.end(f"study {progress.name}: analysis stopped at {stopped}")
         return 1

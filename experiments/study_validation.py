@@ -30,7 +30,7 @@ PREDICTION = "prediction.json"
 def wanted(config) -> bool:
     """Whether this study config asks for a validation (and its mode can have one)."""
     s = config.study
-    return str(s.mode) not in ("lr_sweep", "hparam_sweep") and Study.from_config(s).validation.enabled
+    return str(s.mode) in ("independent", "wsd_branches") and Study.from_config(s).validation.enabled
 
 
 def read_frozen(study: Path) -> dict | None:

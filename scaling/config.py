@@ -46,6 +46,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.data.data_dir = ""  # "" -> $SCALING_DATA_DIR or ~/.cache/scaling/tfds
     c.data.train_split = "train"
     c.data.eval_split = "validation"
+    # Train on a fixed, seeded subset of this many tokens of the training split, repeated as many
+    # epochs as the run needs (scaling/data/subset.py); 0: the whole split.
+    c.data.unique_tokens = 0
     # synthetic:markov only (scaling/data/markov_corpus.py): the chain; its hash names the dataset.
     c.data.markov = ml_collections.ConfigDict()
     c.data.markov.order = 4  # k: a symbol depends on the k before it

@@ -7,8 +7,8 @@ older run.json lacking a key reads as None), so files written before a field exi
 
 Keys present by stage:
     always            status
-    once configured   config, params, flops_per_token, steps, tokens, final_train_loss,
-                      final_eval_loss, and the environment (git, packages, python, platform,
+    once configured   config, params, flops_per_token, steps, tokens, unique_tokens, epochs,
+                      final_train_loss, final_eval_loss, and the environment (git, packages, python, platform,
                       device_kind, device_platform, device_count, local_device_count, process_count)
     known source E*   true_loss
     at the end        wall_time_s, compile_time_s, step_time_s, tokens_per_s
@@ -44,7 +44,8 @@ class Environment:
 
 
 _ENV_KEYS = tuple(f.name for f in dataclasses.fields(Environment))
-_CORE_KEYS = ("config", "params", "flops_per_token", "steps", "tokens", "final_train_loss", "final_eval_loss")
+_CORE_KEYS = ("config", "params", "flops_per_token", "steps", "tokens", "unique_tokens", "epochs", "final_train_loss",
+              "final_eval_loss")
 _END_KEYS = ("wall_time_s", "compile_time_s", "step_time_s", "tokens_per_s")
 _EVAL_KEYS = ("final_eval_bits_per_byte", "final_eval_loss_se", "eval_tokens_used")
 
@@ -57,6 +58,10 @@ class RunRecord:
     flops_per_token: Mapping[str, float] | None = None  # per convention (scaling.flops.CONVENTIONS)
     steps: int | None = None
     tokens: int | None = None
+    # Distinct training tokens the run could see (the whole split, or data.unique_tokens' subset) and
+    # tokens / unique_tokens: passes over them (Muennighoff et al.'s epochs; < 1 for a run that never repeats).
+    unique_tokens: int | None = None
+    epochs: float | None = None
     final_train_loss: float | None = None
     final_eval_loss: float | None = None  # None unless completed
     environment: Environment | None = None

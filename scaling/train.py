@@ -169,6 +169,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
     record = run_record.RunRecord(
         status="running", config=config.to_dict(), params=dataclasses.asdict(counts),
         flops_per_token=per_token, steps=steps, tokens=steps * tokens_per_step,
+        unique_tokens=data.train_tokens_per_epoch, epochs=steps * tokens_per_step / data.train_tokens_per_epoch,
         environment=run_record.Environment(**metrics.environment_info()),
         true_loss=data.true_loss)  # the source's exact optimal loss on this eval set (synthetic:markov)
     is_writer = jax.process_index() == 0
@@ -281,7 +282,9 @@ def _loop(r: _Run, state: step_lib.State, start: int, progress: _Progress,
             if evaluate_now:
                 ev = eval_loss.evaluate(r.comp, state, r.data, r.eval_batches)
                 progress.last_eval = ev["eval_loss"]
-                r.writer.write(done, tokens=done * r.tokens_per_step, **ev)
+                # The lr too, so every row of curves.csv has one (the annealing law's S1, S2) when
+                # evals fall between log steps.
+                r.writer.write(done, tokens=done * r.tokens_per_step, lr=float(lr), **ev)
             # A finite loss at step s says nothing of the weights its update produced: check those
             # too. Never checkpoint a diverged state.
             if save and not bool(_all_finite(state["params"])):

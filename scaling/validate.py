@@ -86,6 +86,9 @@ def check(config: ml_collections.ConfigDict, device_count: int, process_count: i
         section, key = field.split(".")
         if config[section][key] < 0:
             raise ConfigError(f"{field}={config[section][key]} must be >= 0")
+    unique = config.data.unique_tokens
+    if not isinstance(unique, int) or isinstance(unique, bool) or unique < 0:
+        raise ConfigError(f"data.unique_tokens={unique!r} must be an integer >= 0 (0: the whole training split)")
     dataset = config.data.dataset
     if dataset == "synthetic:markov":
         from scaling.data.errors import DataError

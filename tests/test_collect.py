@@ -40,7 +40,7 @@ def test_results_keep_every_run_with_its_status(tmp_path):
     assert rows["nan"]["final_eval_loss"] == "" and rows["broken"]["final_train_loss"] == ""
     assert rows["orphan"]["attempts"] == "0" and rows["orphan"]["flops_6n"] == ""
     curves = read_csv(study / "curves.csv")
-    assert list(curves[0]) == ["run_id", "params", "step", "tokens", "flops", "train_loss", "eval_loss"]
+    assert list(curves[0]) == ["run_id", "params", "step", "tokens", "flops", "train_loss", "eval_loss", "lr"]
     by_run = {r: [c for c in curves if c["run_id"] == r] for r in rows}
     assert [int(c["step"]) for c in by_run["ok"]] == list(range(1, 13))
     assert [int(c["step"]) for c in by_run["nan"]] == list(range(1, 7))  # the diverged curve is kept too

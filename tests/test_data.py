@@ -327,3 +327,44 @@ def test_unusable_data_dir_names_the_field(tmp_path, small_cfg):
     blocker.write_text("")
     with pytest.raises(sd.DataError, match="data.data_dir"):
         load(blocker / "tfds", small_cfg)
+
+
+# --- data.unique_tokens: a fixed subset, repeated -------------------------------------------------
+
+def _rows(batch) -> list[bytes]:
+    return [r.tobytes() for r in batch.inputs]
+
+
+def test_unique_tokens_trains_on_a_fixed_subset_repeated(data_dir, small_cfg, pipe):
+    limited = load(data_dir, small_cfg, unique_tokens=9 * SEQ + 1)  # rounds up to 10 whole sequences
+    assert limited.train.n_sequences == 10 and limited.train_tokens_per_epoch == 10 * SEQ
+    assert limited.train.base.n_sequences == pipe.train.n_sequences  # the same split underneath
+    subset_rows = _rows(sd.Batch(*limited.train.rows(np.arange(10))))
+    seen = [r for step in range(5) for r in _rows(limited.train_batch(step))]  # 40 draws: 4 epochs
+    assert sorted(set(seen)) == sorted(set(subset_rows))
+    assert all(seen.count(r) == 4 for r in subset_rows)
+    assert limited.train_batch(0).weights.all()  # whole sequences only: no padded tail
+
+
+def test_unique_subset_and_batches_are_pure_functions_of_seed_and_step(data_dir, small_cfg):
+    first = load(data_dir, small_cfg, unique_tokens=12 * SEQ)
+    want = {s: first.train_batch(s) for s in (0, 5, 1001)}
+    batches.epoch_permutation.cache_clear()
+    again = load(data_dir, small_cfg, unique_tokens=12 * SEQ)  # as a restarted run loads it
+    np.testing.assert_array_equal(again.train.index, first.train.index)
+    for s, b in want.items():
+        np.testing.assert_array_equal(again.train_batch(s).inputs, b.inputs)
+    other = load(data_dir, small_cfg, seed=1, unique_tokens=12 * SEQ)
+    assert not np.array_equal(other.train.index, first.train.index)
+
+
+def test_unique_tokens_zero_is_the_whole_split_and_too_many_is_one_line(data_dir, small_cfg, pipe):
+    whole = load(data_dir, small_cfg, unique_tokens=0).train
+    assert type(whole) is type(pipe.train) and whole.n_sequences == pipe.train.n_sequences
+    with pytest.raises(sd.DataError, match=r"^data.unique_tokens=\d+ exceeds the \d+ tokens.*lower it"):
+        load(data_dir, small_cfg, unique_tokens=pipe.train_tokens_per_epoch + 1)
+    from scaling import validate
+    c = default_config()
+    c.data.unique_tokens = -5
+    with pytest.raises(validate.ConfigError, match="data.unique_tokens=-5 must be an integer >= 0"):
+        validate.check(c, 1)

@@ -196,3 +196,17 @@ def test_mfu_is_per_device():
     # 8 devices of 1 TFLOP/s each, 4e12 model FLOP/s in all: 50% of each device, not 400%.
     assert metrics.mfu(1e6, 4e6, 1e12, 8) == pytest.approx(0.5)
     assert metrics.mfu(1e6, 4e6, None, 8) is None
+
+
+def test_unique_tokens_run_records_unique_tokens_epochs_and_lr_on_every_curve_row(tmp_path, data_dir):
+    from experiments import collect
+
+    result = th.train(tmp_path, data_dir, "--config.train.steps=6", "--config.data.unique_tokens=250",
+                      "--config.log.every_steps=3", "--config.eval.every_steps=2", "--config.checkpoint.every_steps=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = th.run_json(tmp_path)
+    assert record["unique_tokens"] == 8 * 32  # rounded up to whole sequences of 32
+    assert record["epochs"] == 6 * 4 * 32 / 256
+    rows = collect.curve_rows(tmp_path, "run", 1)
+    assert [r["step"] for r in rows] == [2, 3, 4, 6]  # evals at 2 and 4 fall between log steps
+    assert all(r["lr"] is not None and r["lr"] > 0 for r in rows)

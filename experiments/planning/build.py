@@ -9,7 +9,7 @@ import os
 import ml_collections
 
 from experiments import ladder as ladder_lib
-from experiments.planning import estimate, forecast as forecast_lib, grid as grid_lib, memory_fit, specs
+from experiments.planning import estimate, forecast as forecast_lib, grid as grid_lib, law_runs, memory_fit, specs
 from experiments.planning.errors import StudyError
 from experiments.planning.hparams import SECTION_KEY as HPARAMS_LAW_KEY
 from experiments.planning.prior import NO_PRIOR
@@ -35,6 +35,9 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
                              key=lambda r: r.params.total))
         budgets = (sweep.budget,) if study.mode == "lr_sweep" else sweep.budgets
         study = dataclasses.replace(study, budgets=budgets, prior=NO_PRIOR)
+    elif study.mode in law_runs.MODES:  # the section's sizes at every budget
+        rungs = law_runs.rungs(recipe, base_model, study)
+        study = dataclasses.replace(study, prior=NO_PRIOR)
     else:
         rungs = ladder_lib.ladder(recipe, base_model, study.min_params, study.max_params, study.growth,
                                   study.flop_convention)
@@ -42,9 +45,10 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
         raise StudyError(f"study.ladder: no {study.recipe!r} shape between {study.min_params:.3g} and "
                          f"{study.max_params:.3g} parameters; widen the range")
     epoch = estimate.epoch_tokens(config, study) if epoch is None else epoch
+    law_runs.check_epoch(study, epoch)
     points, dropped = (grid_lib.sweep_grid if study.mode == "hparam_sweep" else grid_lib.grid)(rungs, study, epoch)
     make = {"wsd_branches": specs.wsd_runs, "lr_sweep": specs.sweep_runs,
-            "hparam_sweep": specs.hparam_sweep_runs}.get(study.mode, specs.independent_runs)
+            "hparam_sweep": specs.hparam_sweep_runs, **law_runs.MAKERS}.get(study.mode, specs.independent_runs)
     runs, trained = make(points, study, os.path.abspath(config_file), dict(base_overrides or {}))
     # Micro-batches and remat so each run fits its device (scaling.memory), or the run is dropped.
     runs, too_big, memory_gb, memory_note = memory_fit.fit_runs(config, study, runs)

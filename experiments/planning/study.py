@@ -10,6 +10,7 @@ import ml_collections
 
 from experiments import ladder as ladder_lib
 from experiments.executors import EXECUTORS
+from experiments.planning import law_sections
 from experiments.planning.errors import StudyError
 from experiments.planning.hparams import SECTION_KEY as HPARAMS_LAW_KEY, HparamLaw, HparamSweep
 from experiments.planning.prior import NO_PRIOR, Prior
@@ -17,7 +18,7 @@ from experiments.planning.validation import Validation
 from scaling import flops
 from scaling.config import SCHEDULES
 
-MODES = ("independent", "wsd_branches", "lr_sweep", "hparam_sweep")
+MODES = ("independent", "wsd_branches", "lr_sweep", "hparam_sweep", *law_sections.MODES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +127,8 @@ class Study:
     # the recipe's rules) and the law read from it, or from plan.json's `hparams_law` when reading a plan
     hparams: str = ""
     hparam_law: HparamLaw | None = None
+    # mode data_constrained | annealing: its section, study.<mode> (law_sections.py)
+    law_runs: law_sections.DataConstrained | law_sections.Annealing | None = None
 
     @classmethod
     def from_config(cls, s: ml_collections.ConfigDict) -> "Study":
@@ -152,6 +155,8 @@ class Study:
                                 lambda v: {"hparam_sweep": HparamSweep.from_config(v)}))
         if fields.get("hparams") and "hparam_law" not in fields:  # a plan.json carries the law it applied
             fields["hparam_law"] = HparamLaw.from_file(fields["hparams"])
+        if (mode := fields.get("mode")) in law_sections.MODES:
+            fields.update(_read(mode, s.get(mode), lambda v: {"law_runs": law_sections.from_config(mode, v)}))
         study = cls(**fields)
         study.validate(given=frozenset(s.keys()))
         return study

@@ -7,7 +7,7 @@ import pathlib
 
 import numpy as np
 
-from scaling.data import batches, markov, markov_corpus, packing, source
+from scaling.data import batches, markov, markov_corpus, packing, source, subset
 from scaling.data.batches import Batch
 from scaling.data.errors import DataError
 from scaling.data.stdlib_corpus import StdlibConfig
@@ -18,7 +18,7 @@ from scaling.data.tokenizer import ByteTokenizer
 class DataPipeline:
     dataset: str
     tokenizer: ByteTokenizer
-    train: packing.Packed
+    train: packing.Packed | subset.Subset  # a Subset under data.unique_tokens (scaling/data/subset.py)
     eval: packing.Packed
     seed: int
     global_batch: int
@@ -34,7 +34,8 @@ class DataPipeline:
 
     @property
     def train_tokens_per_epoch(self) -> int:
-        """Target tokens in one pass over the training split (every byte and EOD once)."""
+        """Target tokens in one pass over the training data (every byte and EOD once): the unique
+        tokens a run sees, the whole split's or data.unique_tokens' subset's."""
         return self.train.n_targets
 
     def train_batch(self, step: int, process_index: int = 0, process_count: int = 1) -> Batch:
@@ -106,6 +107,7 @@ def load(config_data, seq_len: int, seed: int, global_batch: int, eval_tokens: i
     train = packed_split(opened, config_data.train_split, "data.train_split", tokenizer, seq_len)
     if train.n_sequences == 0:
         raise DataError(f"data.train_split={config_data.train_split!r} of {config_data.dataset} has no text")
+    train = subset.subset(train, config_data.get("unique_tokens", 0), seed)
     held_out = packed_split(opened, config_data.eval_split, "data.eval_split", tokenizer, seq_len)
     if eval_tokens > held_out.n_targets:
         raise DataError(f"eval.tokens={eval_tokens} exceeds the {held_out.n_targets} tokens of "
