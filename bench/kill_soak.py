@@ -38,8 +38,12 @@ TRAIN_ARRIVALS = {"before_run_json": 1, "restore": 1, "compile": 1, "mid_step": 
                   "after_last_checkpoint": 1, "final_eval": 8, "write:run.json": 2, "write:metrics.jsonl": 8}
 STUDY = [sys.executable, "-m", "experiments.study", "--config=experiments/configs/isoflop_ci.py",
          "--workers=2", "--poll-s=0.5", "--probe=off", "--bootstrap=0"]
-STUDY_ARRIVALS = {"plan": 1, "between_runs": 5, "collect": 1, "fit": 1, "figures": 1, "report": 1,
-                  "write:results.csv": 1, "write:fits.json": 1, "write:report.html": 1}
+# With its one validation run: the grid's first fit (fit, write:fits.json), the frozen prediction
+# (validate, write:prediction.json), the validation run's own launch and collect (write:results.csv),
+# then the full analysis.
+STUDY_ARRIVALS = {"plan": 1, "between_runs": 5, "collect": 1, "fit": 2, "validate": 1, "figures": 1,
+                  "report": 1, "write:results.csv": 2, "write:fits.json": 2, "write:prediction.json": 1,
+                  "write:report.html": 1}
 
 
 def _env(fault: str | None = None) -> dict:
@@ -94,7 +98,8 @@ def _study_outcome(study: Path) -> dict:
          ].count("completed") == 1 for r in rows)
     return {"losses": [(r["run_id"], r["final_eval_loss"], r["final_train_loss"]) for r in rows],
             "trained_once": once, "fits": json.loads((study / "fits" / "fits.json").read_text()),
-            "report": (study / "report.html").exists()}
+            "report": (study / "report.html").exists(),
+            "prediction": json.loads((study / "prediction.json").read_text())}  # frozen once, never moved
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,8 +29,8 @@ TRAIN_POINTS = (
 )
 # Study (experiments.study) phases and the files its analysis writes.
 STUDY_POINTS = (
-    "plan", "between_runs", "collect", "fit", "figures", "report",
-    "write:results.csv", "write:fits.json", "write:report.html",
+    "plan", "between_runs", "collect", "fit", "validate", "figures", "report",
+    "write:results.csv", "write:fits.json", "write:prediction.json", "write:report.html",
 )
 POINTS = TRAIN_POINTS + STUDY_POINTS
 ACTIONS = ("kill", "term")
