@@ -99,12 +99,28 @@ def test_missing_config_is_one_line_exit_2(tmp_path, command, flag):
     assert not (tmp_path / "x").exists()
 
 
-def test_bad_flags_are_one_line_exit_2(tmp_path):
-    for flags, needle in ((["--workers=0"], "--workers"), (["--targets=1e13,-5"], "--targets"),
-                          (["--bogus"], "--bogus"), (["--config.study.budgets=()"], "study.budgets")):
-        out = subprocess.run([sys.executable, "-m", "experiments.study", "--config=experiments/configs/isoflop_ci.py",
-                              f"--study={tmp_path / 's'}", "--probe=off", *flags], cwd=REPO, env=RUN_ENV,
-                             capture_output=True, text=True, timeout=300)
-        assert out.returncode == 2, (flags, out.stdout, out.stderr)
-        err = out.stderr.strip()
+def _study_in_process(argv: list[str], capsys) -> tuple[int, str]:
+    from experiments import study
+    try:
+        code = study.main(argv)
+    except SystemExit as e:  # argparse's error: what the command exits with
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def test_bad_flags_are_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    # The first case through the real command; the others through its main() in this process
+    # (a process each cost ~6 s).
+    monkeypatch.chdir(REPO)
+    for i, (flags, needle) in enumerate(((["--workers=0"], "--workers"), (["--targets=1e13,-5"], "--targets"),
+                                         (["--bogus"], "--bogus"), (["--config.study.budgets=()"], "study.budgets"))):
+        argv = ["--config=experiments/configs/isoflop_ci.py", f"--study={tmp_path / 's'}", "--probe=off", *flags]
+        if i == 0:
+            out = subprocess.run([sys.executable, "-m", "experiments.study", *argv], cwd=REPO, env=RUN_ENV,
+                                 capture_output=True, text=True, timeout=300)
+            code, err = out.returncode, out.stderr.strip()
+        else:
+            code, err = _study_in_process(argv, capsys)
+            err = err.strip()
+        assert code == 2, (flags, err)
         assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, (flags, err)
