@@ -291,11 +291,13 @@ def validate_phase(args, study: Path, overrides: list[str], state: dict, progres
     config = sv.load_config(args.config, overrides)
     if not sv.wanted(config):
         return code, None
-    if sv.read_frozen(study) is None:
+    frozen = sv.read_frozen(study) is not None
+    if not frozen:
         stopped = analysis_phases(args, study, state, progress, only_fit=True)
         if stopped:
             return 1, stopped
-    progress.show("validate", "freezing the grid fit's prediction and planning its runs")
+    progress.show("validate", "the frozen prediction's runs" if frozen else
+                  "freezing the grid fit's prediction and planning its runs")
     faults.point("validate")
     with logged(study, "validate"):
         try:
