@@ -61,6 +61,7 @@ def timed(cmd: list[str]) -> tuple[float, float]:
 
 def study(calibrate_studies: int) -> None:
     from analysis.uncertainty import synthetic
+    from analysis.uncertainty.calibrate import SCENARIOS
     with tempfile.TemporaryDirectory() as tmp:
         table = os.path.join(tmp, "results.csv")
         synthetic.cpu_table(table)
@@ -71,8 +72,8 @@ def study(calibrate_studies: int) -> None:
         wall, cpu = timed([sys.executable, "-m", "analysis.calibrate", "--results", table, "--out",
                            os.path.join(tmp, "cal"), "--studies", str(k)])
         label = "" if k == 200 else f"  [EXTRAPOLATED x{200 / k:g} from {k} studies]"
-        print(f"analysis.calibrate --studies {k}: {wall:.1f} s wall, {cpu:.1f} s CPU -> "
-              f"{wall * 200 / k:.0f} s wall, {cpu * 200 / k:.0f} s CPU for 200{label}")
+        print(f"analysis.calibrate --studies {k} (all {len(SCENARIOS)} scenarios): {wall:.1f} s wall, {cpu:.1f} s CPU -> "
+              f"{wall * 200 / k:.0f} s wall, {cpu * 200 / k:.0f} s CPU for 200 per scenario{label}")
         print(f"load average (1, 5, 15 min) after: {os.getloadavg()}")
 
 
