@@ -2,6 +2,13 @@
 scipy L-BFGS-B loop over the same starts with exact gradients, and a 1,000-resample bootstrap.
 
 .venv/bin/python bench/fit_speed.py [--data CSV] [--scipy-starts K] [--bootstrap 1000] [--no-single]
+.venv/bin/python bench/fit_speed.py --study [--calibrate-studies K]
+
+--study (issue 17's speed targets) times, as subprocesses on a 44-run synthetic table of isoflop_cpu's
+design (analysis.uncertainty.synthetic.cpu_table), the default `python -m analysis.fit` (every
+approach, diagnostics, 200 resamples) and `python -m analysis.calibrate --studies K` (default 10, all
+scenarios), whose time is EXTRAPOLATED linearly to 200 studies (the output says so; the first study
+pays the compilation, so this overstates). CPU time (user + sys) is printed beside wall time.
 
 Runs with the persistent compilation cache off, so the first fit pays its compilation. With
 --scipy-starts K < 4500 the scipy loop runs on every (4500/K)-th start and its time is
@@ -12,6 +19,10 @@ shared: the load average is printed before and after, and only same-run times co
 import argparse
 import os
 import pathlib
+import resource
+import subprocess
+import sys
+import tempfile
 import time
 
 os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
@@ -38,13 +49,45 @@ def scipy_value_and_grad(x, log_n, log_d, log_l, delta):
     return h.sum(), g
 
 
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """(wall s, CPU s of the child: user + sys) of one subprocess."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def study(calibrate_studies: int) -> None:
+    from analysis.uncertainty import synthetic
+    from analysis.uncertainty.calibrate import SCENARIOS
+    with tempfile.TemporaryDirectory() as tmp:
+        table = os.path.join(tmp, "results.csv")
+        synthetic.cpu_table(table)
+        print(f"load average (1, 5, 15 min) before: {os.getloadavg()}")
+        wall, cpu = timed([sys.executable, "-m", "analysis.fit", "--results", table, "--out", os.path.join(tmp, "fit")])
+        print(f"default analysis.fit (44 runs, 200 resamples, diagnostics): {wall:.1f} s wall, {cpu:.1f} s CPU")
+        k = calibrate_studies
+        wall, cpu = timed([sys.executable, "-m", "analysis.calibrate", "--results", table, "--out",
+                           os.path.join(tmp, "cal"), "--studies", str(k)])
+        label = "" if k == 200 else f"  [EXTRAPOLATED x{200 / k:g} from {k} studies]"
+        print(f"analysis.calibrate --studies {k} (all {len(SCENARIOS)} scenarios): {wall:.1f} s wall, {cpu:.1f} s CPU -> "
+              f"{wall * 200 / k:.0f} s wall, {cpu * 200 / k:.0f} s CPU for 200 per scenario{label}")
+        print(f"load average (1, 5, 15 min) after: {os.getloadavg()}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(DEFAULT))
     p.add_argument("--scipy-starts", type=int, default=4500, help="run scipy on this many starts (evenly spaced)")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--no-single", action="store_true", help="skip the all-starts-in-float64 comparison")
+    p.add_argument("--study", action="store_true", help="time the default fit and a calibration (issue 17)")
+    p.add_argument("--calibrate-studies", type=int, default=10, help="with --study: studies to calibrate")
     args = p.parse_args()
+    if args.study:
+        return study(args.calibrate_studies)
     print(f"load average (1, 5, 15 min) before: {os.getloadavg()}")
     runs = tables.drop_highest_loss(tables.load_runs(args.data, tables.Columns(n="Model Size", c="Training FLOP", loss="loss")), 5)
     n, d, loss = runs.N, runs.D, runs.loss

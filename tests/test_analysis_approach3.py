@@ -174,3 +174,20 @@ def test_ml_sigma_is_the_profiled_scale_of_the_residuals(tmp_path):
     assert nll == pytest.approx(res.objective, abs=1e-6) and sigma == pytest.approx(s_prof, rel=1e-4)
     r = np.log(runs.loss) - np.log(res.params.loss(runs.N, runs.D))
     assert sigma == pytest.approx(1e-3 * np.mean(np.abs(r)), rel=1e-3)
+
+
+def test_batched_ml_resamples_reach_scipys_optimum(tmp_path):
+    """The ML variant's resamples run as lanes of the batched L-BFGS (ml_refit); on the same draws
+    they reach the likelihood scipy's BFGS reaches, one draw at a time."""
+    from analysis.laws import ml_refit
+    isoflop_table(tmp_path / "r.csv", LAW, budgets=WIDE, per_budget=8, noise=0.01, seed=4)
+    runs = tables.load_runs(tmp_path / "r.csv")
+    ml, sigma = approach3.fit_ml(runs.N, runs.D, runs.loss)
+    loss = runs.loss * np.exp(0.01 * np.random.default_rng(0).standard_normal((4, len(runs))))
+    n, d = (np.broadcast_to(v, loss.shape) for v in (runs.N, runs.D))
+    x, ok, _ = ml_refit.refit(n, d, loss, np.append(ml.x, np.log(sigma)))
+    assert ok.all()
+    for i in range(len(loss)):
+        ref = approach3.fit_ml(runs.N, runs.D, loss[i], start=ml.params)[0]
+        assert approach3.ml_nll(x[i, :5], runs.N, runs.D, loss[i])[0] <= ref.objective + 1e-6
+        assert x[i, 3] == pytest.approx(ref.params.alpha, abs=1e-4)

@@ -14,21 +14,18 @@ import numpy as np
 import pandas as pd
 
 from analysis.diagnostics import diagnostics, misspec
-from analysis.laws import allocation, approach1, approach2, approach3, kaplan, true_e
+from analysis.laws import allocation, approach1, approach2, approach3, kaplan, ml_refit, true_e
 from analysis.tables import conventions, tables
 from analysis.uncertainty import noise, parametric
 from analysis.records import Fit, InputError, fits_json, write_fits
 
 
 # The ML variant has 6 free parameters (5 + the Huber scale): on a handful of runs its scale
-# collapses and BFGS crawls for its whole iteration budget, so resamples get a budget of their own
-# (a resample that exhausts it is counted as failed) and tiny tables get no ML interval.
-# Resamples start from the full-data ML optimum; on studies/isoflop_cpu (42 runs) the median one
-# takes ~230 BFGS iterations, but those drawn onto the E-alpha ridge (E ~ 0.13, alpha ~ 0.14: E is
-# weakly determined there) crawl for 2,000-6,200+: 7/200 failed at 2,000, 6/200 at 5,000, 2/200 at
-# 10,000 (the full fit's budget; the whole `analysis.fit --approach all` then takes 68 s on 2 cores).
+# collapses, so tiny tables get no ML interval. Resamples start from the full-data ML optimum; on
+# studies/isoflop_cpu (42 runs) the median one took ~230 BFGS iterations, but those drawn onto the
+# E-alpha ridge (E ~ 0.13, alpha ~ 0.14: E is weakly determined there) crawl for thousands: they
+# get ml_refit.OPTIONS.max_iter (10,000) L-BFGS iterations, and one that exhausts it counts as failed.
 ML_MIN_RUNS_FOR_INTERVAL = 12
-ML_RESAMPLE_MAXITER = 10000
 
 
 APPROACHES = ("1", "2", "3", "kaplan", "all")
@@ -253,16 +250,13 @@ def approach3_fit(ctx: Context) -> dict[str, Fit]:
             ml_notes.append(f"no interval: {len(runs)} runs for 6 free parameters (needs {ML_MIN_RUNS_FOR_INTERVAL}); "
                             f"the likelihood's scale collapses toward 0 on so few runs")
         elif a.bootstrap:
-            def values(r):
-                # From the full-data optimum: each resample's optimum lies near it (the plan draws around it).
-                res = approach3.fit_ml(r.N, r.D, r.loss, delta=a.delta, start=ml.params, maxiter=ML_RESAMPLE_MAXITER)[0]
-                if res.iterations >= ML_RESAMPLE_MAXITER:  # BFGS' own `success` is False at the optimum too
-                    raise RuntimeError(f"BFGS did not converge in {ML_RESAMPLE_MAXITER} iterations")
-                p = res.params
+            def values(p):
                 ab = allocation.exponents(p)[:2] if eq4 else _convention_ab(ctx, p)
                 return {"E": p.E, "alpha": p.alpha, "beta": p.beta, "a": ab[0], "b": ab[1]}
+            # All resamples as lanes of one batched L-BFGS from the full-data optimum (ml_refit).
             p_ml = parametric.around_law(runs, ctx.plan, ml.params)
-            ints = _intervals(ctx, "approach3_ml", parametric.generic(runs, values, a.bootstrap, a.seed, p_ml))
+            x6 = np.append(ml.x, np.log(sigma_ml))
+            ints = _intervals(ctx, "approach3_ml", ml_refit.samples(runs, p_ml, x6, a.bootstrap, a.seed, a.delta, values))
         fits["approach3_ml"] = _law_fit(ctx, ml, "approach3_ml", ints, eq4, tuple(ml_notes))
     return fits
 
