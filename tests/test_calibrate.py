@@ -25,21 +25,21 @@ def table(tmp_path):
 
 def test_calibration_runs_end_to_end_on_a_tiny_design(table, tmp_path, capsys):
     out = tmp_path / "cal"
-    assert calibrate.main(["--results", str(table), "--out", str(out), "--studies", "20", "--resamples", "20",
+    assert calibrate.main(["--results", str(table), "--out", str(out), "--studies", "8", "--resamples", "20",
                            "--scenarios", "correct", *SMALL]) == 0
     rec = json.loads((out / "calibration.json").read_text())
     assert rec["design"]["runs"] == 21 and rec["design"]["seed_residuals"] == 12
     assert set(rec["scenarios"]) == {"correct"}  # the other scenarios' truths: test_truth_of_each_scenario
     sc = rec["scenarios"]["correct"]
-    assert sc["studies"] == 20 and sc["fitted"] + sc["failed"] == 20 and sc["seconds_per_study"] > 0
+    assert sc["studies"] == 8 and sc["fitted"] + sc["failed"] == 8 and sc["seconds_per_study"] > 0
     for key, _ in cal.INTERVALS:
         v = sc["intervals"][key]
         assert {"coverage", "coverage_error", "width_ratio", "mean_width", "spread_width", "bias"} <= set(v)
-        assert v["coverage"] >= 0.5, (key, v)  # the correct law: not absurd, even with 20 resamples
+        assert v["coverage"] >= 0.5, (key, v)  # the correct law: not absurd, even with 8 studies of 20 resamples
     assert "parabola and Akima vertices agree" in sc["checks"]
     assert all(0 <= c["failure_rate"] <= 1 for c in sc["checks"].values() if c["n"])
     printed = capsys.readouterr().out
-    assert "approach3_E" in printed and "in 20 simulated studies of this design" in printed
+    assert "approach3_E" in printed and "in 8 simulated studies of this design" in printed
 
 
 def test_truth_of_each_scenario():
