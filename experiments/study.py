@@ -126,8 +126,25 @@ def logged(study: Path, phase: str):
     with open(study / "logs" / f"{phase}.log", "a") as log:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
         log.flush()
+        outer = sys.stderr
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            yield log
+            _absl_to(log)
+            try:
+                yield log
+            finally:
+                _absl_to(outer)
+
+
+def _absl_to(stream) -> None:
+    """Logging handlers keep the stderr they were created with (absl's, and the root's that absl adds
+    on its first warning): pointed at each phase's log, then back, so a later phase's warning (tfds
+    logs some) is not written to a log file already closed ("--- Logging error ---")."""
+    import logging
+
+    from absl import logging as absl_logging
+    handlers = [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
+    for h in [*handlers, absl_logging.get_absl_handler().python_handler]:
+        h.setStream(stream)
 
 
 def _last_error(study: Path, phase: str) -> str:
