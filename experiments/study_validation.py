@@ -73,8 +73,9 @@ def freeze(study: Path, config_file: str, overrides: list[str]) -> dict:
         "fits": "fits/fits.json", "fits_hash": predict.fits_hash(body), "approach": v.approach, "rule": v.rule,
         "level": predictor.level, "resamples": len(predictor.draws), "noise_sd": predictor.noise_sd,
         "noise": predictor.noise_source,
-        "eval_offset": "not added: the eval set is shared by the grid and the validation runs, so its "
-                      "sampling error is common to both and cancels in the comparison",
+        "eval_offset": "cancels: the eval set is shared by the grid and the validation runs; each resample's "
+                      "drawn offset (fits.json extra.draws.eval_offset, where present) is subtracted from its "
+                      "prediction",
         "written": time.strftime("%Y-%m-%d %H:%M:%S"), "validation": config.study.validation.to_dict(),
         "budgets": [a.to_json() for a in vp.budgets],
         "runs": [p.to_json() for p in vp.predictions if p.run_id in kept],

@@ -189,8 +189,9 @@ def section(test: PredictionTest) -> Section:
         f"**{test.verdict}**",
         f"Before the validation runs trained, the grid's fit ({test.approach}, fit {test.fits_hash}; {test.rule}) "
         f"predicted each run's measured loss with a {test.level:.0%} prediction interval: {spread} plus one "
-        f"run's noise ({test.noise}). The shared eval-set offset is not "
-        f"added: the grid and the validation runs are evaluated on the same eval tokens, so it cancels. The "
+        f"run's noise ({test.noise}). The shared eval-set offset cancels: the grid and the validation runs are "
+        f"evaluated on the same eval tokens, so where the fit drew it into its resamples, each resample's "
+        f"own offset is taken out of its prediction. The "
         f"prediction is frozen in prediction.json; {fit_line}. The validation runs never enter the grid's fit. "
         f"Interval units: the error over the interval's half-width on its side (|u| <= 1: inside).",
         Table(head, rows),
