@@ -99,7 +99,12 @@ def _study_outcome(study: Path) -> dict:
     return {"losses": [(r["run_id"], r["final_eval_loss"], r["final_train_loss"]) for r in rows],
             "trained_once": once, "fits": json.loads((study / "fits" / "fits.json").read_text()),
             "report": (study / "report.html").exists(),
-            "prediction": json.loads((study / "prediction.json").read_text())}  # frozen once, never moved
+            "prediction": _frozen(study)}
+
+
+def _frozen(study: Path) -> dict:
+    """prediction.json but its time of writing: frozen once, it must never move."""
+    return {k: v for k, v in json.loads((study / "prediction.json").read_text()).items() if k != "written"}
 
 
 @dataclasses.dataclass(frozen=True)
