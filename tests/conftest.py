@@ -38,3 +38,12 @@ def reference(tmp_path_factory, data_dir):
     result = th.train(workdir, data_dir, *th.STEPS)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
+
+
+def pytest_collection_modifyitems(items):
+    """pytest.ini runs the suite on 2 xdist workers with `--dist loadfile`: each file runs whole on one
+    worker, files handed out in collection order. Files with end-to-end (`slow`) tests go first, so the
+    two-minute study does not start last and leave one core idle while it finishes (stable: the order
+    within a file is kept)."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)

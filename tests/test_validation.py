@@ -162,3 +162,11 @@ def test_preset_defaults():
     gpu = Study.from_config(isoflop_gpu.get_config().study).validation
     assert (cpu.decades, cpu.sizes, cpu.spread, cpu.approach) == ((0.5,), 3, 0.3, "approach3")
     assert (gpu.decades, gpu.sizes) == ((1.0,), 3) and gpu.targets((6e18, 3e20)) == (3e21,)
+
+
+def test_plan_table_line_says_what_the_validation_will_train():
+    v = validation.Validation(decades=(0.5,), sizes=3, seeds=(0, 1))
+    line = v.describe((1e11, 1e12), "5m00s")
+    assert v.flops((1e11, 1e12)) == pytest.approx(3.162e12 * 6)
+    assert "C = 3.16e+12" in line and "6 runs" in line and "1.9e+13 FLOPs" in line and "5m00s" in line
+    assert "N* x 10^+-0.3" in line and "approach3" in line

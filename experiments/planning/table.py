@@ -36,6 +36,10 @@ def format_table(plan: Plan) -> str:
         saved = 1 - plan.total_flops / plan.cosine_equivalent_flops
         lines.append(f"WSD branches: {plan.total_flops:.3g} FLOPs against {plan.cosine_equivalent_flops:.3g} "
                      f"for one cosine run per point: {saved:.0%} of the compute saved")
+    v = plan.study.validation
+    if v.enabled and plan.study.mode in ("independent", "wsd_branches") and plan.total_flops > 0:
+        rate = sum(plan.seconds.values()) / plan.total_flops  # the grid's estimated seconds per FLOP
+        lines.append(v.describe(plan.study.budgets, duration(v.flops(plan.study.budgets) * rate)))
     if plan.memory_note:
         lines.append(plan.memory_note)
     if plan.study.hparam_law is not None:

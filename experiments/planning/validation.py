@@ -66,6 +66,20 @@ class Validation:
         top = max(grid_budgets)
         return tuple(sorted({float(f"{top * 10 ** d:.4g}") for d in self.decades} | set(self.budgets)))
 
+    def flops(self, grid_budgets: Sequence[float]) -> float:
+        """Exact: each validation run spends its budget."""
+        return sum(self.targets(grid_budgets)) * self.sizes * len(self.seeds)
+
+    def describe(self, grid_budgets: Sequence[float], estimated: str) -> str:
+        """The plan table's line: what the validation will train once the grid's first fit says where
+        (its runs cannot be listed before that fit). `estimated`: its training time, as the table says it."""
+        targets = self.targets(grid_budgets)
+        where = "N*" if self.sizes == 1 else f"N* and N* x 10^+-{self.spread:g}"
+        return (f"validation (planned after the grid's first fit, frozen in DIR/prediction.json): {where} at "
+                f"C = {', '.join(f'{c:.3g}' for c in targets)}, seed {', '.join(map(str, self.seeds))}: "
+                f"{self.sizes * len(self.seeds) * len(targets)} runs, {self.flops(grid_budgets):.3g} FLOPs, "
+                f"estimated {estimated} more one run at a time; predicted by {self.approach}")
+
 
 @dataclasses.dataclass(frozen=True)
 class RunPrediction:
