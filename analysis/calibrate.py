@@ -10,15 +10,14 @@ analysis.uncertainty.calibrate.calibrate.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 from analysis.cli_common import add_grid_flags, add_table_flags, columns_from, grid_from, run_main
 from analysis.laws import allocation, fitters
-from analysis.records import InputError, write_atomic
+from analysis.records import InputError
 from analysis.tables import tables
-from analysis.uncertainty import calibrate as cal
+from analysis.uncertainty import calibrate as cal, study_calibration
 from plumbing.cli import Parser
 
 
@@ -76,8 +75,7 @@ def main_body(argv=None) -> int:
     log = lambda line: print(line, file=sys.stderr, flush=True)
     record = cal.calibrate(runs, options, law, f"Approach 3 of {args.fits}" if args.fits else "", log)
     os.makedirs(args.out, exist_ok=True)
-    body = json.dumps(cal.json_safe(record), indent=2, allow_nan=False)
-    write_atomic(os.path.join(args.out, "calibration.json"), body + "\n")
+    study_calibration.write(os.path.join(args.out, study_calibration.FILE), record)
     print(cal.format_record(record))
     if "correct" in record["scenarios"]:
         print("\n" + cal.calibration_sentence(record))

@@ -40,8 +40,8 @@ STUDY = [sys.executable, "-m", "experiments.study", "--config=experiments/config
          "--workers=2", "--poll-s=0.5", "--probe=off", "--bootstrap=0"]
 # With its one validation run: the grid's first fit (fit, write:fits.json), the frozen prediction
 # (validate, write:prediction.json), the validation run's own launch and collect (write:results.csv),
-# then the full analysis.
-STUDY_ARRIVALS = {"plan": 1, "between_runs": 5, "collect": 1, "fit": 2, "validate": 1, "figures": 1,
+# then the full analysis (calibrate passes through: --bootstrap=0 leaves nothing to calibrate).
+STUDY_ARRIVALS = {"plan": 1, "between_runs": 5, "collect": 1, "fit": 2, "validate": 1, "calibrate": 1, "figures": 1,
                   "report": 1, "write:results.csv": 2, "write:fits.json": 2, "write:prediction.json": 1,
                   "write:report.html": 1}
 

@@ -1,9 +1,9 @@
 """`python -m experiments.study --config=experiments/configs/<study>.py [--study=DIR]`: one command from a
-study config to a report: plan -> train -> collect -> fit -> figures -> report.
+study config to a report: plan -> train -> collect -> fit -> validate -> calibrate -> figures -> report.
 
     python -m experiments.study --config=experiments/configs/isoflop_ci.py --study=/tmp/ci_study
         [--config.<field>=<value> ...] [--workers N] [--executor local|slurm] [--max-retries K] [--fresh]
-        [--targets 1e13,5.76e23] [--bootstrap 200]
+        [--targets 1e13,5.76e23] [--bootstrap 200] [--calibration 100] [--calibration-scenarios correct,heavy,curved]
 
 Each phase is the existing command's own entry point (experiments.plan, experiments.launch,
 experiments.collect) or the analysis library under analysis.fit, analysis.figures and
@@ -37,7 +37,7 @@ from experiments.executors import EXECUTORS
 from plumbing import atomic, faults
 from plumbing.cli import Parser
 
-PHASES = ("plan", "train", "collect", "fit", "validate", "figures", "report")
+PHASES = ("plan", "train", "collect", "fit", "validate", "calibrate", "figures", "report")
 
 
 class StudyInputError(Exception):
@@ -55,6 +55,11 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--targets", help="target budgets for the report, comma-separated FLOPs "
                                       "(default: 10x the largest budget and 5.76e23)")
     ap.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples of the fits (default 200)")
+    ap.add_argument("--calibration", type=int, default=100,
+                    help="simulated studies per scenario that calibrate the report's intervals and checks on this "
+                         "study's design (default 100; 0: none)")
+    ap.add_argument("--calibration-scenarios", default="correct,heavy,curved",
+                    help="comma-separated, from correct, heavy, curved, offcentre")
     ap.add_argument("--reanalyse", action="store_true",
                     help="rerun fit, figures and report even if their inputs did not change (e.g. after an update)")
     ap.add_argument("--probe", choices=("auto", "on", "off"), default="auto",
@@ -202,7 +207,7 @@ def train_phase(args, study: Path, progress: StudyLine, phase: str = "train") ->
 def inputs_hash(study: Path, args) -> str:
     files = [(study / name).read_bytes() if (study / name).exists() else b""
              for name in ("results.csv", "curves.csv", sv.PREDICTION)]
-    return _sha(*files, json.dumps([args.targets, args.bootstrap]).encode())
+    return _sha(*files, json.dumps([args.targets, args.bootstrap, args.calibration, args.calibration_scenarios]).encode())
 
 
 def analysis_phases(args, study: Path, state: dict, progress: StudyLine, only_fit: bool = False) -> str | None:
@@ -239,6 +244,9 @@ def analysis_phases(args, study: Path, state: dict, progress: StudyLine, only_fi
         if done["test"] is not None:  # beside the fits, in fits.json (the grid's fit never reads these runs)
             prediction_test.write_into(done["fits"].source, done["test"])
 
+    def calibrate_phase():
+        done["calibration"] = calibration(args, study, done["table"].runs, done["fits"])
+
     def figures_phase():
         table, fits = done["table"], done["fits"]
         done["approach2"] = a2 = report.approach2_projection(table, fits, options)
@@ -250,10 +258,13 @@ def analysis_phases(args, study: Path, state: dict, progress: StudyLine, only_fi
 
     def report_phase():
         for path in report.report(done["table"], done["fits"], str(study), str(study / "figures"), options,
-                                  read_study(str(study)), notes, done["approach2"], prediction=done["test"]):
+                                  read_study(str(study)), notes, done["approach2"], prediction=done["test"],
+                                  calibration=done["calibration"]):
             print(path)
 
     steps = (("fit", fit_phase, "fitting Approaches 1-3 and Kaplan, with bootstrap intervals"),
+             ("calibrate", calibrate_phase, f"simulating {args.calibration} studies of this design per scenario "
+                                            f"({args.calibration_scenarios}) to calibrate the intervals and checks"),
              ("figures", figures_phase, "drawing Chinchilla Figs. 2-4 and Kaplan Fig. 1"),
              ("report", report_phase, "writing report.md and report.html"))
     for phase, step, what in steps[:1] if only_fit else steps:
@@ -272,6 +283,19 @@ def analysis_phases(args, study: Path, state: dict, progress: StudyLine, only_fi
         state["report_inputs"] = h
         write_state(study, state)
     return None
+
+
+def calibration(args, study: Path, runs, fits):
+    """The report's calibration (analysis.uncertainty.study_calibration), or why there is none."""
+    from analysis.uncertainty import calibrate as cal, study_calibration as sc
+    if args.calibration <= 0:
+        return sc.StudyCalibration(None, "--calibration 0")
+    if args.bootstrap < 10:
+        return sc.StudyCalibration(None, f"--bootstrap {args.bootstrap}: the fits have no intervals to calibrate")
+    options = cal.CalibrationOptions(
+        studies=max(2, args.calibration), resamples=min(args.bootstrap, 50), validation=False,
+        scenarios=tuple(x.strip() for x in args.calibration_scenarios.split(",") if x.strip()))
+    return sc.run(str(study), runs, fits, options, log=lambda line: print(line, flush=True))
 
 
 def law_phase(args, study: Path, state: dict, progress: StudyLine, mode: str) -> str | None:
@@ -343,6 +367,12 @@ def _check(args) -> None:
         raise StudyInputError(f"--workers={args.workers}: need at least 1")
     if args.bootstrap < 0:
         raise StudyInputError(f"--bootstrap={args.bootstrap}: need 0 or more")
+    if args.calibration < 0:
+        raise StudyInputError(f"--calibration={args.calibration}: simulated studies per scenario, 0 or more")
+    from analysis.uncertainty.calibrate import SCENARIOS as known
+    bad = [x for x in args.calibration_scenarios.split(",") if x.strip() not in known]
+    if bad or not args.calibration_scenarios.strip():
+        raise StudyInputError(f"--calibration-scenarios={args.calibration_scenarios}: choose from {', '.join(known)}")
     if args.targets:
         try:
             if any(float(t) <= 0 for t in args.targets.split(",") if t.strip()):

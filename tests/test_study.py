@@ -46,7 +46,7 @@ def test_isoflop_ci_study_killed_and_rerun_trains_each_run_once_and_reports(tmp_
     # One progress line per change, each naming the study and its phase; the last one names the report.
     lines = final.stdout.strip().splitlines()
     assert all(line.startswith("study isoflop_ci") for line in lines), lines
-    assert any("| train 2/7 | grid:" in x and "ETA" in x for x in lines)
+    assert any("| train 2/8 | grid:" in x and "ETA" in x for x in lines)
     assert lines[-1].endswith(str(study / "report.html"))
     interrupted = 0
     for s in specs:
@@ -71,7 +71,7 @@ def test_isoflop_ci_study_killed_and_rerun_trains_each_run_once_and_reports(tmp_
     assert fits["prediction_test"]["runs"][0]["run_id"] == val and fits["prediction_test"]["same_fit"]
     md, html = (study / "report.md").read_text(), (study / "report.html").read_text()
     assert md.index("## Prediction test") < md.index("## What was run")  # the report opens with it
-    for heading in ("Prediction test", "What was run", "Beside Hoffmann et al. 2022, Table 2", "Diagnostics", "Figures",
+    for heading in ("Prediction test", "Calibration on this design", "What was run", "Beside Hoffmann et al. 2022, Table 2", "Diagnostics", "Figures",
                     "Compute-optimal allocation", "Runs left out"):
         assert heading in md and heading in html
     for rid in ids:
@@ -85,7 +85,7 @@ def test_isoflop_ci_study_killed_and_rerun_trains_each_run_once_and_reports(tmp_
     attempts = {r: _attempts(study, r) for r in [*ids, val]}
     again = subprocess.run(study_cmd(study), cwd=REPO, env=RUN_ENV, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "plan 1/7" not in again.stdout and "fit 4/7" not in again.stdout
+    assert "plan 1/8" not in again.stdout and "fit 4/8" not in again.stdout
     assert {p: p.stat().st_mtime_ns for p in before} == before
     assert {r: _attempts(study, r) for r in [*ids, val]} == attempts
 
@@ -113,7 +113,8 @@ def test_bad_flags_are_one_line_exit_2(tmp_path, capsys, monkeypatch):
     # (a process each cost ~6 s).
     monkeypatch.chdir(REPO)
     for i, (flags, needle) in enumerate(((["--workers=0"], "--workers"), (["--targets=1e13,-5"], "--targets"),
-                                         (["--bogus"], "--bogus"), (["--config.study.budgets=()"], "study.budgets"))):
+                                         (["--bogus"], "--bogus"), (["--config.study.budgets=()"], "study.budgets"),
+                                         (["--calibration-scenarios=correct,nope"], "--calibration-scenarios"))):
         argv = ["--config=experiments/configs/isoflop_ci.py", f"--study={tmp_path / 's'}", "--probe=off", *flags]
         if i == 0:
             out = subprocess.run([sys.executable, "-m", "experiments.study", *argv], cwd=REPO, env=RUN_ENV,

@@ -392,7 +392,7 @@ def json_safe(v):
 
 # --- what the report says -----------------------------------------------------------------------------
 
-def _flops(t: float) -> str:
+def flops_label(t: float) -> str:
     return f"{t:.3g}".replace("e+", "e")
 
 
@@ -401,7 +401,7 @@ def calibration_sentence(record: dict, scenario: str = "correct") -> str:
     ..., loss at 4.8e13 89% in 200 simulated studies of this design"."""
     sc = record["scenarios"][scenario]
     level = record["settings"]["level"]
-    t = _flops(record["design"]["target"])
+    t = flops_label(record["design"]["target"])
     parts = [f"{label.format(t=t)} {sc['intervals'][key]['coverage']:.0%}" for key, label in INTERVALS
              if key in sc["intervals"]]
     where = "" if scenario == "correct" else f" ({scenario} scenario)"
@@ -413,7 +413,7 @@ def format_record(record: dict) -> str:
     """The printed table: per scenario, each interval's coverage and width ratio, each check's failure rate."""
     d, out = record["design"], []
     out.append(f"design: {d['runs']} runs, {len(d['budgets'])} budgets, sigma {d['sigma']:.4g} nats "
-               f"({d['sigma_source']}), eval offset sd {d['eval_offset_sd']:.4g}, target {_flops(d['target'])} FLOPs; "
+               f"({d['sigma_source']}), eval offset sd {d['eval_offset_sd']:.4g}, target {flops_label(d['target'])} FLOPs; "
                f"truth: {d['law_source']}")
     for name, sc in record["scenarios"].items():
         parts = ", ".join(f"{k} {v:.2f}" for k, v in sc.get("seconds_median_by_part", {}).items())
