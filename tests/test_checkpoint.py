@@ -270,7 +270,11 @@ ckpt = Checkpointer({d!r}, every_steps=1, keep=5)
 ckpt.maybe_save(1, {{"w": put(np.full((64, 8), 1.0, np.float32))}})
 ckpt.wait()
 ckpt.maybe_save(2, {{"w": put(np.random.default_rng(0).standard_normal((1 << 20, 8), dtype=np.float32))}})
-os.kill(os.getpid(), signal.SIGKILL)  # mid-write of step 2
+# The save runs in the background: kill once its tmp dir exists (mid-write of step 2), not at a moment
+# that a loaded machine may reach before the writer has started (a test that failed under xdist).
+while not any(n.startswith("2.") for n in os.listdir({d!r})):
+    pass
+os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
