@@ -211,115 +211,60 @@ def inputs_hash(study: Path, args) -> str:
 
 
 def analysis_phases(args, study: Path, state: dict, progress: StudyLine, only_fit: bool = False) -> str | None:
-    """fit -> figures -> report, unless their inputs are those of the last report: the table is read
-    once, fitted once, and figures and report draw that fit (records passed, no argv). `only_fit`:
-    the grid's first fit, that the validation's prediction is frozen from. Returns the reason the
-    analysis stopped, or None."""
-    import pandas as pd
-
-    from analysis import fit
-    from analysis.figures import print_drawn
-    from analysis.laws import fitters
-    from analysis.output import figures, prediction_test, report
-    from analysis.output.report_study import read_study
-    from analysis.records import InputError
-    from analysis.tables.tables import Columns
+    """fit -> calibrate -> figures -> report (experiments.study_analysis), unless their inputs are those
+    of the last report. `only_fit`: the grid's first fit, that the validation's prediction is frozen
+    from. Returns the reason the analysis stopped, or None."""
+    from experiments.study_analysis import Analysis
 
     h = inputs_hash(study, args)
     if not only_fit and state.get("report_inputs") == h and (study / "report.html").exists() and not args.reanalyse:
         return None
-    targets = tuple(float(t) for t in args.targets.split(",") if t.strip()) if args.targets else None
-    options = report.ReportOptions(targets=targets, bootstrap=args.bootstrap)
-    fit_options = fitters.FitOptions(curves=str(study / "curves.csv"), bootstrap=args.bootstrap)
-    done: dict = {}  # what each phase hands the next
-    notes: list[str] = []  # what fit and figures noted (skipped approaches, figures) goes in the report
-
-    def fit_phase():
-        done["table"] = table = report.Table.load(str(study / "results.csv"), Columns(), curves=fit_options.curves)
-        done["fits"] = fit.fit_and_write(table.runs, fit_options, str(study / "fits"))
-        notes.extend([*table.runs.notes, *done["fits"].notes])
-        frozen = sv.read_frozen(study)
-        done["test"] = prediction_test.from_study(frozen, str(study / "results.csv"), done["fits"].to_json()) \
-            if frozen and not only_fit else None
-        if done["test"] is not None:  # beside the fits, in fits.json (the grid's fit never reads these runs)
-            prediction_test.write_into(done["fits"].source, done["test"])
-
-    def calibrate_phase():
-        done["calibration"] = calibration(args, study, done["table"].runs, done["fits"])
-
-    def figures_phase():
-        table, fits = done["table"], done["fits"]
-        done["approach2"] = a2 = report.approach2_projection(table, fits, options)
-        marked = figures.ValidationPoints.from_table(pd.read_csv(study / "results.csv"))
-        drawn = figures.draw(table.runs, fit_options, str(study / "figures"), None, table.targets(options), fits,
-                             report.figure_projections(options, a2[1]), validation=marked)
-        print_drawn(drawn)
-        notes.extend([*([table.note] if table.note else []), *drawn.notes])
-
-    def report_phase():
-        for path in report.report(done["table"], done["fits"], str(study), str(study / "figures"), options,
-                                  read_study(str(study)), notes, done["approach2"], prediction=done["test"],
-                                  calibration=done["calibration"]):
-            print(path)
-
-    steps = (("fit", fit_phase, "fitting Approaches 1-3 and Kaplan, with bootstrap intervals"),
-             ("calibrate", calibrate_phase, f"simulating {args.calibration} studies of this design per scenario "
-                                            f"({args.calibration_scenarios}) to calibrate the intervals and checks"),
-             ("figures", figures_phase, "drawing Chinchilla Figs. 2-4 and Kaplan Fig. 1"),
-             ("report", report_phase, "writing report.md and report.html"))
-    for phase, step, what in steps[:1] if only_fit else steps:
+    for phase, step, what in Analysis(args, study, only_fit).steps():
         progress.show(phase, what)
-        faults.point(phase)
-        with logged(study, phase):
-            try:
-                step()
-            except InputError as e:  # bad input, one line, as the analysis commands print it
-                print(f"error: {e}", file=sys.stderr)
-                return f"{phase}: error: {e} (DIR/logs/{phase}.log)"
-            except Exception as e:  # a bug in an analysis step: its traceback goes to the log, not the terminal
-                traceback.print_exc()
-                return f"{phase}: {type(e).__name__}: {e} (traceback in DIR/logs/{phase}.log)"
+        stopped = run_step(study, phase, step)
+        if stopped:
+            return stopped
     if not only_fit:
         state["report_inputs"] = h
         write_state(study, state)
     return None
 
 
-def calibration(args, study: Path, runs, fits):
-    """The report's calibration (analysis.uncertainty.study_calibration), or why there is none."""
-    from analysis.uncertainty import calibrate as cal, study_calibration as sc
-    if args.calibration <= 0:
-        return sc.StudyCalibration(None, "--calibration 0")
-    if args.bootstrap < 10:
-        return sc.StudyCalibration(None, f"--bootstrap {args.bootstrap}: the fits have no intervals to calibrate")
-    options = cal.CalibrationOptions(
-        studies=max(2, args.calibration), resamples=min(args.bootstrap, 50), validation=False,
-        scenarios=tuple(x.strip() for x in args.calibration_scenarios.split(",") if x.strip()))
-    return sc.run(str(study), runs, fits, options, log=lambda line: print(line, flush=True))
+def run_step(study: Path, phase: str, step) -> str | None:
+    """One analysis step as a phase: its fault point, its output in DIR/logs/<phase>.log; returns why it
+    stopped (bad input in one line; a bug's traceback goes to the log, not the terminal), or None."""
+    from analysis.records import InputError
+
+    faults.point(phase)
+    with logged(study, phase):
+        try:
+            step()
+        except InputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return f"{phase}: error: {e} (DIR/logs/{phase}.log)"
+        except Exception as e:
+            traceback.print_exc()
+            return f"{phase}: {type(e).__name__}: {e} (traceback in DIR/logs/{phase}.log)"
+    return None
 
 
 def law_phase(args, study: Path, state: dict, progress: StudyLine, mode: str) -> str | None:
     """The analysis of a data_constrained or annealing study (experiments.law_study): its law fitted,
     written and reported, unless its inputs are those of the last report. Returns why it stopped, or None."""
     from analysis.laws.law_report import LawOptions
-    from analysis.records import InputError
     from experiments import law_study
 
     h = inputs_hash(study, args)
     if state.get("report_inputs") == h and (study / "report.html").exists() and not args.reanalyse:
         return None
     progress.show("fit", f"fitting the {mode} law, with bootstrap intervals")
-    faults.point("fit")
-    with logged(study, "fit"):
-        try:
-            for path in law_study.analyse(study, mode, LawOptions(bootstrap=args.bootstrap)):
-                print(path)
-        except InputError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return f"fit: error: {e} (DIR/logs/fit.log)"
-        except Exception as e:
-            traceback.print_exc()
-            return f"fit: {type(e).__name__}: {e} (traceback in DIR/logs/fit.log)"
+
+    def step():
+        for path in law_study.analyse(study, mode, LawOptions(bootstrap=args.bootstrap)):
+            print(path)
+    stopped = run_step(study, "fit", step)
+    if stopped:
+        return stopped
     state["report_inputs"] = h
     write_state(study, state)
     return None

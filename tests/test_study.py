@@ -125,3 +125,19 @@ def test_bad_flags_are_one_line_exit_2(tmp_path, capsys, monkeypatch):
             err = err.strip()
         assert code == 2, (flags, err)
         assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, (flags, err)
+
+
+def test_an_analysis_step_stops_with_one_line_and_its_traceback_in_the_log(tmp_path):
+    from analysis.records import InputError
+    from experiments import study
+
+    def bad_input():
+        raise InputError("results.csv has no loss column")
+
+    def bug():
+        raise ZeroDivisionError("oops")
+    assert study.run_step(tmp_path, "fit", lambda: print("fine")) is None
+    assert study.run_step(tmp_path, "fit", bad_input) == "fit: error: results.csv has no loss column (DIR/logs/fit.log)"
+    assert study.run_step(tmp_path, "report", bug) == "report: ZeroDivisionError: oops (traceback in DIR/logs/report.log)"
+    assert "fine" in (tmp_path / "logs" / "fit.log").read_text()
+    assert "Traceback" in (tmp_path / "logs" / "report.log").read_text()
