@@ -257,9 +257,11 @@ def analysis_phases(args, study: Path, state: dict, progress: StudyLine, only_fi
         notes.extend([*([table.note] if table.note else []), *drawn.notes])
 
     def report_phase():
+        from analysis.diagnostics import lr_sensitivity  # a against the lr law (study.hparams), into fits.json too
+        sens = lr_sensitivity.for_study(str(study), done["table"].runs, done["fits"])
         for path in report.report(done["table"], done["fits"], str(study), str(study / "figures"), options,
                                   read_study(str(study)), notes, done["approach2"], prediction=done["test"],
-                                  calibration=done["calibration"]):
+                                  calibration=done["calibration"], lr_sensitivity=sens):
             print(path)
 
     steps = (("fit", fit_phase, "fitting Approaches 1-3 and Kaplan, with bootstrap intervals"),

@@ -224,12 +224,12 @@ def compute(runs: Runs, law: LrLaw, fits) -> LrSensitivity:
     return LrSensitivity("", headline, a[0], ends, law)
 
 
-def for_study(study_dir: str, runs: Runs, fits) -> LrSensitivity:
-    """The study's sensitivity (or why none), written into fits.json beside the fits when `fits` was
-    read from or written to a file."""
+def for_study(study_dir: str, runs: Runs, fits, write: bool = True) -> LrSensitivity:
+    """The study's sensitivity (or why none), written (`write`) into fits.json beside the fits when
+    `fits` was read from or written to a file."""
     law = read_law(study_dir, runs)
     sens = LrSensitivity(law) if isinstance(law, str) else compute(runs, law, fits)
-    if getattr(fits, "source", None):
+    if write and getattr(fits, "source", None):
         write_into(fits.source, sens)
     return sens
 
