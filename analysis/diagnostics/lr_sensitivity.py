@@ -76,9 +76,9 @@ def read_law(study_dir: str, runs: Runs) -> LrLaw | str:
         return f"{NO_LAW} (no readable plan.json in the study directory)"
     law = (plan.get("study") or {}).get(PLAN_LAW_KEY)
     if not isinstance(law, dict) or not isinstance(law.get("lr"), dict):
-        recipe = (plan.get("study") or {}).get("recipe", "?")
-        return (f"{NO_LAW} (the runs' lr is recipe {recipe!r}'s rule, which plan.json records without an "
-                f"interval; study.hparams = FILE plans with a fitted law that has one)")
+        recipe = (plan.get("study") or {}).get("recipe")
+        return (f"{NO_LAW} (the runs' lr is {f'recipe {recipe!r}' if recipe else 'the recipe'}'s rule, which "
+                f"plan.json records without an interval; study.hparams = FILE plans with a fitted law that has one)")
     lr = law["lr"]
     exps = {k: (None if (lr.get("exponents") or {}).get(k) is None else float(lr["exponents"][k])) for k in ("N", "D")}
     ints = {k: (tuple(float(x) for x in lr["intervals"][k]) if (lr.get("intervals") or {}).get(k) else None)
