@@ -1,7 +1,8 @@
 """python -m analysis.report --results FILE [--curves FILE] --out DIR [--study DIR] [--fits FILE]
 
 Builds DIR/report.md and a self-contained DIR/report.html (figures embedded) from anyone's tables:
-what was run (with --study: the plan, FLOPs, wall time, devices, versions, commit), every fit with
+what was run (with --study: the plan, FLOPs, wall time, devices, versions, commit, and the headline
+a's sensitivity to the lr law the plan took from study.hparams), every fit with
 its intervals beside Hoffmann et al. 2022's Table 2, the diagnostics, the figures, the compute-optimal
 N*, D*, D*/N* and loss at the target budgets with their cost, and every run left out with its reason.
 Without --fits it fits into DIR/fits; without --figures, it draws into DIR/figures. A table without
@@ -16,6 +17,7 @@ import sys
 from analysis import fit
 from analysis.figures import print_drawn
 from analysis.cli_common import add_grid_flags, add_table_flags, columns_from, floats, grid_from, run_main
+from analysis.diagnostics import lr_sensitivity
 from analysis.laws import fitters
 from analysis.output import figures
 from analysis.output.report import ReportOptions, Table, approach2_projection, figure_projections, report
@@ -82,7 +84,9 @@ def main_body(argv=None) -> int:
         # (analysis.figures, given no budgets, says why it found none; the report keeps that with the fit's notes)
         notes += [*([table.note] if table.note and not table.detected else []), *drawn.notes]
     study = read_study(args.study) if args.study else None
-    md, html_path = report(table, fits, args.out, fig_dir, options, study, notes, a2)
+    # a against the lr law the study planned with (study.hparams); into fits.json when fitted here
+    sens = lr_sensitivity.for_study(args.study, table.runs, fits, write=not args.fits) if args.study else None
+    md, html_path = report(table, fits, args.out, fig_dir, options, study, notes, a2, lr_sensitivity=sens)
     print(md)
     print(html_path)
     return 0

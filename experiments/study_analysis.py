@@ -65,13 +65,15 @@ class Analysis:
         self.notes.extend([*([table.note] if table.note else []), *drawn.notes])
 
     def report(self) -> None:
+        from analysis.diagnostics import lr_sensitivity
         from analysis.output import report
         from analysis.output.report_study import read_study
 
         d, study = self.done, self.study
+        sens = lr_sensitivity.for_study(str(study), d["table"].runs, d["fits"])  # a against the lr law, into fits.json too
         for path in report.report(d["table"], d["fits"], str(study), str(study / "figures"), self.options,
                                   read_study(str(study)), self.notes, d["approach2"], prediction=d["test"],
-                                  calibration=d["calibration"]):
+                                  calibration=d["calibration"], lr_sensitivity=sens):
             print(path)
 
 

@@ -126,6 +126,7 @@ def test_study_directory_gives_plan_devices_commit_and_reasons(tmp_path):
     assert "failed 3 time(s) (exit 1): RuntimeError: out of memory" in md
     assert "fewer than study.min_steps steps" in md
     assert "2.00 h from the first launch to the last run's end" in md  # not the time the report was built
+    assert "## Sensitivity to the lr law" in md and "no lr law with an interval: sensitivity not computed" in md
     # measured rate: 6e6 FLOPs/token x 1e3 tokens/s over 4 devices
     assert f"{6e6 * 1e3 / 4:.3g} FLOP/s per device" in md
     power_law_rows = [line for line in md.splitlines() if "2 (power laws)" in line]

@@ -69,9 +69,12 @@ def test_isoflop_ci_study_killed_and_rerun_trains_each_run_once_and_reports(tmp_
     assert "approach3" in fits and "diagnostics" in fits
     assert fits["approach3"]["n_runs"] == len(ids)  # the validation run never enters the grid's fit
     assert fits["prediction_test"]["runs"][0]["run_id"] == val and fits["prediction_test"]["same_fit"]
+    # isoflop_ci takes its lr from the recipe's rule, which has no interval (study.hparams would)
+    assert fits["lr_sensitivity"]["reason"].startswith("no lr law with an interval: sensitivity not computed")
     md, html = (study / "report.md").read_text(), (study / "report.html").read_text()
     assert md.index("## Prediction test") < md.index("## What was run")  # the report opens with it
-    for heading in ("Prediction test", "Calibration on this design", "What was run", "Beside Hoffmann et al. 2022, Table 2", "Diagnostics", "Figures",
+    for heading in ("Prediction test", "Calibration on this design", "What was run", "Beside Hoffmann et al. 2022, Table 2",
+                    "Diagnostics", "Sensitivity to the lr law", "Figures",
                     "Compute-optimal allocation", "Runs left out"):
         assert heading in md and heading in html
     for rid in ids:

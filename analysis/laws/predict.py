@@ -156,8 +156,9 @@ def run_noise(seed_noise_rows) -> tuple[float, str]:
 
 
 def fits_hash(body: Mapping[str, object]) -> str:
-    """Identity of a fit: fits.json's content without its prediction_test (which the test itself adds)."""
+    """Identity of a fit: fits.json's content without what is written beside the fits after it (the
+    prediction test, the lr-law sensitivity): the validation freezes this hash from the grid's file."""
     import hashlib
     import json
-    kept = {k: v for k, v in body.items() if k != "prediction_test"}
+    kept = {k: v for k, v in body.items() if k not in ("prediction_test", "lr_sensitivity")}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]

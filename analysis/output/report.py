@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.laws import approach2, fitters
-from analysis.output import calibration_section, figures, prediction_test
+from analysis.output import calibration_section, figures, lr_sensitivity_section, prediction_test
 from analysis.output import report_content as rc
 from analysis.output.report_render import to_html, to_markdown
 from analysis.records import InputError
@@ -94,13 +94,16 @@ def figure_projections(options: ReportOptions, projection: dict) -> dict | None:
 
 
 def report(table: Table, fits: fitters.FitResult, out_dir: str, figures_dir: str, options: ReportOptions,
-           study=None, notes=(), approach2_fit=None, prediction=None, calibration=None) -> tuple[str, str]:
+           study=None, notes=(), approach2_fit=None, prediction=None, calibration=None,
+           lr_sensitivity=None) -> tuple[str, str]:
     """report.md and report.html in out_dir from the table, the fit, the figures drawn into
     figures_dir and (optionally) the study directory's record; `notes`: what the earlier steps
     noted (those naming a figure go under the figures). `approach2_fit`: approach2_projection's
     result, when the caller has it. `prediction`: a prediction_test.PredictionTest (a study with
     validation runs), the report's first section. `calibration`: a study_calibration.StudyCalibration
-    (the study's own), shown after the diagnostics. Returns the two paths."""
+    (the study's own), shown after the diagnostics. `lr_sensitivity`: an
+    analysis.diagnostics.lr_sensitivity.LrSensitivity (a study's a against its lr law), after the
+    diagnostics too. Returns the two paths."""
     targets = table.targets(options)
     r2, proj = approach2_fit or approach2_projection(table, fits, options)
     rate, source = _device_rate(options, study)
@@ -110,6 +113,7 @@ def report(table: Table, fits: fitters.FitResult, out_dir: str, figures_dir: str
     fit_notes = [n for n in notes if "figure" not in n and not n.startswith("no budget column")]
     sections = [rc.run_section(inp), rc.fits_section(fits_json, options.level, fit_notes), rc.table2_section(fits_json),
                 rc.diagnostics_section(fits_json),
+                *([lr_sensitivity_section.section(lr_sensitivity)] if lr_sensitivity is not None else []),
                 *([calibration_section.section(calibration.record, calibration.reason)] if calibration else []),
                 rc.figures_section(figures_dir, [n for n in notes if "figure" in n]),
                 rc.targets_section(inp), rc.left_out_section(inp, table.status)]
