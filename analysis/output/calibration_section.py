@@ -32,14 +32,14 @@ def _scenario_tables(name: str, sc: dict, labels: dict[str, str]) -> list:
     rows = [[labels.get(k, k), _pct(v.get("coverage"), v.get("coverage_error")), f"{v.get('width_ratio') or float('nan'):.2f}",
              f"{v.get('bias') or 0:+.4g}", _flag(v)] for k, v in sc.get("intervals", {}).items()]
     what = sc.get("check_failures_are", "failures")
-    checks = [[k, "not computed" if not v.get("n") else _pct(v.get("failure_rate"), v.get("error"))]
+    checks = [[k, v.get("kind", "test"), "not computed" if not v.get("n") else _pct(v.get("failure_rate"), v.get("error"))]
               for k, v in sc.get("checks", {}).items()]
     noise = f", noise: {sc['noise']}" if sc.get("noise") else ""
     out = [f"**{name}** ({sc.get('fitted')} of {sc.get('studies')} simulated studies fitted{noise}; "
            f"{sc.get('failed', 0)} failed{': ' + '; '.join(sc['failure_reasons']) if sc.get('failure_reasons') else ''})",
            Table(["interval", "coverage", "width / spread", "bias", "verdict"], rows)]
     if checks:
-        out.append(Table(["check", f"fails ({what})"], checks))
+        out.append(Table(["check", "kind", f"fails ({what} for a test)"], checks))
     return out
 
 
@@ -64,7 +64,10 @@ def section(record: dict | None, reason: str = "") -> Section:
         "own seed residuals, or a heavy-tailed mixture where it has too few), curved (the N exponent drifts "
         f"by ±{s['curve_dalpha']:g} across the design: a law no power law describes), offcentre (the optimum "
         f"{s['offcentre_dex']:g} decades above the grid's centre). Under correct and heavy a failed check is "
-        "a false alarm; under curved and offcentre it is the check's power.")
+        "a false alarm; under curved and offcentre it is the check's power. That holds for the checks of kind "
+        "test (each built to fail a correct law ~5% of the time); a target (a precision the study aims for) "
+        "fails when the design is too small for it, and a health check when the data or the fit are not usable, "
+        "whatever the law.")
     for name, sc in record["scenarios"].items():
         blocks += _scenario_tables(name, sc, labels)
     blocks.append(Bullets([f"coverage band for a {s['level']:.0%} interval: {COVERAGE_BAND[0]:.0%}–{COVERAGE_BAND[1]:.0%}; "

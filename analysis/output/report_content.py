@@ -201,7 +201,11 @@ def diagnostics_section(fits: dict) -> Section:
     checks = diag.get("checks") or []
     if checks:
         mark = {True: "✓ holds", False: "✗ fails", None: "– not computable"}
-        blocks.append(Bullets([f"{mark.get(c.get('holds'), '?')}: {c.get('name')}: {c.get('detail', '')}" for c in checks]))
+        blocks.append(Bullets([f"{mark.get(c.get('holds'), '?')} [{c.get('kind', 'test')}]: {c.get('name')}: "
+                               f"{c.get('detail', '')}" for c in checks]))
+        blocks.append("Kinds: test, a test of the law whose threshold comes from its resampled null (fails a correct "
+                      "law ~5% of the time); target, a precision this study aims for (missed by a design too small, "
+                      "not by a wrong law); health, the data and the fit are usable.")
     for name, rows in diag.items():
         if name == "checks":
             continue

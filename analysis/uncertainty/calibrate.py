@@ -227,10 +227,11 @@ def heavy_kind(d: Design, heavy: str) -> str:
 
 # --- one simulated study -------------------------------------------------------------------------------
 
-def fit_study(d: Design, loss: np.ndarray, options: CalibrationOptions, seed: int, cost: dict | None = None):
+def fit_study(d: Design, loss: np.ndarray, options: CalibrationOptions, seed: int, cost: dict | None = None,
+              kinds: dict | None = None):
     """(estimates, intervals, check verdicts) of one simulated study, fitted as the study fits itself.
     `cost` collects seconds per part: the fit (fitters.fit: Approaches 2, 3, Kaplan, diagnostics) and
-    the report's two projections to the target."""
+    the report's two projections to the target; `kinds` collects each check's kind (test, target, health)."""
     from analysis.output import figures  # the report's Approach 2 projection; matplotlib only here
     cost = {} if cost is None else cost
     clock = time.perf_counter()
@@ -265,6 +266,8 @@ def fit_study(d: Design, loss: np.ndarray, options: CalibrationOptions, seed: in
         iv.update(_approach3_target_intervals(runs, law, d, options, seed))
         lap("approach3_projection")
     checks = {c["name"]: c["holds"] for c in res.diagnostics.get("checks", ())}
+    if kinds is not None:
+        kinds.update({c["name"]: c.get("kind", "test") for c in res.diagnostics.get("checks", ())})
     return est, iv, checks
 
 
@@ -326,12 +329,12 @@ def run_scenario(d: Design, scenario: str, options: CalibrationOptions, log=None
     rng = np.random.default_rng([options.seed, SCENARIOS.index(scenario)])
     losses = draw_losses(d, scenario, options.studies, rng, options.heavy)
     truth = true_values(d, scenario)
-    rows, reasons, times, parts = [], {}, [], {}
+    rows, reasons, times, parts, kinds = [], {}, [], {}, {}
     for i, loss in enumerate(losses):
         t0 = time.perf_counter()
         try:
             seed = options.seed + 1_000_000 * (1 + SCENARIOS.index(scenario)) + i  # each study its own resamples
-            rows.append(fit_study(d, loss, options, seed, parts))
+            rows.append(fit_study(d, loss, options, seed, parts, kinds))
         except FIT_ERRORS as e:
             why = f"{type(e).__name__}: {str(e)[:80]}"
             reasons[why] = reasons.get(why, 0) + 1
@@ -347,6 +350,8 @@ def run_scenario(d: Design, scenario: str, options: CalibrationOptions, log=None
            "seconds_first_study": times[0], "seconds_total": float(np.sum(times)),
            "seconds_median_by_part": {k: float(np.median(v)) for k, v in parts.items()},
            **summarise(truth, rows, options.level)}
+    for name, c in out["checks"].items():
+        c["kind"] = kinds.get(name, "test")
     if scenario == "heavy":
         out["noise"] = heavy_kind(d, options.heavy)
     return out
