@@ -36,7 +36,7 @@ def _columns(args) -> LawColumns:
 def main_law(args) -> int:
     laws = [registry.get(name.strip(), args.untie) for name in args.law.split(",") if name.strip()]
     options = law_report.LawOptions(law_report.parse_fixes(args.fix, laws), args.delta, args.bootstrap, args.seed,
-                                    args.level)
+                                    args.level, validation=not args.no_validation)
     df = tables.read_table(args.results)
     curves_df = tables.read_table(args.curves) if args.curves else df  # annealing: --curves, else --results
     pred_df = tables.read_table(args.predict) if args.predict else None

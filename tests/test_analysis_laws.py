@@ -49,7 +49,7 @@ def near_truth(name: str, k: int = 3, seed: int = 1) -> tuple:
 def run(name: str, df: pd.DataFrame, **kw) -> law_report.LawResult:
     law = registry.get(name)
     table = law_table(df, LawColumns(), law.inputs)
-    opts = law_report.LawOptions(**{"bootstrap": 0, "starts": near_truth(name), **kw})
+    opts = law_report.LawOptions(**{"bootstrap": 0, "starts": near_truth(name), "validation": False, **kw})
     return law_report.run(law, table.data, opts)
 
 
@@ -109,9 +109,14 @@ def test_cli_law_writes_a_section_and_predictions(tmp_path, capsys):
     assert set(fits) == {"overtraining"} and sec["extra"]["law"] == "overtraining"
     assert {"E", "a", "b", "eta", "M_opt"} <= set(sec) and "a" in sec["intervals"]
     assert sec["E"] == 1.7 and "E" not in sec["intervals"] and sec["extra"]["fixed"] == ["E", "eta"]
-    checks = {c["name"].split(":")[0]: c["holds"] for c in sec["extra"]["diagnostics"]}
+    checks = {c["name"].split(":")[0].split(" (")[0]: c for c in sec["extra"]["diagnostics"]}
     assert set(checks) == {"residuals vs log N", "residuals vs log D", "residuals vs log M = D/N",
-                           "residuals normal (D'Agostino-Pearson)"}
+                           "residuals normal", "leave-one-out predictions within noise",
+                           "rolling origin predictions within noise"}
+    loo, roll = checks["leave-one-out predictions within noise"], checks["rolling origin predictions within noise"]
+    assert loo["predicted"] == 40 and len(loo["rows"]) == 40 and loo["holds"] is not None  # every row of 40
+    assert roll["predicted"] >= 15 and len(roll["cuts"]) >= 3 and roll["holds"] is not None
+    assert "20 resampled fits" in loo["summary"] and "leave-one-out predictions within noise" in capsys.readouterr().out
     pred = pd.read_csv(out / "predictions.csv")
     assert list(pred.columns) == ["params", "tokens", "unique_tokens", "predicted_loss", "predicted_low",
                                   "predicted_high"]
