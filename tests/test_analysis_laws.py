@@ -18,6 +18,7 @@ TRUTH = {
     "broken_power": dict(E=1.7, A=400.0, B=1500.0, alpha=0.33, beta=0.36, gamma=0.03),
     "overtraining": dict(E=1.7, a=2000.0, b=9000.0, eta=0.17),
     "data_constrained": dict(E=1.87, A=521.0, B=1488.0, alpha=0.353, R_D_star=15.4, R_N_star=5.3),
+    "kaplan": dict(N_c=6.4e13, D_c=1.8e13, alpha_N=0.076, alpha_D=0.103),
 }
 
 
