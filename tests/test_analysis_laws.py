@@ -104,7 +104,7 @@ def test_cli_law_writes_a_section_and_predictions(tmp_path, capsys):
     out = tmp_path / "out"
     assert fit_cli.main(["--results", str(tmp_path / "runs.csv"), "--law", "overtraining", "--out", str(out),
                          "--bootstrap", "20", "--predict", str(tmp_path / "big.csv"),
-                         "--fix", "E=1.7,eta=0.17"]) == 0  # 16 starts over (a, b): one phase, one compile
+                         "--fix", "E=1.7,eta=0.17", "--figures"]) == 0  # 16 starts over (a, b): one phase, one compile
     fits = json.loads((out / "fits.json").read_text())
     sec = fits["overtraining"]
     assert set(fits) == {"overtraining"} and sec["extra"]["law"] == "overtraining"
@@ -118,10 +118,25 @@ def test_cli_law_writes_a_section_and_predictions(tmp_path, capsys):
     assert loo["predicted"] == 40 and len(loo["rows"]) == 40 and loo["holds"] is not None  # every row of 40
     assert roll["predicted"] >= 15 and len(roll["cuts"]) >= 3 and roll["holds"] is not None
     assert "20 resampled fits" in loo["summary"] and "leave-one-out predictions within noise" in capsys.readouterr().out
+    assert (out / "figures" / "overtraining_loss_vs_multiplier.png").exists()
     pred = pd.read_csv(out / "predictions.csv")
     assert list(pred.columns) == ["params", "tokens", "unique_tokens", "predicted_loss", "predicted_low",
                                   "predicted_high"]
     assert np.all(pred.predicted_low <= pred.predicted_loss) and np.all(pred.predicted_loss <= pred.predicted_high)
+
+
+def test_rolling_origin_cuts_keep_budgets_whole_and_cut_dense_scales_at_ranks():
+    from analysis.laws import law_validation
+    rng = np.random.default_rng(0)
+    budgets = np.repeat(np.log(np.geomspace(1e17, 1e21, 9)), 10) + rng.uniform(-0.02, 0.02, 90)
+    blocks = law_validation.roll_blocks(budgets, need=6)
+    assert [len(fitted) for fitted, _ in blocks] == [40, 50, 60, 70, 80]  # 0.5 x 90 = 45 moves back to 40
+    for fitted, predicted in blocks:
+        assert budgets[fitted].max() < budgets[predicted].min() - 1.0  # a budget never straddles a cut
+    dense = np.log(np.arange(1, 201, dtype=float))  # points along a curve: gaps below TIE_LN from row 20
+    assert [len(f) for f, _ in law_validation.roll_blocks(dense, need=6)] == [100, 120, 140, 160, 180]
+    rows = law_validation.loo_rows(dense)
+    assert len(rows) == law_validation.MAX_LOO and rows[0] == 0 and rows[-1] == 199
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -9,7 +9,7 @@ padded to the lanes and stopping rules of the resamples' float64 program when th
   refitted from the full fit's optimum without that row.
 - Rolling origin: the rows sorted by scale (compute 6ND; for loss curves the lr area S1, i.e.
   training time), cut at ROLL_CUTS of the rows (a cut moves back so rows within 5% of one scale, an
-  IsoFLOP budget, stay together); each cut fits the rows below it and predicts those up to the next
+  IsoFLOP budget, stay together: roll_blocks); each cut fits the rows below it and predicts those up to the next
   cut, as a ladder predicts its next size. Refitted from the full fit's best few distinct end points
   (law_fit.TOP: a prefix can sit in another of the basins the full fit found). Grid starts as well
   cost ~10x the iterations (lanes far from any optimum run to max_iter) for basins the full fit's
@@ -57,10 +57,18 @@ def loo_rows(key: np.ndarray, k: int = MAX_LOO) -> np.ndarray:
 
 
 def roll_blocks(key: np.ndarray, need: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(rows fitted, rows predicted) per cut; cuts leaving fewer than `need` rows to fit are skipped."""
+    """(rows fitted, rows predicted) per cut; cuts leaving fewer than `need` rows to fit are skipped.
+    Rows whose scale differs by less than TIE_LN from the next form chains (an IsoFLOP budget); a cut
+    moves back to its chain's start when that is less than one cut's spacing back, so a budget stays
+    whole while a dense scale (points along loss curves: long chains) is cut at the ranks themselves."""
     order = np.argsort(key, kind="stable")
     chain = np.concatenate([[0], np.flatnonzero(np.diff(key[order]) > TIE_LN) + 1])
-    snap = lambda p: int(chain[np.searchsorted(chain, p, side="right") - 1])
+    spacing = len(order) * min(np.diff(ROLL_CUTS))
+
+    def snap(p: int) -> int:
+        start = int(chain[np.searchsorted(chain, p, side="right") - 1])
+        return start if p - start < spacing else p
+
     cuts = sorted({snap(int(round(f * len(order)))) for f in ROLL_CUTS} | {len(order)})
     return [(order[:a], order[a:b]) for a, b in zip(cuts, cuts[1:]) if a >= need and b > a]
 
