@@ -18,8 +18,8 @@ z = (measured - predicted loss) / sqrt(sigma^2 + v): sigma the run noise (LawDat
 repeats or the eval SE column; else the fit's residual RMS, which the line says), v the prediction's
 variance: for leave-one-out over the law's resampled fits where there are some; otherwise, and
 for every rolling-origin prefix (the full table's resamples understate a prefix's uncertainty), by
-the delta method at the refit, J (J'WJ)^-1 J' with W = 1/sigma_log^2: least squares' curvature, so
-where residuals exceed the Huber delta (whose fit is then up to pi/2 noisier) z reads a little large.
+the delta method at the refit with the Huber fit's sandwich covariance under Gaussian noise sigma
+(delta_var: up to pi/2 least squares' variance when the residuals exceed the Huber delta).
 Verdict: the largest |z| over the rows predicted against the two-sided Bonferroni point, which a
 correct law with the right sigma exceeds with probability <= FALSE_ALARM whatever the rows' dependence.
 """
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import scipy.special
 import scipy.stats
 
 from analysis.laws import law_fit, law_intervals
@@ -101,16 +102,27 @@ def _steps(fit: law_fit.LawFit) -> np.ndarray:
     return steps
 
 
-def delta_var(p_GxKxR: np.ndarray, masks, sigma_log) -> np.ndarray:
+def huber_moments(sigma: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """(E psi'(e), E psi(e)^2) of the Huber score psi (clip to +-delta) for e ~ N(0, sigma^2)."""
+    a = delta / sigma
+    inside = scipy.special.erf(a / np.sqrt(2))
+    return inside, sigma**2 * (inside - 2 * a * scipy.stats.norm.pdf(a)) + delta**2 * (1 - inside)
+
+
+def delta_var(p_GxKxR: np.ndarray, masks, sigma_log, delta: float) -> np.ndarray:
     """(G, R) variance of each refit's predicted log loss by the delta method, from its predictions
-    at the _steps points (K = 1 + 2F): J (J_fit' W J_fit)^-1 J' over the rows it fitted."""
+    at the _steps points (K = 1 + 2F): J C J' with C the Huber fit's sandwich over the rows it fitted,
+    A^-1 B A^-1, A = J' diag(E psi') J, B = J' diag(E psi^2) J, under Gaussian noise sigma_log per row
+    (least squares' sigma^2 (J'J)^-1 when every residual is inside delta; pi/2 that when none is)."""
     jac = (p_GxKxR[:, 1::2] - p_GxKxR[:, 2::2]) / (2 * FD_STEP)  # (G, F, R)
+    d_psi, psi2 = huber_moments(sigma_log, delta)
     out = np.full((len(jac), jac.shape[2]), np.nan)
     for g, (j, m) in enumerate(zip(jac, masks)):
         jt = j[:, m]
         if not np.all(np.isfinite(jt)):
             continue
-        cov = np.linalg.pinv((jt / sigma_log[m] ** 2) @ jt.T)
+        a_inv = np.linalg.pinv((jt * d_psi[m]) @ jt.T)
+        cov = a_inv @ ((jt * psi2[m]) @ jt.T) @ a_inv
         out[g] = np.einsum("fr,fk,kr->r", j, cov, j)
     return out
 
@@ -154,7 +166,7 @@ def checks(fit: law_fit.LawFit, data: law_fit.LawData, samples=None) -> list[dic
     p_refit = p[:len(pts)].reshape(len(x), len(steps), -1)
     p_refit[~np.all(np.isfinite(x), 1)] = np.nan
     pred = np.exp(p_refit[:, 0])
-    var = delta_var(p_refit, masks, sigma / loss) * pred**2
+    var = delta_var(p_refit, masks, sigma / loss, fit.delta) * pred**2
     loo_var = (np.nanvar(np.exp(p[len(pts):]), 0), f"{len(draws)} resampled fits") if len(draws) else None
     return [_loo(loo, pred, var, loss, sigma, loo_var, source, key_name),
             _rolling(blocks, pred[len(loo):], var[len(loo):], loss, sigma, source, key_name)]
