@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from analysis.laws import law_fit
-from analysis.laws.approach3 import POLISH_OPTIONS, SCREEN_OPTIONS
+from analysis.laws.approach3 import SCREEN_OPTIONS
 from analysis.laws.lbfgs import LbfgsOptions
 from analysis.records import RESAMPLE_ERRORS
 from analysis.uncertainty import bootstrap
@@ -85,7 +85,7 @@ def resample(fit: law_fit.LawFit, data: law_fit.LawData, n_boot: int, seed: int 
                                    RESAMPLE_OPTIONS, lane=law_fit.weighted(np.repeat(draws, k, 0)))
             lanes, program = k, (n_boot * k, RESAMPLE_OPTIONS)
         else:
-            res, lanes, program = _two_phase(fit, data, draws, x0), 2, (2 * n_boot, POLISH_OPTIONS)
+            res, lanes, program = _two_phase(fit, data, draws, x0), 2, (2 * n_boot, law_fit.LANE_OPTIONS)
     f = np.where(np.isfinite(res.f_S) & np.all(np.isfinite(res.x_SxP), 1), res.f_S, np.inf).reshape(n_boot, lanes)
     best = np.argmin(f, 1)
     ok = np.isfinite(f[np.arange(n_boot), best])
@@ -97,7 +97,7 @@ def resample(fit: law_fit.LawFit, data: law_fit.LawData, n_boot: int, seed: int 
 
 def _two_phase(fit, data, draws, x0):
     n_boot, k = len(draws), len(x0)
-    law_fit.minimize(fit.search, data, fit.constants, (2 * n_boot, x0.shape[1]), fit.delta, POLISH_OPTIONS,
+    law_fit.minimize(fit.search, data, fit.constants, (2 * n_boot, x0.shape[1]), fit.delta, law_fit.LANE_OPTIONS,
                      lane=law_fit.weighted(np.repeat(draws, 2, 0)), compile_only=True)
     # Padded to the full-data fit's screen (fit.screen_lanes): the same compiled program.
     n = max(n_boot * k, fit.screen_lanes)
@@ -106,8 +106,8 @@ def _two_phase(fit, data, draws, x0):
     f32 = np.where(np.isfinite(scr.f_S), scr.f_S, np.inf)[:n_boot * k].reshape(n_boot, k)
     screened = scr.x_SxP[:n_boot * k].reshape(n_boot, k, -1)[np.arange(n_boot), np.argmin(f32, 1)].astype(float)
     from_x = np.stack([np.repeat(fit.top_free[:1], n_boot, 0), screened], 1).reshape(2 * n_boot, -1)
-    # POLISH_OPTIONS and 2 n_boot lanes: the program of the full-data fit (fit_law(lanes=2 n_boot)).
-    return law_fit.minimize(fit.search, data, fit.constants, from_x, fit.delta, POLISH_OPTIONS,
+    # LANE_OPTIONS and 2 n_boot lanes: the program of the full-data fit (fit_law(lanes=2 n_boot)).
+    return law_fit.minimize(fit.search, data, fit.constants, from_x, fit.delta, law_fit.LANE_OPTIONS,
                             lane=law_fit.weighted(np.repeat(draws, 2, 0)))
 
 
