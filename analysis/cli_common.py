@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import pathlib
 import sys
+
+import jax
 
 from analysis.laws import approach3
 from analysis.records import InputError
@@ -74,7 +78,21 @@ def add_grid_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--grid-b", type=floats, default=d.b, help=f"log B starts, default {fmt(d.b)}")
 
 
+def start_compilation_cache() -> None:
+    """The persistent compilation cache the trainer uses (~/.cache/scaling/jax; $SCALING_JAX_CACHE: a
+    directory, or `off`). Compiling is most of a CLI fit's time (each batched L-BFGS program takes
+    seconds on a 2-core CPU); a table of the same size refitted (other flags, --predict, a study's
+    rerun) reads them back. A cache a caller already chose (the test session,
+    $JAX_COMPILATION_CACHE_DIR) is left alone."""
+    where = os.environ.get("SCALING_JAX_CACHE", "")
+    if where.lower() == "off" or jax.config.jax_compilation_cache_dir:
+        return
+    jax.config.update("jax_compilation_cache_dir", where or str(pathlib.Path("~/.cache/scaling/jax").expanduser()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def run_main(main_body, argv=None) -> int:
+    start_compilation_cache()
     try:
         return main_body(argv)
     except InputError as e:

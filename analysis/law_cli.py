@@ -26,6 +26,9 @@ def add_law_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr-col", help="annealing: learning rate at that step (default: lr, learning_rate)")
     g.add_argument("--predict", help="CSV of runs to predict (same column flags, no loss needed): "
                                      "writes DIR/predictions.csv")
+    g.add_argument("--figures", action="store_true",
+                   help="also draw each law's figures into DIR/figures (analysis.output.law_figures; "
+                        "data_constrained: loss vs epochs, effective data; laws of N, D: loss vs M = D/N)")
 
 
 def _columns(args) -> LawColumns:
@@ -36,7 +39,7 @@ def _columns(args) -> LawColumns:
 def main_law(args) -> int:
     laws = [registry.get(name.strip(), args.untie) for name in args.law.split(",") if name.strip()]
     options = law_report.LawOptions(law_report.parse_fixes(args.fix, laws), args.delta, args.bootstrap, args.seed,
-                                    args.level)
+                                    args.level, validation=not args.no_validation)
     df = tables.read_table(args.results)
     curves_df = tables.read_table(args.curves) if args.curves else df  # annealing: --curves, else --results
     pred_df = tables.read_table(args.predict) if args.predict else None
@@ -48,6 +51,10 @@ def main_law(args) -> int:
         res = law_report.run(law, table.data, options)
         results[law.name] = res
         print(law_report.format_result(res))
+        if args.figures:
+            from analysis.output import law_figures  # matplotlib: only when asked for
+            for path in law_figures.draw(res, table.data, os.path.join(args.out, "figures")):
+                print(f"figure: {path}")
         if pred_df is not None:
             target = law_table(pred_df, _columns(args), law.inputs, with_loss=False)
             out = law_report.predictions(res, target.frame, target.data, args.level)

@@ -26,6 +26,7 @@ import tempfile
 import time
 
 os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+os.environ["SCALING_JAX_CACHE"] = "off"  # the analysis CLIs' own cache (analysis.cli_common): off too
 
 import numpy as np  # noqa: E402
 import scipy.optimize  # noqa: E402

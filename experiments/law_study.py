@@ -47,9 +47,12 @@ def analyse(study: Path, mode: str, options: law_report.LawOptions | None = None
         rows = results[results["run_id"].astype(str).isin(_completed(results, "data_constrained"))]
         table = law_table(rows.reset_index(drop=True), LawColumns(), law.inputs)
         res = law_report.run(law, table.data, options)
-        extra = [_figure(study, law_figures.repeated_data(table.frame, res), "repeated_data",  # our column names
+        extra = [_figure(study, law_figures.repeated_data(table.data, res), "repeated_data",
                          "Loss against epochs at fixed compute (Muennighoff et al. 2023, Fig. 3): measured runs "
-                         "and the fitted law")] if draw else []
+                         "and the fitted law"),
+                 _figure(study, law_figures.effective_data(table.data, res), "effective_data",
+                         "Effective data D'/U_D and parameters N'/U_N against repetitions: the fitted decay "
+                         "(Muennighoff et al. 2023, eqs. 5-6) and its resampled band")] if draw else []
     else:
         law = registry.get("annealing")
         res, extra = _annealing(study, results, law, options, out, draw)

@@ -18,6 +18,7 @@ TRUTH = {
     "broken_power": dict(E=1.7, A=400.0, B=1500.0, alpha=0.33, beta=0.36, gamma=0.03),
     "overtraining": dict(E=1.7, a=2000.0, b=9000.0, eta=0.17),
     "data_constrained": dict(E=1.87, A=521.0, B=1488.0, alpha=0.353, R_D_star=15.4, R_N_star=5.3),
+    "kaplan": dict(N_c=6.4e13, D_c=1.8e13, alpha_N=0.076, alpha_D=0.103),
 }
 
 
@@ -49,7 +50,7 @@ def near_truth(name: str, k: int = 3, seed: int = 1) -> tuple:
 def run(name: str, df: pd.DataFrame, **kw) -> law_report.LawResult:
     law = registry.get(name)
     table = law_table(df, LawColumns(), law.inputs)
-    opts = law_report.LawOptions(**{"bootstrap": 0, "starts": near_truth(name), **kw})
+    opts = law_report.LawOptions(**{"bootstrap": 0, "starts": near_truth(name), "validation": False, **kw})
     return law_report.run(law, table.data, opts)
 
 
@@ -103,19 +104,39 @@ def test_cli_law_writes_a_section_and_predictions(tmp_path, capsys):
     out = tmp_path / "out"
     assert fit_cli.main(["--results", str(tmp_path / "runs.csv"), "--law", "overtraining", "--out", str(out),
                          "--bootstrap", "20", "--predict", str(tmp_path / "big.csv"),
-                         "--fix", "E=1.7,eta=0.17"]) == 0  # 16 starts over (a, b): one phase, one compile
+                         "--fix", "E=1.7,eta=0.17", "--figures"]) == 0  # 16 starts over (a, b): one phase, one compile
     fits = json.loads((out / "fits.json").read_text())
     sec = fits["overtraining"]
     assert set(fits) == {"overtraining"} and sec["extra"]["law"] == "overtraining"
     assert {"E", "a", "b", "eta", "M_opt"} <= set(sec) and "a" in sec["intervals"]
     assert sec["E"] == 1.7 and "E" not in sec["intervals"] and sec["extra"]["fixed"] == ["E", "eta"]
-    checks = {c["name"].split(":")[0]: c["holds"] for c in sec["extra"]["diagnostics"]}
+    checks = {c["name"].split(":")[0].split(" (")[0]: c for c in sec["extra"]["diagnostics"]}
     assert set(checks) == {"residuals vs log N", "residuals vs log D", "residuals vs log M = D/N",
-                           "residuals normal (D'Agostino-Pearson)"}
+                           "residuals normal", "leave-one-out predictions within noise",
+                           "rolling origin predictions within noise"}
+    loo, roll = checks["leave-one-out predictions within noise"], checks["rolling origin predictions within noise"]
+    assert loo["predicted"] == 40 and len(loo["rows"]) == 40 and loo["holds"] is not None  # every row of 40
+    assert roll["predicted"] >= 15 and len(roll["cuts"]) >= 3 and roll["holds"] is not None
+    assert "20 resampled fits" in loo["summary"] and "leave-one-out predictions within noise" in capsys.readouterr().out
+    assert (out / "figures" / "overtraining_loss_vs_multiplier.png").exists()
     pred = pd.read_csv(out / "predictions.csv")
     assert list(pred.columns) == ["params", "tokens", "unique_tokens", "predicted_loss", "predicted_low",
                                   "predicted_high"]
     assert np.all(pred.predicted_low <= pred.predicted_loss) and np.all(pred.predicted_loss <= pred.predicted_high)
+
+
+def test_rolling_origin_cuts_keep_budgets_whole_and_cut_dense_scales_at_ranks():
+    from analysis.laws import law_validation
+    rng = np.random.default_rng(0)
+    budgets = np.repeat(np.log(np.geomspace(1e17, 1e21, 9)), 10) + rng.uniform(-0.02, 0.02, 90)
+    blocks = law_validation.roll_blocks(budgets, need=6)
+    assert [len(fitted) for fitted, _ in blocks] == [40, 50, 60, 70, 80]  # 0.5 x 90 = 45 moves back to 40
+    for fitted, predicted in blocks:
+        assert budgets[fitted].max() < budgets[predicted].min() - 1.0  # a budget never straddles a cut
+    dense = np.log(np.arange(1, 201, dtype=float))  # points along a curve: gaps below TIE_LN from row 20
+    assert [len(f) for f, _ in law_validation.roll_blocks(dense, need=6)] == [100, 120, 140, 160, 180]
+    rows = law_validation.loo_rows(dense)
+    assert len(rows) == law_validation.MAX_LOO and rows[0] == 0 and rows[-1] == 199
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -114,7 +114,7 @@ def test_annealing_study_fits_the_law_and_reports_the_held_out_run(tmp_path):
     from analysis.laws.law_report import LawOptions
 
     starts = ((0.5, -0.8, 0.4, -1.0), (0.9, 0.0, 0.7, -1.5))  # two starts near the law: a fast fit
-    md, html = law_study.analyse(tmp_path, "annealing", LawOptions(bootstrap=0, starts=starts))
+    md, html = law_study.analyse(tmp_path, "annealing", LawOptions(bootstrap=0, starts=starts, validation=False))
     pred = pd.read_csv(tmp_path / "laws" / "predictions.csv")
     assert set(pred["run_id"]) == {r.run_id for r in p.runs if r.role == "annealing_heldout"}
     last = pred.iloc[-1]
@@ -145,8 +145,8 @@ def test_data_constrained_study_recovers_the_law_from_results_csv(tmp_path):
     rows.append(dict(rows[0], run_id="failed", status="failed", final_eval_loss=np.nan))
     pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
     start = np.array([np.log(1.5), np.log(50), np.log(300), 0.35, np.log(15), np.log(5)])
-    law_study.analyse(tmp_path, "data_constrained", LawOptions(bootstrap=0, starts=(start + 0.1, start - 0.1)),
-                      draw=False)  # the annealing test draws its figure
+    law_study.analyse(tmp_path, "data_constrained", LawOptions(bootstrap=0, starts=(start + 0.1, start - 0.1),
+                                                                validation=False), draw=False)  # the annealing test draws its figure
     import json
     got = json.loads((tmp_path / "laws" / "fits.json").read_text())["data_constrained"]
     assert got["n_runs"] == len(p.runs)  # the failed run left out

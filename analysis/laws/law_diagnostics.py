@@ -6,14 +6,15 @@
   misses that direction.
 - Normality of the residuals (D'Agostino-Pearson, needs >= 20 rows): the parametric resamples
   draw Gaussian noise; heavy tails make their intervals too narrow.
-Not here yet: leave-one-out and rolling-origin prediction (they need refits per row or per cut).
+- Leave-one-out and rolling-origin prediction in noise units (analysis.laws.law_validation: refits
+  as lanes of one batched L-BFGS), each failing a correct law with probability <= FALSE_ALARM.
 """
 from __future__ import annotations
 
 import numpy as np
 import scipy.stats
 
-from analysis.laws import law_fit
+from analysis.laws import law_fit, law_validation
 
 FALSE_ALARM = 0.05
 MIN_NORMAL_ROWS = 20
@@ -29,7 +30,9 @@ def axes(logs: dict) -> dict[str, np.ndarray]:
     return out
 
 
-def check(fit: law_fit.LawFit, data: law_fit.LawData) -> list[dict]:
+def check(fit: law_fit.LawFit, data: law_fit.LawData, samples=None, validation: bool = True) -> list[dict]:
+    """The verdict rows; `samples` (law_intervals.LawSamples) give leave-one-out its prediction
+    variance; `validation` False skips the refits (leave-one-out, rolling origin)."""
     r = law_fit.residuals(fit, data)
     ax = {k: v for k, v in axes(data.logs).items() if np.ptp(v) > 0}
     rows = []
@@ -41,10 +44,13 @@ def check(fit: law_fit.LawFit, data: law_fit.LawData) -> list[dict]:
     if len(r) >= MIN_NORMAL_ROWS:
         _, p = scipy.stats.normaltest(r)
         rows.append({"name": "residuals normal (D'Agostino-Pearson)", "holds": bool(p >= FALSE_ALARM), "p": float(p)})
+    if validation:
+        rows += law_validation.checks(fit, data, samples)
     return rows
 
 
 def lines(rows: list[dict]) -> list[str]:
     verdict = {True: "ok  ", False: "FAIL", None: "n/a "}
-    return [f"  [{verdict[r['holds']]}] {r['name']}: " + ", ".join(f"{k} {r[k]:.3g}" for k in ("rho", "p") if k in r)
+    return [f"  [{verdict[r['holds']]}] {r['name']}: "
+            + (r["summary"] if "summary" in r else ", ".join(f"{k} {r[k]:.3g}" for k in ("rho", "p") if k in r))
             for r in rows]

@@ -23,6 +23,13 @@ from analysis.records import InputError
 
 POLISH = 32
 TOP = 4  # distinct best end points kept for the resample refits
+# The weighted float64 program a fit with lanes, its resamples (law_intervals) and the prediction
+# checks (law_validation) share: approach3's polish capped at 300 iterations. In one batched run every
+# lane steps until the slowest stops, and a start that wanders (overtraining, 300 rows: 2 of 32
+# starts, at 4x the best objective, ran to 1,000) held all 400 lanes to it; winners converge in
+# ~100 iterations, and a winner that reaches the cap is continued (fit_law).
+LANE_OPTIONS = dataclasses.replace(POLISH_OPTIONS, max_iter=300)
+MAX_CONTINUE = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +38,10 @@ class LawData:
 
     logs: dict
     log_loss: np.ndarray | None  # None for a table that is only predicted
+    # Per-row std of the loss (nats) from the table itself: pooled over seed repeats, else its eval
+    # SE column (law_table.run_noise); None when the table measures neither.
+    sigma: np.ndarray | None = None
+    sigma_source: str = "none"
 
     def __len__(self) -> int:
         return len(next(iter(self.logs.values())))
@@ -73,6 +84,7 @@ class LawFit:
     delta: float
     n_rows: int
     screen_lanes: int = 0  # lanes of the float32 screen when padded for the resamples (0: not padded)
+    polish_lanes: int = 0  # lanes of the weighted float64 phase (fit_law(lanes=...); 0: none)
 
     @property
     def law(self) -> Law:
@@ -82,26 +94,47 @@ class LawFit:
         return self.law.values(self.x)
 
 
+def _huber_rows(law: Law, xf, shared, target):
+    """(S, R) Huber terms of the log-loss residuals at the free vectors xf (S, F)."""
+    logs, _, delta, base, embed, consts = shared
+    x = base[None] + xf @ embed
+    named = {p.name: x[:, i:i + 1] for i, p in enumerate(law.params)}
+    r = target - law.predict_log(named, logs, consts)
+    ar = jnp.abs(r)
+    return jnp.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta))
+
+
+def _value_and_grad(per_start, xf_SxF):
+    (_, f), g = jax.value_and_grad(lambda xf: (lambda f: (jnp.sum(f), f))(per_start(xf)), has_aux=True)(xf_SxF)
+    return f, g
+
+
 @functools.lru_cache(maxsize=None)
 def objective_fn(law: Law):
     """The law's summed Huber objective and its gradient per start, as minimize_batched wants it:
-    shared = (logs, log_loss, delta, base, embed, constants); lane = per-start log losses or None."""
+    shared = (logs, log_loss, delta, base, embed, constants); lane = None (the table's log losses),
+    per-start log losses (S, R), or (log losses, row weights), both (S, R): a weight 0 leaves a row
+    out of that start's fit (the leave-one-out and rolling-origin refits, law_validation). The
+    weighted form is what the float64 phase of a fit with lanes and of the resamples uses, so the
+    refits run on the program those compiled. A left-out row's term is zeroed with `where`, so a
+    NaN prediction there (annealing overshoot) cannot reach the lane."""
 
     def fun(xf_SxF, shared, lane):
-        logs, log_l, delta, base, embed, consts = shared
-        target = log_l if lane is None else lane
+        target, w = (lane if isinstance(lane, tuple) else (shared[1] if lane is None else lane, None))
 
         def per_start(xf):
-            x = base[None] + xf @ embed
-            named = {p.name: x[:, i:i + 1] for i, p in enumerate(law.params)}
-            r = target - law.predict_log(named, logs, consts)
-            ar = jnp.abs(r)
-            return jnp.sum(jnp.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta)), 1)
+            h = _huber_rows(law, xf, shared, target)
+            return jnp.sum(h if w is None else jnp.where(w > 0, w * h, 0.0), 1)
 
-        (_, f), g = jax.value_and_grad(lambda xf: (lambda f: (jnp.sum(f), f))(per_start(xf)), has_aux=True)(xf_SxF)
-        return f, g
+        return _value_and_grad(per_start, xf_SxF)
 
     return fun
+
+
+def weighted(log_loss_SxR, weights_SxR=None) -> tuple:
+    """A lane of per-start log losses with row weights (default all 1) for objective_fn."""
+    log_loss_SxR = np.asarray(log_loss_SxR, float)
+    return log_loss_SxR, (np.ones_like(log_loss_SxR) if weights_SxR is None else np.asarray(weights_SxR, float))
 
 
 def shared_for(search: Search, data: LawData, consts: dict, delta: float, dtype):
@@ -116,10 +149,11 @@ def minimize(search: Search, data: LawData, consts: dict, x0_free, delta: float,
     `compile_only`, x0_free is an (S, F) shape: the program starts compiling on a worker thread
     (lbfgs.precompile) while the caller goes on, as approach3 overlaps its two phases."""
     shared = shared_for(search, data, consts, delta, dtype)
-    lane = None if lane is None else jnp.asarray(lane, dtype)
+    lane = None if lane is None else jax.tree.map(lambda a: jnp.asarray(a, dtype), lane)
+    fun = objective_fn(search.law)
     if compile_only:
-        return precompile(objective_fn(search.law), jax.ShapeDtypeStruct(x0_free, dtype), shared, lane, opts, 512)
-    return minimize_batched(objective_fn(search.law), jnp.asarray(x0_free, dtype), shared, lane, opts, 512, dtype)
+        return precompile(fun, jax.ShapeDtypeStruct(x0_free, dtype), shared, lane, opts, 512)
+    return minimize_batched(fun, jnp.asarray(x0_free, dtype), shared, lane, opts, 512, dtype)
 
 
 def check(search: Search, data: LawData) -> None:
@@ -146,9 +180,10 @@ def fit_law(law: Law, data: LawData, fixed: dict | None = None, delta: float = 1
     with jax.enable_x64(True):
         from_x, n_conv, screen_lanes = x0, 0, 0
         n_from = min(len(x0), polish)
-        lane = np.repeat(data.log_loss[None], max(lanes, n_from), 0) if lanes else None
+        lane = weighted(np.repeat(data.log_loss[None], max(lanes, n_from), 0)) if lanes else None
+        opts = LANE_OPTIONS if lanes else POLISH_OPTIONS
         if len(x0) > polish:
-            minimize(search, data, consts, (len(lane) if lanes else polish, x0.shape[1]), delta, POLISH_OPTIONS,
+            minimize(search, data, consts, (len(lane[0]) if lanes else polish, x0.shape[1]), delta, opts,
                      lane=lane, compile_only=True)
             screen_lanes = max(len(x0), screen_to) if screen_to else 0
             scr_lane = np.repeat(data.log_loss[None], screen_lanes, 0) if screen_to else None
@@ -158,8 +193,18 @@ def fit_law(law: Law, data: LawData, fixed: dict | None = None, delta: float = 1
             from_x = res.x_SxP[np.argsort(f32, kind="stable")[:polish]].astype(float)
             n_conv = int(res.converged_S[:len(x0)].sum())
         if lanes:
-            from_x = from_x[np.arange(len(lane)) % len(from_x)]
-        res = minimize(search, data, consts, from_x, delta, POLISH_OPTIONS, lane=lane)
+            from_x = from_x[np.arange(len(lane[0])) % len(from_x)]
+        res = minimize(search, data, consts, from_x, delta, opts, lane=lane)
+        for _ in range(MAX_CONTINUE if lanes else 0):  # the winner stopped at the cap: run on from there
+            f = np.where(np.isfinite(res.f_S) & np.all(np.isfinite(res.x_SxP), 1), res.f_S, np.inf)
+            best = int(np.argmin(f))
+            if res.converged_S[best] or res.iters_S[best] < opts.max_iter:
+                break
+            more = minimize(search, data, consts, cycle(res.x_SxP[np.argsort(f)[:n_from]], len(lane[0])), delta,
+                            opts, lane=lane)
+            if not np.nanmin(np.where(np.isfinite(more.f_S), more.f_S, np.inf)) <= f[best]:
+                break
+            res = more
     f = np.where(np.isfinite(res.f_S) & np.all(np.isfinite(res.x_SxP), 1), res.f_S, np.inf)
     if not np.isfinite(f).any():
         raise InputError(f"law {law.name}: no start reached a finite objective; check the columns' units")
@@ -167,7 +212,7 @@ def fit_law(law: Law, data: LawData, fixed: dict | None = None, delta: float = 1
     top = distinct(res.x_SxP[order][np.isfinite(f[order])], TOP)
     n_conv = n_conv if len(x0) > polish else int(res.converged_S[:n_from].sum())
     return LawFit(search, search.full(res.x_SxP[order[0]]), float(f[order[0]]), consts, len(x0), n_conv, top,
-                  delta, len(data), screen_lanes)
+                  delta, len(data), screen_lanes, len(lane[0]) if lanes else 0)
 
 
 def cycle(rows, n: int):
@@ -191,10 +236,20 @@ def predict_log(fit: LawFit, data: LawData, x_SxP=None) -> np.ndarray:
     """(S, R) log-loss at the rows of x_SxP (full search vectors; default the fit's own), float64."""
     x = np.atleast_2d(fit.x if x_SxP is None else x_SxP)
     with jax.enable_x64(True):
-        named = {p.name: jnp.asarray(x[:, i:i + 1]) for i, p in enumerate(fit.law.params)}
-        logs = {k: jnp.asarray(v) for k, v in data.logs.items()}
+        logs = {k: jnp.asarray(v, jnp.float64) for k, v in data.logs.items()}
         consts = {k: jnp.float64(v) for k, v in fit.constants.items()}
-        return np.asarray(fit.law.predict_log(named, logs, consts))
+        return np.asarray(_predict_jit(fit.law)(jnp.asarray(x, jnp.float64), logs, consts))
+
+
+@functools.lru_cache(maxsize=None)
+def _predict_jit(law: Law):
+    """The law's prediction as one compiled program per shape: run op by op, jax compiles each of
+    its ~15 operations per new shape (~0.1 s each on the loaded 2-core CPU)."""
+
+    def run(x, logs, consts):
+        return law.predict_log({p.name: x[:, i:i + 1] for i, p in enumerate(law.params)}, logs, consts)
+
+    return jax.jit(run)
 
 
 def residuals(fit: LawFit, data: LawData) -> np.ndarray:

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from analysis.laws import law_fit
-from analysis.laws.approach3 import POLISH_OPTIONS, SCREEN_OPTIONS
+from analysis.laws.approach3 import SCREEN_OPTIONS
 from analysis.laws.lbfgs import LbfgsOptions
 from analysis.records import RESAMPLE_ERRORS
 from analysis.uncertainty import bootstrap
@@ -38,6 +38,9 @@ class LawSamples:
     failed: int
     grid_won: int
     starts_per_resample: int
+    # (lanes, options) of the weighted float64 program the resamples ran: law_validation pads its
+    # refits to it, so they reuse that compilation
+    program: tuple = ()
 
     def intervals(self, level: float) -> dict[str, tuple[float, float]]:
         ok = {k: v[np.isfinite(v)] for k, v in self.values.items() if np.isfinite(v).sum() >= 2}
@@ -79,23 +82,23 @@ def resample(fit: law_fit.LawFit, data: law_fit.LawData, n_boot: int, seed: int 
     with jax.enable_x64(True):
         if not fit_lanes(n_boot, law_fit.TOP + n_grid):  # few lanes: one float64 program, not two to compile
             res = law_fit.minimize(fit.search, data, fit.constants, np.tile(x0, (n_boot, 1)), fit.delta,
-                                   RESAMPLE_OPTIONS, lane=np.repeat(draws, k, 0))
-            lanes = k
+                                   RESAMPLE_OPTIONS, lane=law_fit.weighted(np.repeat(draws, k, 0)))
+            lanes, program = k, (n_boot * k, RESAMPLE_OPTIONS)
         else:
-            res, lanes = _two_phase(fit, data, draws, x0), 2
+            res, lanes, program = _two_phase(fit, data, draws, x0), 2, (2 * n_boot, law_fit.LANE_OPTIONS)
     f = np.where(np.isfinite(res.f_S) & np.all(np.isfinite(res.x_SxP), 1), res.f_S, np.inf).reshape(n_boot, lanes)
     best = np.argmin(f, 1)
     ok = np.isfinite(f[np.arange(n_boot), best])
     # Lane 0 of each resample starts at the full-data optimum.
     grid_won = int(np.sum(ok & (f[:, 1:].min(1) < f[:, 0] * (1 - 1e-6))))
     x = fit.search.full(res.x_SxP.reshape(n_boot, lanes, -1)[np.arange(n_boot), best][ok])
-    return LawSamples(x, sample_values(fit, data, x), sigma, n_boot, int((~ok).sum()), grid_won, k)
+    return LawSamples(x, sample_values(fit, data, x), sigma, n_boot, int((~ok).sum()), grid_won, k, program)
 
 
 def _two_phase(fit, data, draws, x0):
     n_boot, k = len(draws), len(x0)
-    law_fit.minimize(fit.search, data, fit.constants, (2 * n_boot, x0.shape[1]), fit.delta, POLISH_OPTIONS,
-                     lane=np.repeat(draws, 2, 0), compile_only=True)
+    law_fit.minimize(fit.search, data, fit.constants, (2 * n_boot, x0.shape[1]), fit.delta, law_fit.LANE_OPTIONS,
+                     lane=law_fit.weighted(np.repeat(draws, 2, 0)), compile_only=True)
     # Padded to the full-data fit's screen (fit.screen_lanes): the same compiled program.
     n = max(n_boot * k, fit.screen_lanes)
     scr = law_fit.minimize(fit.search, data, fit.constants, law_fit.cycle(np.tile(x0, (n_boot, 1)), n).astype(np.float32),
@@ -103,9 +106,9 @@ def _two_phase(fit, data, draws, x0):
     f32 = np.where(np.isfinite(scr.f_S), scr.f_S, np.inf)[:n_boot * k].reshape(n_boot, k)
     screened = scr.x_SxP[:n_boot * k].reshape(n_boot, k, -1)[np.arange(n_boot), np.argmin(f32, 1)].astype(float)
     from_x = np.stack([np.repeat(fit.top_free[:1], n_boot, 0), screened], 1).reshape(2 * n_boot, -1)
-    # POLISH_OPTIONS and 2 n_boot lanes: the program of the full-data fit (fit_law(lanes=2 n_boot)).
-    return law_fit.minimize(fit.search, data, fit.constants, from_x, fit.delta, POLISH_OPTIONS,
-                            lane=np.repeat(draws, 2, 0))
+    # LANE_OPTIONS and 2 n_boot lanes: the program of the full-data fit (fit_law(lanes=2 n_boot)).
+    return law_fit.minimize(fit.search, data, fit.constants, from_x, fit.delta, law_fit.LANE_OPTIONS,
+                            lane=law_fit.weighted(np.repeat(draws, 2, 0)))
 
 
 def sample_values(fit: law_fit.LawFit, data: law_fit.LawData, x_BxP) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ class LawOptions:
     level: float = 0.95
     grid_starts: int = law_intervals.GRID_STARTS
     starts: tuple | None = None  # rows over the free parameters, instead of the law's grid (tests)
+    validation: bool = True  # leave-one-out and rolling-origin refits in the diagnostics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +80,7 @@ def run(law: registry.Law, data: LawData, options: LawOptions) -> LawResult:
         extra["resampling"] = samples.summary()
     if law.nested_in:
         extra["comparison"] = nested_test(fit, data, options)
-    extra["diagnostics"] = law_diagnostics.check(fit, data)
+    extra["diagnostics"] = law_diagnostics.check(fit, data, samples, options.validation)
     ints = samples.intervals(options.level) if samples is not None else {}
     ints = {k: v for k, v in ints.items() if k not in fixed}
     return LawResult(fit, samples, Fit(law.name, values, fit.objective, ints, len(data), (), extra))

@@ -3,7 +3,9 @@
 Column keys: "n" (parameters), "d" (tokens; else D = C/(6N) from a compute column), "u" (unique
 tokens: data_constrained), and the loss. Named columns win; otherwise the same auto-detection as
 analysis.tables (first present of the candidates). Rows whose status is diverged/failed are left
-out, as there.
+out, as there. The table's run noise rides along (LawData.sigma, for the diagnostics' z scores):
+the pooled std over seed repeats where a `seed` column says which rows repeat one configuration,
+else its eval SE column, as analysis.uncertainty.noise.run_noise does for the approaches.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from analysis.records import InputError
 from analysis.tables import tables
 
 U_CANDIDATES = ("unique_tokens", "Unique Tokens", "U_D", "unique")
+SE_CANDIDATES = ("final_eval_loss_se", "loss_se", "eval_loss_se")
 FLAGS = {"n": "--n-col", "d": "--d-col", "u": "--unique-col", "c": "--c-col", "loss": "--loss-col",
          "run": "--run-col", "step": "--step-col", "lr": "--lr-col"}
 CANDIDATES = {"n": tables.N_CANDIDATES, "d": tables.D_CANDIDATES, "u": U_CANDIDATES, "c": tables.C_CANDIDATES,
@@ -95,11 +98,35 @@ def law_table(df: pd.DataFrame, cols: LawColumns, inputs: tuple[str, ...], with_
                 raise InputError("missing column: need tokens (--d-col) or compute (--c-col, D = C/6N) to know D")
             used["c"] = c_col
             logs["log_d"] = np.log(_positive(df, c_col)) - np.log(6.0) - logs["log_n"]
-    log_loss = None
+    log_loss, sigma, source = None, None, "none"
     if with_loss:
         used["loss"] = _column(df, cols, "loss")
         log_loss = np.log(_positive(df, used["loss"]))
-    return LawTable(df, LawData(logs, log_loss), used, tuple(notes))
+        sigma, source = run_noise(df, logs, log_loss)
+    return LawTable(df, LawData(logs, log_loss, sigma, source), used, tuple(notes))
+
+
+def run_noise(df: pd.DataFrame, logs: dict, log_loss: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """(per-row loss std in nats, its source): the pooled within-group std (ddof 1) over rows that
+    share every input of the law and differ by `seed`, else the eval SE column where every row has
+    one, else (None, "none"). Without a seed column, equal inputs are no known repeats."""
+    if "seed" in df.columns:
+        keys = np.round(np.stack(list(logs.values()), 1), 9)
+        _, group = np.unique(keys, axis=0, return_inverse=True)
+        loss = np.exp(log_loss)
+        ss, dof = 0.0, 0
+        for g in np.unique(group):
+            y = loss[group == g]
+            if len(y) > 1:
+                ss, dof = ss + float(np.sum((y - y.mean()) ** 2)), dof + len(y) - 1
+        if dof and ss > 0:
+            return np.full(len(loss), np.sqrt(ss / dof)), f"seed noise ({dof} dof)"
+    se_col = next((c for c in SE_CANDIDATES if c in df.columns), None)
+    if se_col is not None:
+        se = pd.to_numeric(df[se_col], errors="coerce").to_numpy(float)
+        if np.all(np.isfinite(se) & (se > 0)):
+            return se, f"eval SE ({se_col})"
+    return None, "none"
 
 
 def _curves(df: pd.DataFrame, cols: LawColumns, with_loss: bool, notes: list) -> LawTable:

@@ -109,8 +109,9 @@ def get(name: str, untie: bool = False) -> Law:
 
 
 def _builders() -> dict[str, Callable[[bool], Law]]:
-    from analysis.laws.forms import annealing, broken_power, chinchilla, data_constrained, overtraining
+    from analysis.laws.forms import annealing, broken_power, chinchilla, data_constrained, kaplan, overtraining
     return {"chinchilla": lambda untie: chinchilla.LAW,
+            "kaplan": lambda untie: kaplan.LAW,
             "data_constrained": data_constrained.law,
             "overtraining": lambda untie: overtraining.LAW,
             "broken_power": lambda untie: broken_power.LAW,

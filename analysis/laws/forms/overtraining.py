@@ -1,8 +1,16 @@
-"""Gadre et al. 2024 ("Language models scale reliably with over-training"), eq. 4:
-L(C, M) = E + (a M^eta + b M^-eta) C^-eta, with C = 6 N D and the token multiplier M = D/N.
+"""Gadre et al. 2024 ("Language models scale reliably with over-training and on downstream tasks",
+arXiv 2403.08540, Sec. 2-3): L(C, M) = E + (a M^eta + b M^-eta) C^-eta, C = 6 N D, M = D/N.
 
-It is Chinchilla's form with alpha = beta (N = sqrt(C/6M), D = sqrt(CM/6)): eta = alpha/2,
-a = A 6^eta, b = B 6^eta, so for every M the reducible loss is a power law in C with one exponent.
+It is Chinchilla's form with alpha = beta = 2 eta (N = sqrt(C/6M), D = sqrt(CM/6)), so a = A 6^eta,
+b = B 6^eta, and for every M the reducible loss is a power law in C with one exponent eta.
+
+Checked against (search tool; the paper's own text was not in the corpora): the authors' code,
+github.com/mlfoundations/scaling scaling/laws.py `powlaw_ours`, which fits
+alpha N^b + beta 6^(b/2) (M N)^b + E, i.e. one shared exponent b = -2 eta on N and D = M N (the same
+law parameterised in N, M), by scipy curve_fit least squares on the loss from a 4x4x2x4 start grid,
+on 5 runs (four sizes at M = 20, the smallest at M = 320; scaling/shared.py `fit_ds`); and two surveys
+quoting L(C, M) = E + (a M^eta + b M^-eta) C^-eta with alpha = beta = 2 eta. Here the form is fitted
+as every registry law is (Huber on log loss, batched L-BFGS), not by the paper's least squares.
 """
 from __future__ import annotations
 
