@@ -162,3 +162,11 @@ def test_fits_json_keeps_the_resampled_laws_that_analysis_predict_reads(built):
     md = (out / "report.md").read_text()
     # The same resamples as the report's target table (same table, seed and plan; 7 digits kept).
     assert report_content.with_interval(a.N.mid, (a.N.lo, a.N.hi)) in md
+
+
+def test_range_of_a_over_parameter_counts_and_conventions_is_said():
+    rows = [{"convention": "6n", "name": "6N (total)", "N": "total", "a_approach2": 0.47, "a_approach3": 0.48},
+            {"convention": "6n", "name": "6N (total)", "N": "non-embedding", "a_approach2": 0.55, "a_approach3": 0.56}]
+    lines = report_content.convention_range({"convention": "6n", "diagnostics": {"conventions": rows}})
+    assert len(lines) == 2 and "0.470 (6N (total), N total) to 0.550 (6N (total), N non-embedding)" in lines[0]
+    assert report_content.convention_range({"diagnostics": {"conventions": rows[:1]}}) == []

@@ -147,12 +147,30 @@ def fits_section(fits: dict, level: float, analysis_notes: list[str] = ()) -> Se
                                [[key, k, with_interval(f[k], ivs.get(k))] for k in others]))
         notes += [f"{key}: {n}" for n in f.get("notes") or []]
     notes += list(analysis_notes)
+    notes += convention_range(fits)
     notes += outside_note(rows + [r for t in extra for r in t.rows])
     blocks = [f"Values with their {level:.0%} bootstrap intervals in brackets (where the fit has them); FLOPs counted as "
               f"'{fits.get('convention', '?')}'.", Table(head, rows), *extra]
     if notes:
         blocks.append(Bullets(notes))
     return Section("Fitted laws", blocks)
+
+
+def convention_range(fits: dict) -> list[str]:
+    """The range of a over the parameter counts (total, non-embedding) and FLOP conventions the table
+    counts (diagnostics' conventions audit), beside the headline's: not in any interval, and at small
+    scale often wider than them (embeddings are a large, N-dependent share of small models)."""
+    rows = (fits.get("diagnostics") or {}).get("conventions") or []
+    out = []
+    for key, label in (("a_approach2", "Approach 2"), ("a_approach3", "Approach 3")):
+        got = [(r[key], f"{r.get('name', r.get('convention'))}, N {r.get('N')}") for r in rows
+               if isinstance(r.get(key), (int, float)) and np.isfinite(r[key])]
+        if len(got) > 1:
+            (lo, lo_at), (hi, hi_at) = min(got), max(got)
+            out.append(f"{label}'s a over the parameter counts and FLOP conventions this table counts: {lo:.3f} "
+                       f"({lo_at}) to {hi:.3f} ({hi_at}); the headline counts '{fits.get('convention', '?')}' and "
+                       "total N. This range is in no interval (diagnostics: conventions).")
+    return out
 
 
 def kaplan_ab(f: dict) -> tuple[float, float] | None:
