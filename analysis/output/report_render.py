@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import html
 import os
+import re
 from typing import Sequence, Union
 
 
@@ -80,8 +81,15 @@ def _html_block(b: Block) -> str:
         cap = html.escape(b.caption)
         return f'<figure><img alt="{cap}" src="data:image/png;base64,{data}"><figcaption>{cap}</figcaption></figure>'
     if isinstance(b, Bullets):
-        return "<ul>" + "".join(f"<li>{html.escape(str(i))}</li>" for i in b.items) + "</ul>"
-    return f"<p>{html.escape(str(b))}</p>"
+        return "<ul>" + "".join(f"<li>{_inline(str(i))}</li>" for i in b.items) + "</ul>"
+    return f"<p>{_inline(str(b))}</p>"
+
+
+def _inline(text: str) -> str:
+    """A paragraph's Markdown emphasis (**bold**, `code`) as HTML, the rest escaped."""
+    out = html.escape(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
 
 
 def to_html(title: str, sections: Sequence[Section]) -> str:
