@@ -28,11 +28,11 @@ def _flag(v: dict) -> str:
     return "; ".join(notes) or "as stated"
 
 
-def _scenario_tables(name: str, sc: dict, labels: dict[str, str]) -> list:
+def _scenario_tables(name: str, sc: dict, labels: dict[str, str], kinds: dict[str, str]) -> list:
     rows = [[labels.get(k, k), _pct(v.get("coverage"), v.get("coverage_error")), f"{v.get('width_ratio') or float('nan'):.2f}",
              f"{v.get('bias') or 0:+.4g}", _flag(v)] for k, v in sc.get("intervals", {}).items()]
     what = sc.get("check_failures_are", "failures")
-    checks = [[k, v.get("kind", "test"), "not computed" if not v.get("n") else _pct(v.get("failure_rate"), v.get("error"))]
+    checks = [[k, v.get("kind") or kinds.get(k, "test"), "not computed" if not v.get("n") else _pct(v.get("failure_rate"), v.get("error"))]
               for k, v in sc.get("checks", {}).items()]
     noise = f", noise: {sc['noise']}" if sc.get("noise") else ""
     out = [f"**{name}** ({sc.get('fitted')} of {sc.get('studies')} simulated studies fitted{noise}; "
@@ -43,7 +43,9 @@ def _scenario_tables(name: str, sc: dict, labels: dict[str, str]) -> list:
     return out
 
 
-def section(record: dict | None, reason: str = "") -> Section:
+def section(record: dict | None, reason: str = "", kinds: dict[str, str] | None = None) -> Section:
+    """`kinds`: each check's kind from the study's own fit (fits.json diagnostics), for a record
+    written before checks carried one."""
     if record is None:
         return Section(TITLE, [f"Not calibrated: {reason}."])
     d, s = record["design"], record["settings"]
@@ -69,7 +71,7 @@ def section(record: dict | None, reason: str = "") -> Section:
         "fails when the design is too small for it, and a health check when the data or the fit are not usable, "
         "whatever the law.")
     for name, sc in record["scenarios"].items():
-        blocks += _scenario_tables(name, sc, labels)
+        blocks += _scenario_tables(name, sc, labels, kinds or {})
     blocks.append(Bullets([f"coverage band for a {s['level']:.0%} interval: {COVERAGE_BAND[0]:.0%}–{COVERAGE_BAND[1]:.0%}; "
                            f"widths above {WIDTH_CAP}x the spread are flagged; `python -m analysis.calibrate` "
                            "reruns it with more studies or other scenarios"]))

@@ -114,7 +114,8 @@ def report(table: Table, fits: fitters.FitResult, out_dir: str, figures_dir: str
     sections = [rc.run_section(inp), rc.fits_section(fits_json, options.level, fit_notes), rc.table2_section(fits_json),
                 rc.diagnostics_section(fits_json),
                 *([lr_sensitivity_section.section(lr_sensitivity)] if lr_sensitivity is not None else []),
-                *([calibration_section.section(calibration.record, calibration.reason)] if calibration else []),
+                *([calibration_section.section(calibration.record, calibration.reason, check_kinds(fits_json))]
+                  if calibration else []),
                 rc.figures_section(figures_dir, [n for n in notes if "figure" in n]),
                 rc.targets_section(inp), rc.left_out_section(inp, table.status)]
     if prediction is not None:
@@ -125,6 +126,10 @@ def report(table: Table, fits: fitters.FitResult, out_dir: str, figures_dir: str
     atomic.write_text(md, to_markdown(title, sections, out_dir), parents=True)
     atomic.write_text(html_path, to_html(title, sections), parents=True)
     return md, html_path
+
+
+def check_kinds(fits_json: dict) -> dict[str, str]:
+    return {c["name"]: c.get("kind", "test") for c in (fits_json.get("diagnostics") or {}).get("checks", ())}
 
 
 def _device_rate(options: ReportOptions, study) -> tuple[float | None, str]:
