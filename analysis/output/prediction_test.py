@@ -183,7 +183,7 @@ def section(test: PredictionTest) -> Section:
     spread = (f"the spread of its {test.resamples} resampled laws" if test.resamples else
               "no parameter uncertainty (fitted with --bootstrap 0: the interval is too narrow)")
     fit_line = ("the grid's current fit is the one the prediction was frozen from" if test.same_fit else
-                "the grid's current fit differs from the frozen one (refitted: more or other grid runs); "
+                "the grid's current fit differs from the frozen one (refitted on other grid runs, or by another version of the analysis); "
                 "the test keeps the frozen prediction, never the refit")
     return Section("Prediction test", [
         f"**{test.verdict}**",
