@@ -144,3 +144,7 @@ def test_the_drift_statistic_is_scale_free_and_nan_where_the_design_cannot_see_a
     assert curvature.gamma_t(log_n, log_d, log_l, x, sigma=np.full(30, 0.02)) == pytest.approx(t)
     one_size = np.full(30, log_n[0])  # one N: the drift column is the A column's multiple
     assert np.isnan(curvature.gamma_t(one_size, log_d, log_l, x)).all()
+    from analysis.diagnostics import misspec
+    # a Monte Carlo test's 95% point of 48 draws: the 47th smallest (exceeded with probability 2/49)
+    assert misspec.monte_carlo_point(np.arange(48.0, 0, -1), 0.95) == 47.0
+    assert misspec.monte_carlo_point(np.arange(10.0), 0.95) == np.inf  # too few draws for a 5% test

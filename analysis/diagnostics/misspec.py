@@ -87,6 +87,17 @@ def agreement(fits: dict, samples: dict, false_alarm: float) -> dict:
     return {"name": AGREE_CHECK, "holds": bool(holds), "detail": detail}
 
 
+def monte_carlo_point(dev: np.ndarray, level: float) -> float:
+    """The level point of n resampled deviations as a Monte Carlo test reads it: the
+    ceil(level (n + 1))-th smallest (inf if past the largest), which a statistic exchangeable with
+    the resamples exceeds with probability at most 1 - level. np.quantile's interpolated point of
+    ~50 draws is exceeded more often (6-8% at level 0.95): the t is pivotal enough that this showed
+    (8.0 +- 1.9% false alarms in 200 correct-law studies of isoflop_cpu's design)."""
+    dev = np.sort(np.asarray(dev, float))
+    k = int(np.ceil(level * (len(dev) + 1)))
+    return float(dev[k - 1]) if k <= len(dev) else float("inf")
+
+
 def curvature(ctx, false_alarm: float) -> dict:
     """The score test's t for gamma (analysis.diagnostics.curvature) at Approach 3's fit, against the
     same t on each of Approach 3's resamples at its own refitted law: fails where the observed t lies
@@ -100,7 +111,10 @@ def curvature(ctx, false_alarm: float) -> dict:
     if not np.isfinite(t):
         return {"name": CURVE_CHECK, "holds": None, "detail": "not computed: the drift is not identified by this design"}
     centre = float(np.median(null))
-    threshold = float(np.quantile(np.abs(null - centre), 1 - false_alarm))
+    threshold = monte_carlo_point(np.abs(null - centre), 1 - false_alarm)
+    if not np.isfinite(threshold):
+        return {"name": CURVE_CHECK, "holds": None,
+                "detail": f"not computed: {len(null)} resamples cannot reach a {false_alarm:.0%} test"}
     holds = abs(t - centre) <= threshold
     detail = (f"t of the drift = {t:+.2f}, {t - centre:+.2f} from its median under the law, against {threshold:.2f}, "
               f"the deviation a correct law exceeds with probability {false_alarm:.0%} ({len(null)} resamples)")
@@ -119,3 +133,4 @@ def label(fits: dict, diag: dict) -> dict:
             f"{', '.join(repr(n) for n in fired)}), so extrapolated intervals leave out the law's form")
     return {k: (dataclasses.replace(f, notes=(*f.notes, note), extra={**f.extra, "given_the_law": True})
                 if k in EXTRAPOLATED else f) for k, f in fits.items()}
+
