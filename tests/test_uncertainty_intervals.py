@@ -102,3 +102,49 @@ def test_approaches_2_and_3_disagreeing_beyond_their_paired_null_is_flagged():
     assert near["holds"] is True and far["holds"] is False
     assert misspec.label(fits(0.55), {"checks": [far]})["approach2"].extra["given_the_law"] is True
     assert misspec.agreement(fits(0.55), {}, 0.05)["holds"] is None
+
+
+def _curvature_check(runs, seed=0):
+    import types
+    from analysis.diagnostics import curvature, misspec
+    grid = approach3.StartGrid(alpha=(0.3,), beta=(0.3,), e=(-2.0, 0.0), a=(3.0, 6.0), b=(5.0, 8.0))
+    r3 = approach3.fit_huber(runs.N, runs.D, runs.loss, grid=grid)
+    s = parametric.approach3(runs, r3.x, 30, seed, at_fit=curvature.at_fit(runs))
+    assert len(s.values["paired_" + curvature.KEY]) == len(s.values["alpha"])  # one t per refitted resample
+    return misspec.curvature(types.SimpleNamespace(runs=runs, r3=r3, samples={"approach3": s}), 0.05)
+
+
+def test_score_test_for_a_drifting_n_exponent_holds_on_the_law_and_fires_on_a_curved_one(bound_runs):
+    from analysis.diagnostics import misspec
+    from analysis.records import Fit
+    ok = _curvature_check(bound_runs)  # the correct law, fitted with E at its bound (the harder case)
+    assert ok["holds"] is True and "t of the drift" in ok["detail"]
+    # the same design under L = E + A N^-alpha exp(-gamma l^2 / 2) + B/D^beta, the exponent drifting -+0.2
+    law, ln = cpu_law(), np.log(bound_runs.N)
+    u = ln - 0.5 * (ln.min() + ln.max())
+    gamma = 0.2 / (0.5 * np.ptp(ln))
+    curved = (law.E + law.A * np.exp(-law.alpha * ln - 0.5 * gamma * u * u) + law.B * bound_runs.D ** -law.beta
+              + 0.022 * np.random.default_rng(1).standard_normal(len(ln)))
+    bad = _curvature_check(bound_runs.with_loss(curved))
+    assert bad["holds"] is False and "given the law" in bad["detail"]
+    fits = {"approach3": Fit("approach3", {"a": 0.5}, 0.0, {}, 44, (), {})}
+    assert misspec.label(fits, {"checks": [bad]})["approach3"].extra["given_the_law"] is True
+    assert misspec.label(fits, {"checks": [ok]}) == fits
+
+
+def test_the_drift_statistic_is_scale_free_and_nan_where_the_design_cannot_see_a_drift():
+    from analysis.diagnostics import curvature
+    rng = np.random.default_rng(0)
+    log_n = np.log(np.logspace(4, 5.5, 30))
+    log_d = np.log(1e12 / (6 * np.exp(log_n))) + rng.normal(0, 0.5, 30)
+    x = np.array([np.log(32.6), np.log(133.6), np.log(0.1), 0.34, 0.34])
+    log_l = curvature.columns(log_n, log_d, x)[0][0] + rng.normal(0, 0.01, 30)
+    t = curvature.gamma_t(log_n, log_d, log_l, x)
+    assert np.isfinite(t).all()
+    assert curvature.gamma_t(log_n, log_d, log_l, x, sigma=np.full(30, 0.02)) == pytest.approx(t)
+    one_size = np.full(30, log_n[0])  # one N: the drift column is the A column's multiple
+    assert np.isnan(curvature.gamma_t(one_size, log_d, log_l, x)).all()
+    from analysis.diagnostics import misspec
+    # a Monte Carlo test's 95% point of 48 draws: the 47th smallest (exceeded with probability 2/49)
+    assert misspec.monte_carlo_point(np.arange(48.0, 0, -1), 0.95) == 47.0
+    assert misspec.monte_carlo_point(np.arange(10.0), 0.95) == np.inf  # too few draws for a 5% test

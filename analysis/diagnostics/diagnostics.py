@@ -8,8 +8,8 @@ number (issue 17), each failing a correct law with probability FALSE_ALARM: the 
 losses (median |z|, z in units of the run noise and the prediction's own spread, against the 95%
 point of that statistic under a correct law: validate.null_median_abs_z) and parabola vs Akima
 vertices (each budget's gap against its resampled null, Bonferroni over budgets:
-approach2.vertex_gap_null). A third, the misspecification check (analysis.diagnostics.misspec),
-takes its threshold from Approach 2's resamples.
+approach2.vertex_gap_null). The misspecification checks (analysis.diagnostics.misspec) take their
+thresholds from Approach 2's and Approach 3's resamples.
 """
 from __future__ import annotations
 
@@ -208,7 +208,7 @@ def _noise_checks(sec, fits) -> list[dict]:
 
 def checks(ctx, fits, sec) -> list[dict]:
     out = [*_minima_checks(sec["minima"]), *_a_checks(fits, ctx.options.level), misspec.check(ctx, FALSE_ALARM),
-           misspec.agreement(fits, ctx.samples, FALSE_ALARM),
+           misspec.agreement(fits, ctx.samples, FALSE_ALARM), misspec.curvature(ctx, FALSE_ALARM),
            *_holdout_checks(sec["rolling_origin"]), *_noise_checks(sec, fits)]
     return [{**c, "kind": c.get("kind", "test")} for c in out]  # the misspecification checks are tests
 

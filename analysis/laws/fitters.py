@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from analysis.diagnostics import diagnostics, misspec
+from analysis.diagnostics import curvature, diagnostics, misspec
 from analysis.laws import allocation, approach1, approach2, approach3, kaplan, ml_refit, true_e
 from analysis.tables import conventions, tables
 from analysis.uncertainty import noise, parametric
@@ -233,7 +233,8 @@ def approach3_fit(ctx: Context) -> dict[str, Fit]:
         # Approach 2 refitted on Approach 3's own draws: the null of their difference under the law
         paired = None if ctx.r2 is None else (
             lambda r: {"a2": approach2.fit_approach2(r, a.interp, a.include_edges, sig).n_law.exponent})
-        s = parametric.approach3(runs, r3.x, a.bootstrap, a.seed, a.delta, ctx.plan, paired=paired)
+        s = parametric.approach3(runs, r3.x, a.bootstrap, a.seed, a.delta, ctx.plan, paired=paired,
+                                 at_fit=curvature.at_fit(runs))
         if not eq4 and len(s.values.get("alpha", ())):
             laws = [allocation.LawParams(*v) for v in zip(*(s.values[k] for k in ("E", "A", "B", "alpha", "beta")))]
             s.values["a"], s.values["b"] = (np.asarray(v) for v in zip(*(_convention_ab(ctx, p) for p in laws)))

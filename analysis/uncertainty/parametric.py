@@ -215,13 +215,16 @@ def generic(runs: Runs, fit: Callable[[Runs], dict], n_boot: int, seed: int, p: 
 
 
 def approach3(runs: Runs, best_x, n_boot: int, seed: int, delta: float = 1e-3, p: Plan | None = None,
-              eval_offset: bool = True, paired: Callable[[Runs], dict] | None = None) -> Samples:
+              eval_offset: bool = True, paired: Callable[[Runs], dict] | None = None,
+              at_fit: Callable[[np.ndarray, np.ndarray], dict] | None = None) -> Samples:
     """Approach 3's Huber fit: all resamples as lanes of one batched L-BFGS from the full-data
     optimum (and, with E at its bound, restarts: approach3.restart_starts), drawn around the fitted
     law. eval_offset=False leaves the shared eval offset out (a prediction of runs scored on the
     same eval set, e.g. held-out runs, shares it). `paired` (a table -> {name: value}) is evaluated
     on the same draws, its values stored as "paired_<name>" aligned with the law's (NaN where it
-    fails): a statistic's null under the fitted law (analysis.diagnostics.misspec.agreement)."""
+    fails): a statistic's null under the fitted law (analysis.diagnostics.misspec.agreement).
+    `at_fit` ((loss draws B x R, their refitted x B x 5) -> {name: (B,) array}, vectorised) is a
+    statistic of each draw at its own refitted law, stored the same way (misspec.curvature)."""
     from analysis.laws import allocation
     from analysis.laws import approach3 as a3
     p = around_law(runs, p or plan(runs), allocation.LawParams.from_logs(*best_x))
@@ -246,6 +249,8 @@ def approach3(runs: Runs, best_x, n_boot: int, seed: int, delta: float = 1e-3, p
         got = [attempt(paired, runs.with_loss(row)) for row in draws[ok]]
         for k in dict.fromkeys(k for g in got if isinstance(g, dict) for k in g):
             vals[f"paired_{k}"] = np.array([g[k] if isinstance(g, dict) else np.nan for g in got], float)
+    if at_fit is not None:
+        vals.update({f"paired_{k}": np.asarray(v, float) for k, v in at_fit(draws[ok], x[ok]).items()})
     n_bad = int((~ok).sum())
     return Samples(vals, n_boot, n_bad, (f"{n_bad}x not converged or non-positive loss draw",) if n_bad else (),
                    p.kind, p.source, p.offset_sd)
