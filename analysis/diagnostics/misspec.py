@@ -52,7 +52,7 @@ def check(ctx, false_alarm: float) -> dict:
     if not np.isfinite(t) or len(draws) < 10:
         why = "fewer than 3 budgets in Approach 2" if not np.isfinite(t) else "needs Approach 2's resamples"
         return {"name": CHECK, "holds": None, "detail": f"not computed: {why}"}
-    threshold = float(np.quantile(np.abs(draws - np.median(draws)), 1 - false_alarm))
+    threshold = monte_carlo_point(np.abs(draws - np.median(draws)), 1 - false_alarm)
     holds = abs(t) <= threshold
     detail = (f"d a / d log10 C = {t:+.3f} against {threshold:.3f}, the value a single power law exceeds with "
               f"probability {false_alarm:.0%} ({len(draws)} resamples)")
@@ -78,7 +78,7 @@ def agreement(fits: dict, samples: dict, false_alarm: float) -> dict:
     if len(null) < 10:
         return {"name": AGREE_CHECK, "holds": None, "detail": "not computed: fewer than 10 paired resamples"}
     d, centre = a3.params["a"] - a2.params["a"], float(np.median(null))
-    threshold = float(np.quantile(np.abs(null - centre), 1 - false_alarm))
+    threshold = monte_carlo_point(np.abs(null - centre), 1 - false_alarm)
     holds = abs(d - centre) <= threshold
     detail = (f"difference {d:+.3f}, {d - centre:+.3f} from its median under the law, against {threshold:.3f}, "
               f"the deviation a correct law exceeds with probability {false_alarm:.0%} ({len(null)} paired resamples)")
