@@ -52,13 +52,9 @@ def check(ctx, false_alarm: float) -> dict:
     if not np.isfinite(t) or len(draws) < 10:
         why = "fewer than 3 budgets in Approach 2" if not np.isfinite(t) else "needs Approach 2's resamples"
         return {"name": CHECK, "holds": None, "detail": f"not computed: {why}"}
-    threshold = monte_carlo_point(np.abs(draws - np.median(draws)), 1 - false_alarm)
-    holds = abs(t) <= threshold
-    detail = (f"d a / d log10 C = {t:+.3f} against {threshold:.3f}, the value a single power law exceeds with "
-              f"probability {false_alarm:.0%} ({len(draws)} resamples)")
-    if not holds:
-        detail += "; extrapolated intervals hold only given the law (its form is not in them)"
-    return {"name": CHECK, "holds": bool(holds), "detail": detail}
+    return _against_null(CHECK, abs(t), np.abs(draws - np.median(draws)), false_alarm, lambda th: (
+        f"d a / d log10 C = {t:+.3f} against {th:.3f}, the value a single power law exceeds with "
+        f"probability {false_alarm:.0%} ({len(draws)} resamples)"))
 
 
 def agreement(fits: dict, samples: dict, false_alarm: float) -> dict:
@@ -78,13 +74,9 @@ def agreement(fits: dict, samples: dict, false_alarm: float) -> dict:
     if len(null) < 10:
         return {"name": AGREE_CHECK, "holds": None, "detail": "not computed: fewer than 10 paired resamples"}
     d, centre = a3.params["a"] - a2.params["a"], float(np.median(null))
-    threshold = monte_carlo_point(np.abs(null - centre), 1 - false_alarm)
-    holds = abs(d - centre) <= threshold
-    detail = (f"difference {d:+.3f}, {d - centre:+.3f} from its median under the law, against {threshold:.3f}, "
-              f"the deviation a correct law exceeds with probability {false_alarm:.0%} ({len(null)} paired resamples)")
-    if not holds:
-        detail += "; extrapolated intervals hold only given the law (its form is not in them)"
-    return {"name": AGREE_CHECK, "holds": bool(holds), "detail": detail}
+    return _against_null(AGREE_CHECK, abs(d - centre), np.abs(null - centre), false_alarm, lambda th: (
+        f"difference {d:+.3f}, {d - centre:+.3f} from its median under the law, against {th:.3f}, "
+        f"the deviation a correct law exceeds with probability {false_alarm:.0%} ({len(null)} paired resamples)"))
 
 
 def monte_carlo_point(dev: np.ndarray, level: float) -> float:
@@ -96,6 +88,19 @@ def monte_carlo_point(dev: np.ndarray, level: float) -> float:
     dev = np.sort(np.asarray(dev, float))
     k = int(np.ceil(level * (len(dev) + 1)))
     return float(dev[k - 1]) if k <= len(dev) else float("inf")
+
+
+def _against_null(name: str, deviation: float, null_dev: np.ndarray, false_alarm: float, detail) -> dict:
+    """The check's line for a deviation against the Monte Carlo point of the null's deviations (not
+    computed where the resamples are too few for a false_alarm test); `detail(threshold)` words it."""
+    threshold = monte_carlo_point(null_dev, 1 - false_alarm)
+    if not np.isfinite(threshold):
+        return {"name": name, "holds": None,
+                "detail": f"not computed: {len(null_dev)} resamples cannot reach a {false_alarm:.0%} test"}
+    holds = deviation <= threshold
+    return {"name": name, "holds": bool(holds),
+            "detail": detail(threshold) + ("" if holds else "; extrapolated intervals hold only given the law "
+                                                            "(its form is not in them)")}
 
 
 def curvature(ctx, false_alarm: float) -> dict:
@@ -111,16 +116,9 @@ def curvature(ctx, false_alarm: float) -> dict:
     if not np.isfinite(t):
         return {"name": CURVE_CHECK, "holds": None, "detail": "not computed: the drift is not identified by this design"}
     centre = float(np.median(null))
-    threshold = monte_carlo_point(np.abs(null - centre), 1 - false_alarm)
-    if not np.isfinite(threshold):
-        return {"name": CURVE_CHECK, "holds": None,
-                "detail": f"not computed: {len(null)} resamples cannot reach a {false_alarm:.0%} test"}
-    holds = abs(t - centre) <= threshold
-    detail = (f"t of the drift = {t:+.2f}, {t - centre:+.2f} from its median under the law, against {threshold:.2f}, "
-              f"the deviation a correct law exceeds with probability {false_alarm:.0%} ({len(null)} resamples)")
-    if not holds:
-        detail += "; extrapolated intervals hold only given the law (its form is not in them)"
-    return {"name": CURVE_CHECK, "holds": bool(holds), "detail": detail}
+    return _against_null(CURVE_CHECK, abs(t - centre), np.abs(null - centre), false_alarm, lambda th: (
+        f"t of the drift = {t:+.2f}, {t - centre:+.2f} from its median under the law, against {th:.2f}, "
+        f"the deviation a correct law exceeds with probability {false_alarm:.0%} ({len(null)} resamples)"))
 
 
 def label(fits: dict, diag: dict) -> dict:
