@@ -30,10 +30,8 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
     recipe = ladder_lib.RECIPES[study.recipe]
     if study.mode in ("lr_sweep", "hparam_sweep"):
         sweep = study.sweep if study.mode == "lr_sweep" else study.hparam_sweep
-        shapes = {recipe.shape(t, base_model) for t in sweep.sizes}
-        rungs = tuple(sorted((ladder_lib.rung(recipe, m, study.flop_convention) for m in shapes),
-                             key=lambda r: r.params.total))
-        budgets = (sweep.budget,) if study.mode == "lr_sweep" else sweep.budgets
+        rungs = _sweep_rungs(recipe, base_model, sweep, study.flop_convention)
+        budgets = sweep.budgets if study.mode == "hparam_sweep" else (sweep.budget,) if sweep.budget else ()
         study = dataclasses.replace(study, budgets=budgets, prior=NO_PRIOR)
     elif study.mode in law_runs.MODES:  # the section's sizes at every budget
         rungs = law_runs.rungs(recipe, base_model, study)
@@ -46,7 +44,9 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
                          f"{study.max_params:.3g} parameters; widen the range")
     epoch = estimate.epoch_tokens(config, study) if epoch is None else epoch
     law_runs.check_epoch(study, epoch)
-    points, dropped = (grid_lib.sweep_grid if study.mode == "hparam_sweep" else grid_lib.grid)(rungs, study, epoch)
+    solver = (grid_lib.sweep_grid if study.mode == "hparam_sweep"
+              else grid_lib.tokens_grid if study.mode == "lr_sweep" and study.sweep.tokens else grid_lib.grid)
+    points, dropped = solver(rungs, study, epoch)
     make = {"wsd_branches": specs.wsd_runs, "lr_sweep": specs.sweep_runs,
             "hparam_sweep": specs.hparam_sweep_runs, **law_runs.MAKERS}.get(study.mode, specs.independent_runs)
     runs, trained = make(points, study, os.path.abspath(config_file), dict(base_overrides or {}))
@@ -69,6 +69,23 @@ def make_plan(config: ml_collections.ConfigDict, config_file: str, *, base_overr
                 windows=tuple(_window_line(C, points, study) for C in study.budgets
                               if study.prior.kind != "none"),
                 memory_gb=memory_gb, memory_note=memory_note, **_forecast(runs, study))
+
+
+def _sweep_rungs(recipe: ladder_lib.Recipe, base_model, sweep, convention: str) -> tuple[ladder_lib.Rung, ...]:
+    """The sweep's sizes (ladder targets through the recipe's shape rule), or its explicit widths: the
+    recipe's width-only shapes at the sweep's depth (the recipe's own when it gives none)."""
+    if getattr(sweep, "widths", ()):
+        if not recipe.n_layer:
+            raise StudyError(f"study.lr_sweep.widths: recipe {recipe.name!r} has no width-only family; use a "
+                             "recipe with fixed depth and heads (cpu) or give sizes")
+        recipe = dataclasses.replace(recipe, n_layer=sweep.n_layer or recipe.n_layer)
+        try:
+            shapes = {recipe.width_shape(w, base_model) for w in sweep.widths}
+        except ConfigError as e:
+            raise StudyError(f"study.lr_sweep.widths={sweep.widths}: {e}") from None
+    else:
+        shapes = {recipe.shape(t, base_model) for t in sweep.sizes}
+    return tuple(sorted((ladder_lib.rung(recipe, m, convention) for m in shapes), key=lambda r: r.params.total))
 
 
 def _window_line(C: float, points, study: Study) -> str:

@@ -143,6 +143,26 @@ def sweep_grid(rungs: Sequence[ladder_lib.Rung], study: Study, epoch_tokens: int
     return points, dropped
 
 
+def tokens_grid(rungs: Sequence[ladder_lib.Rung], study: Study, epoch_tokens: int
+                ) -> tuple[list[Point], list[Dropped]]:
+    """study.lr_sweep.tokens: every size trains the same number of tokens (an lr-transfer sweep compares
+    widths at one number of steps), so its budget is those tokens times its FLOPs per token; each is
+    then solved as a grid point (batch halved to study.min_steps as everywhere, the same at every width
+    of a recipe with one batch). Raises StudyError when fewer than 2 sizes can train."""
+    tokens = study.sweep.tokens
+    points, dropped = [], []
+    for rung in rungs:
+        C = tokens * flops.flops_per_token(rung.model)[study.flop_convention]
+        got = solve(C, rung, study, epoch_tokens)
+        if isinstance(got, Point):
+            got = dataclasses.replace(got, C=got.flops)  # the budget it spends, not the nominal one
+        (points if isinstance(got, Point) else dropped).append(got)
+    if len(points) < 2:
+        why = "; ".join(f"N={d.N:,}: {d.reason}" for d in dropped)
+        raise StudyError(f"study.lr_sweep.tokens={tokens}: {len(points)} size(s) can train ({why})")
+    return points, dropped
+
+
 def window(C: float, rungs: Sequence[ladder_lib.Rung], study: Study) -> list[ladder_lib.Rung]:
     """The rungs spanning at least study.sizes.span decades either side of the prior's N_opt(C): every
     rung inside, plus the nearest rung at or beyond each edge (all rungs without a prior)."""

@@ -78,17 +78,33 @@ def independent_runs(points: list[Point], study: Study, config_file: str, base: 
 
 def sweep_runs(points: list[Point], study: Study, config_file: str, base: dict
                ) -> tuple[list[RunSpec], dict[str, float]]:
-    """study.mode='lr_sweep': each point (one budget, the sweep's sizes) at every lr x beta2."""
-    recipe = ladder_lib.RECIPES[study.recipe]
+    """study.mode='lr_sweep': each point (one budget, the sweep's sizes) at every lr x beta2, and under
+    each of the sweep's parametrizations when it names them.
+
+    With fixed tokens (an lr-transfer sweep) every width also warms up for the same steps, the recipe's
+    cap (warmup_cap of the run): the rung's rule (as many tokens as parameters) would give each width
+    its own schedule, and muP's claim is that one schedule's best lr does not move with width."""
+    recipe, sweep = ladder_lib.RECIPES[study.recipe], study.sweep
     runs = []
     for p in points:
-        warmup = warmup_steps(p.rung, p.steps, recipe, p.global_batch)
-        for b2 in study.sweep.beta2s:
-            for lr in study.sweep.lrs:
-                rid = f"{run_id(p.C, p.rung.params.total)}-lr{lr:.3g}-b{b2:g}"
-                runs.append(make_spec(p, study, config_file, base, warmup, lr=lr, beta2=b2, run_id=rid,
-                                      role="lr_sweep"))
+        warmup = (int(recipe.warmup_cap * p.steps) if sweep.tokens
+                  else warmup_steps(p.rung, p.steps, recipe, p.global_batch))
+        for param in sweep.parametrizations or (None,):
+            for b2 in sweep.beta2s:
+                for lr in sweep.lrs:
+                    rid = f"{_sweep_prefix(p, sweep)}-lr{lr:.3g}-b{b2:g}" + (f"-{param}" if param else "")
+                    runs.append(make_spec(p, study, config_file, base, warmup, lr=lr, beta2=b2, run_id=rid,
+                                          role="lr_sweep",
+                                          overrides={"model.parametrization": param} if param else {}))
     return runs, {r.run_id: r.flops for r in runs}
+
+
+def _sweep_prefix(p: Point, sweep) -> str:
+    """What a run id of the sweep starts with: the width (w<d_model>) of a widths sweep, the size of a
+    fixed-token one, else C and N as every grid run's."""
+    if sweep.widths:
+        return f"w{p.rung.model.d_model}"
+    return f"N{p.rung.params.total:.3g}" if sweep.tokens else run_id(p.C, p.rung.params.total)
 
 
 def hparam_sweep_runs(points: list[Point], study: Study, config_file: str, base: dict

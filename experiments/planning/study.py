@@ -15,6 +15,7 @@ from experiments.planning.errors import StudyError
 from experiments.planning.hparams import SECTION_KEY as HPARAMS_LAW_KEY, HparamLaw, HparamSweep
 from experiments.planning.prior import NO_PRIOR, Prior
 from experiments.planning.validation import Validation
+from models.config import PARAMETRIZATIONS
 from scaling import flops
 from scaling.config import SCHEDULES
 
@@ -23,26 +24,47 @@ MODES = ("independent", "wsd_branches", "lr_sweep", "hparam_sweep", *law_section
 
 @dataclasses.dataclass(frozen=True)
 class Sweep:
-    """`study.lr_sweep`: every size target x every lr x every beta2, each run spending `budget`."""
-    budget: float
-    sizes: tuple[float, ...]  # ladder targets (total parameters), mapped through the recipe
+    """`study.lr_sweep`: every size target x every lr x every beta2, each run spending `budget`.
+
+    An lr-transfer sweep (mup_transfer_cpu.py) gives instead `widths` (d_model of the recipe's
+    width-only family, at depth `n_layer`), `tokens` (every run trains this many tokens: muP's transfer
+    is a statement at a fixed number of steps) and `parametrizations` (each point trained under each).
+    Left out, they keep their defaults and the plan is the one lr_sweep always made."""
+    budget: float  # 0 with `tokens`
+    sizes: tuple[float, ...]  # ladder targets (total parameters), mapped through the recipe; () with widths
     lrs: tuple[float, ...]  # peak learning rates (absolute: the same grid for every size)
     beta2s: tuple[float, ...]
+    widths: tuple[int, ...] = ()  # d_model values (the recipe's width_shape), instead of sizes
+    n_layer: int = 0  # with widths: the depth of every width (0: the recipe's)
+    tokens: int = 0  # training tokens of every run, instead of budget
+    parametrizations: tuple[str, ...] = ()  # model.parametrization of each run (): the config's
 
     @classmethod
     def from_config(cls, s) -> "Sweep":
         if s is None:
             raise StudyError("study.lr_sweep: mode 'lr_sweep' needs a study.lr_sweep section "
                              "(budget, sizes, lrs, beta2s); see experiments/configs/lr_sweep_cpu.py")
-        sweep = cls(float(s.budget), tuple(float(x) for x in s.sizes), tuple(float(x) for x in s.lrs),
-                    tuple(float(x) for x in s.beta2s))
-        for name, values in (("sizes", sweep.sizes), ("lrs", sweep.lrs)):
+        sweep = cls(float(s.get("budget") or 0), tuple(float(x) for x in s.get("sizes") or ()),
+                    tuple(float(x) for x in s.lrs), tuple(float(x) for x in s.beta2s),
+                    tuple(int(w) for w in s.get("widths") or ()), int(s.get("n_layer") or 0),
+                    int(s.get("tokens") or 0), tuple(str(p) for p in s.get("parametrizations") or ()))
+        if bool(sweep.sizes) == bool(sweep.widths):
+            raise StudyError(f"study.lr_sweep: give exactly one of sizes={sweep.sizes} and widths={sweep.widths}")
+        shapes = ("widths", sweep.widths) if sweep.widths else ("sizes", sweep.sizes)
+        for name, values in (shapes, ("lrs", sweep.lrs)):
             if not values or min(values) <= 0:
                 raise StudyError(f"study.lr_sweep.{name}={values} must be a non-empty list of positive numbers")
         if not sweep.beta2s or not all(0 < b < 1 for b in sweep.beta2s):
             raise StudyError(f"study.lr_sweep.beta2s={sweep.beta2s} must be a non-empty list in (0, 1)")
-        if sweep.budget <= 0:
-            raise StudyError(f"study.lr_sweep.budget={sweep.budget} must be a positive FLOP count")
+        if sweep.budget < 0 or sweep.tokens < 0 or bool(sweep.budget) == bool(sweep.tokens):
+            raise StudyError(f"study.lr_sweep: give exactly one of budget={sweep.budget:g} (FLOPs per run) and "
+                             f"tokens={sweep.tokens} (tokens per run), positive")
+        if sweep.n_layer < 0 or (sweep.n_layer and not sweep.widths):
+            raise StudyError(f"study.lr_sweep.n_layer={sweep.n_layer} must be >= 0 and goes with widths")
+        bad = [p for p in sweep.parametrizations if p not in PARAMETRIZATIONS]
+        if bad or len(set(sweep.parametrizations)) != len(sweep.parametrizations):
+            raise StudyError(f"study.lr_sweep.parametrizations={sweep.parametrizations} must be distinct values "
+                             f"of {PARAMETRIZATIONS}")
         return sweep
 
 

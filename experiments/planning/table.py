@@ -52,6 +52,12 @@ def format_table(plan: Plan) -> str:
                      f"batch {', '.join(map(str, s.batches))} x {lrs}"
                      + (f" x beta2 {', '.join(f'{b:g}' for b in s.beta2s)}" if s.beta2s else "")
                      + "; fit: python -m experiments.planning.hparam_fit --study DIR")
+    if plan.study.mode == "lr_sweep" and plan.study.sweep.tokens:
+        s = plan.study.sweep
+        shapes = f"widths {', '.join(map(str, s.widths))}" if s.widths else f"{len(s.sizes)} sizes"
+        lines.append(f"lr transfer sweep: {shapes} x lr {', '.join(f'{x:.3g}' for x in s.lrs)}"
+                     + (f" x {', '.join(s.parametrizations)}" if s.parametrizations else "")
+                     + f", {s.tokens:,} tokens per run; fit: python -m experiments.planning.lr_transfer --study DIR")
     for d in plan.dropped:
         lines.append(f"dropped C={d.C:.3g} N={d.N:,}: {d.reason}")
     if plan.prior:
