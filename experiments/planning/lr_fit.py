@@ -48,18 +48,44 @@ class LrFit:
     noise: float  # pooled residual std of the per-size parabolas (nats)
 
 
-def fit_size(lr, loss) -> tuple[float, float, bool, float]:
+@dataclasses.dataclass(frozen=True)
+class Valley:
+    """A parabola in log10 lr through (lr, loss): its vertex is lr*. With losses of shape (n, R) (R
+    resampled valleys over the same lrs) every field is an array of R values, one per valley."""
+    lr_star: np.ndarray  # the vertex; the best swept lr where `edge`
+    loss_star: np.ndarray  # the parabola at its vertex; the best loss where `edge`
+    edge: np.ndarray  # vertex outside the swept lrs or parabola not opening upward (or < 3 lrs)
+    residual_std: np.ndarray  # nats, scatter of the runs about their parabola (nan with < 3 lrs)
+    coefficients: np.ndarray  # (c2, c1, c0) of loss = c2 x^2 + c1 x + c0, x = log10 lr: shape (3,) or (3, R)
+
+
+def valley(lr, loss) -> Valley:
+    """The parabola's vertex, or the best swept lr where the parabola cannot say (Valley.edge)."""
     x, y = np.log10(np.asarray(lr, float)), np.asarray(loss, float)
-    best = int(np.argmin(y))
+    y2 = y.reshape(len(x), -1)
+    best = np.argmin(y2, axis=0)
+    best_x, best_y = x[best], y2[best, np.arange(y2.shape[1])]
     if len(x) < 3:
-        return float(10 ** x[best]), float(y[best]), True, float("nan")
-    c2, c1, c0 = np.polyfit(x, y, 2)
-    resid = y - np.polyval([c2, c1, c0], x)
-    scatter = float(np.sqrt(np.sum(resid**2) / max(len(x) - 3, 1)))
-    if c2 <= 0 or not x.min() <= -c1 / (2 * c2) <= x.max():
-        return float(10 ** x[best]), float(y[best]), True, scatter
-    v = -c1 / (2 * c2)
-    return float(10**v), float(np.polyval([c2, c1, c0], v)), False, scatter
+        nan = np.full(y2.shape[1], np.nan)
+        out = Valley(10**best_x, best_y, np.ones(y2.shape[1], bool), nan, np.full((3, y2.shape[1]), np.nan))
+    else:
+        c = np.polyfit(x, y2, 2)
+        resid = y2 - (c[0] * x[:, None] ** 2 + c[1] * x[:, None] + c[2])
+        scatter = np.sqrt(np.sum(resid**2, axis=0) / max(len(x) - 3, 1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = -c[1] / (2 * c[0])
+        edge = (c[0] <= 0) | ~(x.min() <= v) | ~(v <= x.max())
+        v = np.where(edge, best_x, v)
+        out = Valley(10**v, np.where(edge, best_y, c[0] * v**2 + c[1] * v + c[2]), edge, scatter, c)
+    if y.ndim == 1:
+        return Valley(*(np.asarray(f)[..., 0] for f in dataclasses.astuple(out)))
+    return out
+
+
+def fit_size(lr, loss) -> tuple[float, float, bool, float]:
+    """(lr*, loss at lr*, edge, residual std) of one size's runs (`valley`)."""
+    v = valley(lr, loss)
+    return float(v.lr_star), float(v.loss_star), bool(v.edge), float(v.residual_std)
 
 
 def fit(rows: list[dict]) -> LrFit:
