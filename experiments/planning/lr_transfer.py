@@ -25,6 +25,17 @@ Method (Yang et al. 2022, "Tensor Programs V", Fig. 1):
    d log10 lr* / d log10 width (muP: 0; SP under Adam: toward -1), each with the 95% interval of the
    same bootstrap (the range's is biased up by the noise: ptp of noisy values exceeds the true one).
    The target (issue 20): muP's lr* within +-0.15 decades across widths, i.e. max - min <= 0.30.
+
+Measured by simulation (tests/test_lr_transfer.py's `table`: 4 widths x the preset's 7 lrs, a valley
+0.25 x^2 + 0.1 max(x, 0)^3 in x = log10(lr / lr*), SP's lr* ~ width^-0.8, muP's flat; 200 tables per
+noise level, seeds 100-299, 200 resamples each; error = binomial standard error). At a run noise of
+0.005 / 0.01 / 0.02 nats: the slope's interval covers the true slope in 94.5 / 89.5 / 93.2% (+-1.1 to
+1.5%) of the 400 (table, parametrization) cases; the per-width lr* interval covers the true lr* in only
+52 / 78 / 89% (+-1%) of 1600: a parabola through an asymmetric valley puts its vertex off the true
+minimum, a bias the noise-only interval leaves out; that bias is the same at every width when the
+valley keeps its shape in log lr (muP's claim), so it cancels from the range and the slope. muP's
+range with no true movement (the noise alone): median 0.023 / 0.050 / 0.105 decades, 95th percentile
+0.043 / 0.092 / 0.234, under the 0.30 target up to 0.02 nats of noise.
 """
 from __future__ import annotations
 
