@@ -119,7 +119,8 @@ def test_an_optimum_beyond_the_swept_lrs_is_an_edge():
     t = analyse(df, noise=0.004)
     f = next(f for f in t.fits if f.width == 128)
     assert f.edge and f.lr_star == LRS[0]
-    assert 128.0 in t.spreads[0].edges and "edge for SP width" in lr_transfer.verdict(t)
+    assert 128.0 in t.spreads[0].edges and "edge for SP width 64, 128: widen" in lr_transfer.verdict(t)
+    assert "(target ±0.15: not judged: an lr* at the sweep's edge)" in lr_transfer.verdict(t)
 
 
 def test_the_json_and_the_figure_are_written(tmp_path):

@@ -204,7 +204,9 @@ def verdict(t: Transfer) -> str:
     the target, then the others', e.g. "μP: lr* moves 0.08 decades across widths 16–128 (target ±0.15:
     met); SP: 0.71 decades"."""
     first = next((s for s in t.spreads if s.parametrization == "mup"), t.spreads[0])
-    met = "met" if first.range_dex <= 2 * t.options.target else "not met"
+    met = ("not judged with one width" if len(first.widths) < 2
+           else "not judged: an lr* at the sweep's edge" if first.edges
+           else "met" if first.range_dex <= 2 * t.options.target else "not met")
     parts = [f"{label(first.parametrization)}: lr* moves {first.range_dex:.2f} decades across widths "
              f"{min(first.widths):g}–{max(first.widths):g} (target ±{t.options.target:g}: {met})"]
     parts += [f"{label(s.parametrization)}: {s.range_dex:.2f} decades" for s in t.spreads if s is not first]
