@@ -7,4 +7,6 @@
     estimate.py  epoch size of the training split, wall time per run (probe or assumed FLOP/s)
     table.py     the plan as the researcher reads it
     build.py     the whole Plan record, computed and validated; nothing written
+    lr_fit.py, lr_transfer.py (+ _table, _figure)  what an lr_sweep measured: the lr rule across sizes;
+                 whether lr* moves with width under SP and muP (mup_transfer_cpu)
 """

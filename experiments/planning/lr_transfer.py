@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as e:
         print(f"lr_transfer: {one_line(e)}", file=sys.stderr)
         return 2
-    from experiments.planning import lr_transfer_figure
+    from experiments.planning import lr_transfer_figure  # here: it imports this module's records
     print(report(t))
     atomic.write_json(out / "lr_transfer.json", to_json(t), parents=True)
     paths = lr_transfer_figure.figure(t, out)

@@ -133,7 +133,7 @@ class Study:
     # seed of `seeds`; the others at seeds[0].
     seeds: tuple[int, ...] = (0,)
     seed_points: int = 0
-    sweep: Sweep | None = None  # mode == "lr_sweep": sizes x learning rates x beta2 at one budget
+    sweep: Sweep | None = None  # mode == "lr_sweep": sizes (or widths) x lrs x beta2 at one budget (or tokens)
     noise: float = 0.0  # forecast: std of one run's final eval loss (nats), when noise_from is unset
     noise_from: str = ""  # forecast: a previous study's points.csv (median seed std) or results.csv
     simulations: int = 0  # forecast: Monte Carlo studies (0: no forecast)
