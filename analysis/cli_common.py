@@ -88,7 +88,7 @@ def start_compilation_cache() -> None:
     if where.lower() == "off" or jax.config.jax_compilation_cache_dir:
         return
     jax.config.update("jax_compilation_cache_dir", where or str(pathlib.Path("~/.cache/scaling/jax").expanduser()))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def run_main(main_body, argv=None) -> int:

@@ -23,8 +23,8 @@ def env(fault: str | None = None) -> dict:
     e = {k: v for k, v in os.environ.items() if k != "SCALING_FAULT"}
     if fault:
         e["SCALING_FAULT"] = fault
-    e["JAX_COMPILATION_CACHE_DIR"] = str(ROOT / ".jax_cache")
-    e["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
+    e.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".jax_cache"))  # conftest sets the session's
+    e["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     e.setdefault("JAX_PLATFORMS", "cpu")
     return e
 
