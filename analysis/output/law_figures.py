@@ -129,19 +129,25 @@ def effective_data(data: law_fit.LawData, result: LawResult):
     eff = lambda r: np.where(x <= 1, x, 1 + r * (1 - np.exp(-(x - 1) / r)))
     for ax, name, what in ((axes[0], "R_D_star", "D"), (axes[1], "R_N_star", "N")):
         r = values[name]
+        # A decay constant far beyond the plotted repeats has no plateau in view: the runs cannot
+        # tell it from "no decay" (the search is in log R, so it runs off), and its line would
+        # stretch the axis by decades (a data_constrained_cpu fit: R_N_star 2.7e13).
+        unseen = 1 + r > 10 * x.max()
+        note = ": no plateau in range" if unseen else ""
         ax.plot(x, x, color="0.6", ls="--", lw=0.8, label="every repeat worth a new one")
-        ax.plot(x, eff(r), color="C0", label=f"fitted, {name} = {r:.3g}")
+        ax.plot(x, eff(r), color="C0", ls="-." if unseen else "-", label=f"fitted, {name} = {r:.3g}{note}")
         samples = np.asarray(draws.get(name, []), float)
         samples = samples[np.isfinite(samples)]
         if len(samples) >= 2:
             band = np.array([eff(s) for s in samples])
             ax.fill_between(x, *np.percentile(band, [2.5, 97.5], 0), color="C0", alpha=0.2, lw=0, label="95% of resampled fits")
-        ax.axhline(1 + r, color="C0", lw=0.6, ls=":")
+        if not unseen:
+            ax.axhline(1 + r, color="C0", lw=0.6, ls=":")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(f"{what} / U_{what}" + (" (epochs)" if what == "D" else " (parameters over the compute-optimal)"))
         ax.set_ylabel(f"{what}' / U_{what}")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left")  # the curves rise to the right
     axes[0].plot(epochs, np.full_like(epochs, 0.55), "|", color="k", ms=8, label="_table's epochs")
     axes[0].set_title("Effective data: repeated tokens decay")
     axes[1].set_title("Effective parameters: excess parameters decay")
