@@ -98,7 +98,8 @@ def _annealing(study: Path, results: pd.DataFrame, law, options: law_report.LawO
 
 def _figure(study: Path, fig, name: str, caption: str) -> Section:
     paths = figures.save(fig, str(study / "figures"), name)
-    return Section("Figure", [Image(next(p for p in paths if p.endswith(".png")), caption)])
+    title = caption.split(":")[0].split(" (")[0]  # the caption's opening words: one heading per figure
+    return Section(f"Figure: {title}", [Image(next(p for p in paths if p.endswith(".png")), caption)])
 
 
 def _final_row(g: pd.DataFrame) -> tuple[str, ...]:
