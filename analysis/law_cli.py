@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from analysis.laws import law_report, registry
+from analysis.laws import annealing_decay, law_report, registry
 from analysis.laws.law_table import LawColumns, law_table
 from analysis.records import write_atomic, write_fits
 from analysis.tables import tables
@@ -24,6 +24,9 @@ def add_law_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--unique-col", help="unique tokens U_D (default: unique_tokens, 'Unique Tokens', U_D, unique)")
     g.add_argument("--step-col", help="annealing: optimiser step of each curve row (default: step)")
     g.add_argument("--lr-col", help="annealing: learning rate at that step (default: lr, learning_rate)")
+    g.add_argument("--decay", default="profile",
+                   help="annealing: the momentum lambda of S2: 'profile' (default: the fitted curves' least-RSS "
+                        "of 0.99 ... 0.9995, predictions widened over the 95%% profile) or a value (the paper: 0.999)")
     g.add_argument("--predict", help="CSV of runs to predict (same column flags, no loss needed): "
                                      "writes DIR/predictions.csv")
     g.add_argument("--figures", action="store_true",
@@ -44,11 +47,15 @@ def main_law(args) -> int:
     curves_df = tables.read_table(args.curves) if args.curves else df  # annealing: --curves, else --results
     pred_df = tables.read_table(args.predict) if args.predict else None
     results, predicted = {}, None
+    decay = annealing_decay.parse(args.decay)
     for law in laws:
         table = law_table(curves_df if "s1" in law.inputs else df, _columns(args), law.inputs)
         for note in table.notes:
             print(f"note: {note}", file=sys.stderr)
-        res = law_report.run(law, table.data, options)
+        annealed = annealing_decay.fit(law, curves_df, _columns(args), options, decay) if "s1" in law.inputs else None
+        res = annealed.result if annealed else law_report.run(law, table.data, options)
+        if annealed:
+            table = law_table(curves_df, _columns(args), law.inputs, decay=annealed.choice.value)
         results[law.name] = res
         print(law_report.format_result(res))
         if args.figures:
@@ -56,8 +63,11 @@ def main_law(args) -> int:
             for path in law_figures.draw(res, table.data, os.path.join(args.out, "figures")):
                 print(f"figure: {path}")
         if pred_df is not None:
-            target = law_table(pred_df, _columns(args), law.inputs, with_loss=False)
-            out = law_report.predictions(res, target.frame, target.data, args.level)
+            if annealed:
+                out = annealing_decay.predict(annealed, pred_df, _columns(args), args.level)
+            else:
+                target = law_table(pred_df, _columns(args), law.inputs, with_loss=False)
+                out = law_report.predictions(res, target.frame, target.data, args.level)
             predicted = _merge(predicted, out, law.name, len(laws) > 1)
     os.makedirs(args.out, exist_ok=True)
     write_fits(os.path.join(args.out, "fits.json"), {k: r.record for k, r in results.items()})

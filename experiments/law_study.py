@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.laws import law_report, registry
+from analysis.laws import annealing_decay, law_report, registry
 from analysis.laws.law_table import LawColumns, law_table
 from analysis.output import figures, law_figures
 from analysis.output.report_render import Bullets, Image, Section, Table, to_html, to_markdown
@@ -75,19 +75,19 @@ def _annealing(study: Path, results: pd.DataFrame, law, options: law_report.LawO
     fitted = curves[ids.isin(_completed(results, "annealing"))].reset_index(drop=True)
     if fitted.empty:
         raise InputError("no completed run with role annealing in results.csv: nothing to fit")
-    res = law_report.run(law, law_table(fitted, cols, law.inputs).data, options)
+    annealed = annealing_decay.fit(law, fitted, cols, options)  # lambda profiled on the fitted curves
+    res = annealed.result
     held = curves[ids.isin(_completed(results, "annealing_heldout"))].reset_index(drop=True)
     pred = None
     sections = []
     if not held.empty:
-        target = law_table(held, cols, law.inputs, with_loss=False)
-        pred = law_report.predictions(res, target.frame, target.data, level)
+        pred = annealing_decay.predict(annealed, held, cols, level)
         write_atomic(str(out / "predictions.csv"), pred.to_csv(index=False))
         sections.append(Section("The held-out schedules: predicted against measured final loss",
                                 [Table(("run", "step", "measured", "predicted", f"{level:.0%} interval", "error"),
                                        [_final_row(g) for _, g in pred.groupby("run_id", sort=False)])]))
     if draw:
-        own = law_table(fitted, cols, law.inputs, with_loss=False)
+        own = law_table(fitted, cols, law.inputs, with_loss=False, decay=annealed.choice.value)
         lines = pd.concat([law_report.predictions(res, own.frame, own.data, level), pred], ignore_index=True)
         fig = law_figures.annealing_curves(pd.concat([fitted, held], ignore_index=True), lines,
                                            set(held["run_id"].astype(str)))

@@ -12,6 +12,7 @@ import pytest
 from analysis import fit as fit_cli
 from analysis.laws import approach3, law_fit, law_report, registry
 from analysis.laws.law_table import LawColumns, law_table
+from analysis.records import InputError
 
 TRUTH = {
     "chinchilla": dict(E=1.7, A=400.0, B=1500.0, alpha=0.33, beta=0.36),
@@ -159,7 +160,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, flags, message):
 ANNEAL = dict(L0=2.0, A=0.6, alpha=0.5, C=0.3)
 
 
-def anneal_curves(kinds, steps: int = 1000, every: int = 10, noise: float = 0.0, seed: int = 0) -> pd.DataFrame:
+def anneal_curves(kinds, steps: int = 1000, every: int = 10, noise: float = 0.0, seed: int = 0,
+                  decay: float = 0.999) -> pd.DataFrame:
     """Curves with the lr at every step and the loss every `every` steps (as an eval would log it):
     100 warmup steps, then constant, cosine to 0, or WSD (last 20% linear to 0)."""
     from analysis.laws import schedule
@@ -171,7 +173,7 @@ def anneal_curves(kinds, steps: int = 1000, every: int = 10, noise: float = 0.0,
     frames = []
     for kind in kinds:
         lr = 1e-3 * warm * shape[kind]
-        s1, s2 = schedule.areas(step, lr)
+        s1, s2 = schedule.areas(step, lr, decay)
         loss = (ANNEAL["L0"] + ANNEAL["A"] * s1 ** -ANNEAL["alpha"] - ANNEAL["C"] * s2) \
             * np.exp(noise * rng.standard_normal(steps))
         frames.append(pd.DataFrame({"run_id": kind, "step": step, "lr": lr,
@@ -190,6 +192,30 @@ def test_annealing_law_fitted_on_constant_and_cosine_predicts_wsd():
     target = law_table(wsd.drop(columns="loss"), LawColumns(), law.inputs, with_loss=False)
     pred = law_report.predictions(res, target.frame, target.data, 0.95)
     assert pred.predicted_loss.iloc[-1] == pytest.approx(wsd.loss.iloc[-1], rel=1e-3)
+
+
+def test_annealing_decay_profiled_on_the_fitted_curves_and_kept_in_the_predictions():
+    """Curves drawn with lambda 0.995: the profile picks it from constant and cosine alone, records it,
+    and the WSD prediction's interval holds the point predictions at every kept lambda."""
+    from analysis.laws import annealing_decay
+    law, cols = registry.get("annealing"), LawColumns()
+    starts = ((0.5, -0.8, 0.4, -1.0), (0.9, 0.0, 0.7, -1.5))
+    options = law_report.LawOptions(bootstrap=0, starts=starts, validation=False)
+    af = annealing_decay.fit(law, anneal_curves(["constant", "cosine"], decay=0.995), cols, options)
+    assert af.choice.value == 0.995 and 0.995 in af.choice.kept and 0.9995 not in af.choice.kept
+    assert af.result.record.extra["decay"]["lambda"] == 0.995 and len(af.choice.objective) == len(annealing_decay.DECAYS)
+    wsd = anneal_curves(["wsd"], decay=0.995)
+    pred = annealing_decay.predict(af, wsd.drop(columns="loss"), cols, 0.95)
+    assert pred.predicted_loss.iloc[-1] == pytest.approx(wsd.loss.iloc[-1], rel=1e-3)
+    # Each interval is widened to hold every kept lambda's point prediction (no resamples: their range).
+    frame = pd.DataFrame({"predicted_loss": [2.0, 2.0], "predicted_low": [1.9, np.nan], "predicted_high": [2.1, np.nan]})
+    wide = annealing_decay.widen(frame, {0.99: np.array([1.8, 2.05]), 0.998: np.array([2.2, 1.95])})
+    assert wide.predicted_low.tolist() == [1.8, 1.95] and wide.predicted_high.tolist() == [2.2, 2.05]
+    fixed = annealing_decay.fit(law, anneal_curves(["constant", "cosine"]), cols, options, fixed=0.999)
+    assert fixed.choice.kept == (0.999,) and fixed.result.record.extra["decay"]["rule"] == "fixed (--decay)"
+    for bad in ("x", "1.5"):
+        with pytest.raises(InputError, match="--decay"):
+            annealing_decay.parse(bad)
 
 
 def test_annealing_with_one_percent_noise_truth_inside_intervals():

@@ -115,6 +115,10 @@ def format_result(result: LawResult) -> str:
         lines.append(f"  intervals: {s['resamples']} parametric resamples (sigma {s['sigma_log_loss']:.3g} in log loss),"
                      f" {s['starts_per_resample']} starts each, {s['failed']} failed, a grid start won "
                      f"{s['grid_start_won']}")
+    if "decay" in r.extra:
+        d = r.extra["decay"]
+        kept = ", ".join(f"{v:g}" for v in d["kept"])
+        lines.append(f"  annealing momentum lambda {d['lambda']:g}: {d['rule']}; kept {kept}")
     if "comparison" in r.extra:
         c = r.extra["comparison"]
         lines.append(f"  against {c['against']}: LR {c['lr_statistic']:.3g} on {c['dof']} dof, p {c['p_value']:.3g}, "

@@ -71,8 +71,10 @@ def _positive(df, col: str) -> np.ndarray:
     return v
 
 
-def law_table(df: pd.DataFrame, cols: LawColumns, inputs: tuple[str, ...], with_loss: bool = True) -> LawTable:
-    """The law's inputs (and the loss, when `with_loss`) from the table's rows."""
+def law_table(df: pd.DataFrame, cols: LawColumns, inputs: tuple[str, ...], with_loss: bool = True,
+              decay: float = schedule.LAMBDA) -> LawTable:
+    """The law's inputs (and the loss, when `with_loss`) from the table's rows; `decay`: the
+    annealing momentum's lambda for curves' S2 (analysis.laws.annealing_decay chooses it)."""
     notes = []
     if cols.status and cols.status in df.columns:
         bad = df[cols.status].astype(str).str.lower().isin(tables.DROPPED_STATUS)
@@ -80,7 +82,7 @@ def law_table(df: pd.DataFrame, cols: LawColumns, inputs: tuple[str, ...], with_
             notes.append(f"left out {int(bad.sum())} rows with status diverged/failed")
         df = df[~bad].reset_index(drop=True)
     if "s1" in inputs:
-        return _curves(df, cols, with_loss, notes)
+        return _curves(df, cols, with_loss, notes, decay)
     used: dict[str, str] = {}
     logs: dict[str, np.ndarray] = {}
     for key in inputs:
@@ -129,7 +131,7 @@ def run_noise(df: pd.DataFrame, logs: dict, log_loss: np.ndarray) -> tuple[np.nd
     return None, "none"
 
 
-def _curves(df: pd.DataFrame, cols: LawColumns, with_loss: bool, notes: list) -> LawTable:
+def _curves(df: pd.DataFrame, cols: LawColumns, with_loss: bool, notes: list, decay: float) -> LawTable:
     """Loss curves (run, step, lr[, loss]) as the annealing law's S1, S2 per row: the lr of every
     row enters the areas; rows without a loss value (eval every k steps) are then dropped when fitting."""
     used = {k: _column(df, cols, k) for k in ("run", "step", "lr")}
@@ -139,7 +141,7 @@ def _curves(df: pd.DataFrame, cols: LawColumns, with_loss: bool, notes: list) ->
         raise InputError(f"columns {used['step']!r}, {used['lr']!r}: every row needs a step and an lr >= 0")
     s1, s2 = np.full(len(df), np.nan), np.full(len(df), np.nan)
     for _, idx in df.groupby(used["run"], sort=False).indices.items():
-        s1[idx], s2[idx] = schedule.areas(step[idx], lr[idx])
+        s1[idx], s2[idx] = schedule.areas(step[idx], lr[idx], decay)
     keep = (step >= 1) & (s1 > 0)
     if with_loss:
         used["loss"] = _column(df, cols, "loss")
