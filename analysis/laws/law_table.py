@@ -50,15 +50,7 @@ class LawTable:
 
 
 def _column(df, cols: LawColumns, key: str, required: bool = True) -> str | None:
-    name = getattr(cols, key)
-    if name is not None:
-        if name not in df.columns:
-            raise InputError(f"{FLAGS[key]} {name!r}: no such column (columns: {', '.join(map(str, df.columns))})")
-        return name
-    found = next((c for c in CANDIDATES[key] if c in df.columns), None)
-    if found is None and required:
-        raise InputError(f"missing column: none of {', '.join(CANDIDATES[key])} found; name it with {FLAGS[key]}")
-    return found
+    return tables.pick_column(df, getattr(cols, key), CANDIDATES[key], FLAGS[key], required)
 
 
 def _positive(df, col: str) -> np.ndarray:

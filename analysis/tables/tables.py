@@ -127,7 +127,9 @@ def read_table(path) -> pd.DataFrame:
     return df
 
 
-def _pick(df, name, candidates, flag, required=True):
+def pick_column(df, name, candidates, flag, required=True):
+    """The column a flag names (one-line error if absent), else the first of `candidates` present;
+    None when none is and not `required`. Every table reader of the project picks columns so."""
     if name is not None:
         if name not in df.columns:
             raise InputError(f"{flag} {name!r}: no such column (columns: {', '.join(map(str, df.columns))})")
@@ -221,30 +223,30 @@ def load_runs(path, cols: Columns = Columns()) -> Runs:
 
 def runs_from(df: pd.DataFrame, cols: Columns = Columns(), path="the table") -> Runs:
     notes: list[str] = []
-    n_col = _pick(df, cols.n, N_CANDIDATES, "--n-col")
-    loss_col = _pick(df, cols.loss, LOSS_CANDIDATES, "--loss-col")
+    n_col = pick_column(df, cols.n, N_CANDIDATES, "--n-col")
+    loss_col = pick_column(df, cols.loss, LOSS_CANDIDATES, "--loss-col")
     df = _leave_out(df, cols, loss_col, notes)
     if len(df) == 0:
         raise InputError(f"{path}: no runs left after leaving out diverged/failed, non-isoflop and "
                          f"unfinished ones ({'; '.join(notes)})")
-    run_col = _pick(df, cols.run, ("run_id", "run"), "--run-col", required=False)
+    run_col = pick_column(df, cols.run, ("run_id", "run"), "--run-col", required=False)
     ids = df[run_col].astype(str).to_numpy() if run_col else np.array([f"row{i + 1}" for i in range(len(df))])
     n = _positive(df[n_col].to_numpy(), n_col, ids)
     loss = _positive(df[loss_col].to_numpy(), loss_col, ids)
-    ne_col = _pick(df, cols.n_nonembed, ("non_embedding_params",), "--n-nonembed-col", required=False)
+    ne_col = pick_column(df, cols.n_nonembed, ("non_embedding_params",), "--n-nonembed-col", required=False)
     n_ne = _positive(df[ne_col].to_numpy(), ne_col, ids) if ne_col else None
     if cols.flops_convention not in CONVENTIONS:
         raise InputError(f"--flops-convention {cols.flops_convention!r}: choose one of {', '.join(CONVENTIONS)}")
     k = CONVENTIONS[cols.flops_convention]
     table_conv = _table_convention(df, cols, cols.c is not None)
-    d_col = _pick(df, cols.d, D_CANDIDATES, "--d-col", required=False)
-    c_col = f"flops_{table_conv}" if table_conv else _pick(df, cols.c, C_CANDIDATES, "--c-col", required=False)
+    d_col = pick_column(df, cols.d, D_CANDIDATES, "--d-col", required=False)
+    c_col = f"flops_{table_conv}" if table_conv else pick_column(df, cols.c, C_CANDIDATES, "--c-col", required=False)
     if d_col is None and c_col is None:
         raise InputError("missing column: need tokens (--d-col) or compute (--c-col) to know D")
     c = _positive(df[c_col].to_numpy(), c_col, ids) if c_col else None
     d = _positive(df[d_col].to_numpy(), d_col, ids) if d_col else c / (k * n)
     c = c if c is not None else k * n * d
-    b_col = _pick(df, cols.budget, ("budget",), "--budget-col", required=False)
+    b_col = pick_column(df, cols.budget, ("budget",), "--budget-col", required=False)
     if cols.budgets:
         budget = snap_budgets(c, cols.budgets, cols.snap_dex)
     elif b_col:
@@ -264,9 +266,9 @@ def load_curves(path, loss_col: str | None = None, flops_convention: str = "6nd"
     train_loss (then eval_loss, loss). Rows whose loss is missing (e.g. eval loss logged every k
     steps) are skipped; steps before any token was seen are skipped."""
     df = read_table(path)
-    run_col = _pick(df, None, ("run_id", "run"), "--curve-run-col")
-    n_col = _pick(df, None, N_CANDIDATES, "--curve-n-col")
-    t_col = _pick(df, None, ("tokens",), "--curve-tokens-col")
+    run_col = pick_column(df, None, ("run_id", "run"), "--curve-run-col")
+    n_col = pick_column(df, None, N_CANDIDATES, "--curve-n-col")
+    t_col = pick_column(df, None, ("tokens",), "--curve-tokens-col")
     if loss_col is None:  # the train loss is logged every step: the curve with the most points
         loss_col = next((c for c in ("train_loss", "eval_loss", "loss") if c in df.columns
                          and pd.to_numeric(df[c], errors="coerce").notna().any()), None)

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.records import InputError
-from analysis.tables.tables import read_table
+from analysis.tables.tables import pick_column, read_table
 from plumbing import atomic
 from plumbing.cli import Parser, one_line
 
@@ -138,14 +138,7 @@ class Law:
 # ---- the table -------------------------------------------------------------------------------
 
 def _pick(df, name, role, flag):
-    if name is not None:
-        if name not in df.columns:
-            raise InputError(f"{flag} {name!r}: no such column (columns: {', '.join(map(str, df.columns))})")
-        return name
-    found = next((c for c in AUTO[role] if c in df.columns), None)
-    if found is None and role != "id":
-        raise InputError(f"missing column: none of {', '.join(AUTO[role])} found; name it with {flag}")
-    return found
+    return pick_column(df, name, AUTO[role], flag, required=role != "id")
 
 
 def sweep_from(df: pd.DataFrame, opts: Options = Options()) -> Sweep:

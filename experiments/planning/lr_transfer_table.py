@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.records import InputError
-from analysis.tables.tables import read_table
+from analysis.tables.tables import pick_column, read_table
 from experiments import study_dir
 from experiments.planning.errors import StudyError
 from models.config import ModelConfig
@@ -24,14 +24,7 @@ SWEEP_ROLE = "lr_sweep"  # when a table has such rows, only they are read
 
 
 def _pick(df: pd.DataFrame, name: str | None, role: str, required: bool = True) -> str | None:
-    if name is not None:
-        if name not in df.columns:
-            raise InputError(f"--{role}-col {name!r}: no such column (columns: {', '.join(map(str, df.columns))})")
-        return name
-    found = next((c for c in AUTO[role] if c in df.columns), None)
-    if found is None and required:
-        raise InputError(f"missing column: none of {', '.join(AUTO[role])} found; name it with --{role}-col")
-    return found
+    return pick_column(df, name, AUTO[role], f"--{role}-col", required)
 
 
 def runs_from(df: pd.DataFrame, names: dict[str, str | None] | None = None) -> tuple[pd.DataFrame, dict, list[str]]:
