@@ -104,11 +104,10 @@ def budget_arrays(runs: Runs, L, sigma, c: float) -> Budget:
     W = _weights(sigma, m, order, len(L))
     coeffs = _coeffs(x, Y, W)
     convex = coeffs[:, 0] > 0
-    low = x[np.argmin(Y, 1)]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xv = np.where(convex, -coeffs[:, 1] / (2 * coeffs[:, 0]), low)
-    se = np.where(convex, _vertex_se(x, Y, W, coeffs, sigma is not None), np.nan)
     first_low = np.argmin(Y, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xv = np.where(convex, -coeffs[:, 1] / (2 * coeffs[:, 0]), x[first_low])
+    se = np.where(convex, _vertex_se(x, Y, W, coeffs, sigma is not None), np.nan)
     at_edge = (xv <= x[0]) | (xv >= x[-1]) | (first_low == 0) | (first_low == len(x) - 1)
     with np.errstate(over="ignore", under="ignore"):  # as budget_optimum: 0 or inf, never an OverflowError
         d_opt = c / np.power(10.0, interp_log_many(xv, x, lf))
@@ -142,37 +141,22 @@ def fit_rows(runs: Runs, L, sigma=None, include_edges: bool = False) -> list:
 
 
 def _row(per: list[Budget], i: int, weighted: bool, include_edges: bool, trend):
-    """fit_approach2's power laws (and misspec.trend) from row i of every budget's arrays."""
-    used = [b for b in per if include_edges or b.usable[i]]
-    if len(used) < 2:
-        return InputError(f"Approach 2 needs at least 2 budgets with an interior optimum, found {len(used)} "
-                          f"(of {len(per)} budgets): add budgets, widen the N grid, or pass --include-edges")
-    c = np.array([b.C for b in used])
-    se = np.array([b.se[i] for b in used])
-    by_se = weighted and np.all(np.isfinite(se) & (se > 0))
-    w = 1.0 / se**2 if by_se else np.array([b.n_runs for b in used], float)
+    """fit_approach2's result from row i of every budget's arrays: its power laws and misspec.trend."""
+    optima = [_Opt(b.C, float(b.n_opt[i]), float(b.d_opt[i]), float(b.se[i]), b.n_runs, bool(b.usable[i]))
+              for b in per]
     try:
-        n_law = approach2.fit_power_law(c, [b.n_opt[i] for b in used], w)
-        d_law = approach2.fit_power_law(c, [b.d_opt[i] for b in used], w)
-    except RESAMPLE_ERRORS as e:
+        res = approach2.from_optima(optima, "parabola", include_edges, weighted)
+    except RESAMPLE_ERRORS as e:  # InputError among them: fewer than 2 usable budgets
         return e
-    lite = _Lite(tuple(per_opt(b, i) for b in per), tuple(float(v) for v in c), tuple(float(v) for v in w))
-    return RowFit(n_law, d_law, trend(lite))
+    return RowFit(res.n_law, res.d_law, trend(res))
 
 
 @dataclasses.dataclass(frozen=True)
 class _Opt:
+    """The fields of a BudgetOptimum that approach2.from_optima and misspec.trend read."""
     C: float
     N_opt: float
-
-
-@dataclasses.dataclass(frozen=True)
-class _Lite:
-    """The fields of an Approach2Result that misspec.trend reads."""
-    optima: tuple[_Opt, ...]
-    used_budgets: tuple[float, ...]
-    weights: tuple[float, ...]
-
-
-def per_opt(b: Budget, i: int) -> _Opt:
-    return _Opt(b.C, float(b.n_opt[i]))
+    D_opt: float
+    log10_N_se: float
+    n_runs: int
+    usable: bool
