@@ -140,6 +140,12 @@ def fit_rows(runs: Runs, L, sigma=None, include_edges: bool = False) -> list:
     return [_row(per, i, sigma is not None, include_edges, misspec.trend) for i in range(len(L))]
 
 
+def rows_of(sigma, include_edges: bool, values):
+    """A parametric.RowsFit: values(RowFit) -> {name: value} for every draw, a failure as its exception."""
+    return lambda runs, losses: [f if isinstance(f, Exception) else values(f)
+                                 for f in fit_rows(runs, losses, sigma, include_edges)]
+
+
 def _row(per: list[Budget], i: int, weighted: bool, include_edges: bool, trend):
     """fit_approach2's result from row i of every budget's arrays: its power laws and misspec.trend."""
     optima = [_Opt(b.C, float(b.n_opt[i]), float(b.d_opt[i]), float(b.se[i]), b.n_runs, bool(b.usable[i]))

@@ -199,11 +199,8 @@ def approach2_fit(ctx: Context) -> dict[str, Fit]:
         def values(r):
             res = approach2.fit_approach2(r, a.interp, a.include_edges, sig)
             return {"a": res.n_law.exponent, "b": res.d_law.exponent, misspec.KEY: misspec.trend(res)}
-
-        def rows(r, losses):  # the same values, every draw in one call
-            return [f if isinstance(f, Exception) else {"a": f.n_law.exponent, "b": f.d_law.exponent,
-                                                        misspec.KEY: f.trend}
-                    for f in approach2_many.fit_rows(r, losses, sig, a.include_edges)]
+        rows = approach2_many.rows_of(sig, a.include_edges, lambda f: {  # the same values, all draws at once
+            "a": f.n_law.exponent, "b": f.d_law.exponent, misspec.KEY: f.trend})
         s = parametric.generic(runs, values, a.bootstrap, a.seed, ctx.plan, rows if a.interp == "parabola" else None)
         ints = _intervals(ctx, "approach2", s)
         ints.pop(misspec.KEY, None)  # the misspecification check's null, not a reported quantity
@@ -240,8 +237,7 @@ def approach3_fit(ctx: Context) -> dict[str, Fit]:
         paired = None if ctx.r2 is None else (
             lambda r: {"a2": approach2.fit_approach2(r, a.interp, a.include_edges, sig).n_law.exponent})
         rows = None if ctx.r2 is None or a.interp != "parabola" else (
-            lambda r, losses: [f if isinstance(f, Exception) else {"a2": f.n_law.exponent}
-                               for f in approach2_many.fit_rows(r, losses, sig, a.include_edges)])
+            approach2_many.rows_of(sig, a.include_edges, lambda f: {"a2": f.n_law.exponent}))
         s = parametric.approach3(runs, r3.x, a.bootstrap, a.seed, a.delta, ctx.plan, paired=paired,
                                  at_fit=curvature.at_fit(runs), paired_rows=rows)
         if not eq4 and len(s.values.get("alpha", ())):
