@@ -2,7 +2,8 @@
 scipy L-BFGS-B loop over the same starts with exact gradients, and a 1,000-resample bootstrap.
 
 .venv/bin/python bench/fit_speed.py [--data CSV] [--scipy-starts K] [--bootstrap 1000] [--no-single]
-.venv/bin/python bench/fit_speed.py --study [--calibrate-studies K]
+.venv/bin/python bench/fit_speed.py --study [--calibrate-studies K] [--calibrate-scenarios correct]
+    [--no-fit] [--calibrate-out DIR]
 
 --study (issue 17's speed targets) times, as subprocesses on a 44-run synthetic table of isoflop_cpu's
 design (analysis.uncertainty.synthetic.cpu_table), the default `python -m analysis.fit` (every
@@ -60,20 +61,22 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def study(calibrate_studies: int) -> None:
+def study(calibrate_studies: int, scenarios: str | None = None, fit: bool = True, keep: str | None = None) -> None:
     from analysis.uncertainty import synthetic
     from analysis.uncertainty.calibrate import SCENARIOS
     with tempfile.TemporaryDirectory() as tmp:
         table = os.path.join(tmp, "results.csv")
         synthetic.cpu_table(table)
         print(f"load average (1, 5, 15 min) before: {os.getloadavg()}")
-        wall, cpu = timed([sys.executable, "-m", "analysis.fit", "--results", table, "--out", os.path.join(tmp, "fit")])
-        print(f"default analysis.fit (44 runs, 200 resamples, diagnostics): {wall:.1f} s wall, {cpu:.1f} s CPU")
+        if fit:
+            wall, cpu = timed([sys.executable, "-m", "analysis.fit", "--results", table, "--out", os.path.join(tmp, "fit")])
+            print(f"default analysis.fit (44 runs, 200 resamples, diagnostics): {wall:.1f} s wall, {cpu:.1f} s CPU")
         k = calibrate_studies
+        names = scenarios.split(",") if scenarios else SCENARIOS
         wall, cpu = timed([sys.executable, "-m", "analysis.calibrate", "--results", table, "--out",
-                           os.path.join(tmp, "cal"), "--studies", str(k)])
+                           keep or os.path.join(tmp, "cal"), "--studies", str(k), "--scenarios", ",".join(names)])
         label = "" if k == 200 else f"  [EXTRAPOLATED x{200 / k:g} from {k} studies]"
-        print(f"analysis.calibrate --studies {k} (all {len(SCENARIOS)} scenarios): {wall:.1f} s wall, {cpu:.1f} s CPU -> "
+        print(f"analysis.calibrate --studies {k} ({len(names)} scenarios: {','.join(names)}): {wall:.1f} s wall, {cpu:.1f} s CPU -> "
               f"{wall * 200 / k:.0f} s wall, {cpu * 200 / k:.0f} s CPU for 200 per scenario{label}")
         print(f"load average (1, 5, 15 min) after: {os.getloadavg()}")
 
@@ -86,9 +89,12 @@ def main():
     p.add_argument("--no-single", action="store_true", help="skip the all-starts-in-float64 comparison")
     p.add_argument("--study", action="store_true", help="time the default fit and a calibration (issue 17)")
     p.add_argument("--calibrate-studies", type=int, default=10, help="with --study: studies to calibrate")
+    p.add_argument("--calibrate-scenarios", help="with --study: comma-separated scenarios (default: all)")
+    p.add_argument("--no-fit", action="store_true", help="with --study: time the calibration only")
+    p.add_argument("--calibrate-out", help="with --study: keep calibration.json in this directory")
     args = p.parse_args()
     if args.study:
-        return study(args.calibrate_studies)
+        return study(args.calibrate_studies, args.calibrate_scenarios, not args.no_fit, args.calibrate_out)
     print(f"load average (1, 5, 15 min) before: {os.getloadavg()}")
     runs = tables.drop_highest_loss(tables.load_runs(args.data, tables.Columns(n="Model Size", c="Training FLOP", loss="loss")), 5)
     n, d, loss = runs.N, runs.D, runs.loss

@@ -160,20 +160,30 @@ class LeaveOneOut:
 
 
 def loo_approach2(runs: Runs, method="parabola", include_edges=False, sigma="auto") -> LeaveOneOut:
-    full = approach2.fit_approach2(runs, method, include_edges, sigma).n_law.exponent
+    full_fit = approach2.fit_approach2(runs, method, include_edges, sigma)
+    full = full_fit.n_law.exponent
     sig = noise_sigma(runs) if isinstance(sigma, str) else sigma
     shifts, failed = np.full(len(runs), np.nan), 0
     for i in range(len(runs)):
         keep = np.arange(len(runs)) != i
         try:
-            a = approach2.fit_approach2(runs.subset(keep), method, include_edges,
-                                        None if sig is None else sig[keep]).n_law.exponent
+            # fit_approach2 without run i: only its own budget's optimum changes, so only it is refitted
+            optima = _without(full_fit.optima, runs.subset(keep), runs.budget[i], method,
+                              None if sig is None else sig[keep])
+            a = approach2.from_optima(optima, method, include_edges, sig is not None).n_law.exponent
             shifts[i] = abs(a - full)
         except InputError:
             failed += 1
     j = int(np.nanargmax(shifts)) if np.isfinite(shifts).any() else 0
     return LeaveOneOut("approach2", full, float(np.nanmax(shifts)) if np.isfinite(shifts).any() else float("nan"),
                        str(runs.run_id[j]), failed)
+
+
+def _without(optima, rest: Runs, c, method: str, sigma) -> list:
+    """approach2.budget_optima(rest, ...) where `rest` differs from the optima's table only in budget c."""
+    if not np.any(rest.budget == c):
+        return [o for o in optima if o.C != c]
+    return [approach2.optimum_of(rest, c, method, sigma) if o.C == c else o for o in optima]
 
 
 def loo_approach3(runs: Runs, best_x, delta: float = 1e-3, a_of=None) -> LeaveOneOut:

@@ -25,6 +25,7 @@ import dataclasses
 import numpy as np
 import scipy.interpolate
 
+from analysis.laws.akima_min import akima_argmin
 from analysis.records import InputError
 from analysis.tables.tables import Runs
 
@@ -174,8 +175,7 @@ def vertex_gaps(x, Y, sigma=None) -> np.ndarray:
         xp = np.where(c2 > 0, -c1 / (2 * c2), x[np.argmin(Y, 0)])
     ux, inv = np.unique(x, return_inverse=True)
     means = np.stack([Y[inv == i].mean(0) for i in range(len(ux))])
-    fine = np.linspace(ux[0], ux[-1], 2001)
-    xa = fine[np.argmin(scipy.interpolate.Akima1DInterpolator(ux, means, axis=0)(fine), 0)]
+    xa = akima_argmin(ux, means)  # = fine[argmin of the Akima spline on 2001 points], segments pruned
     return np.abs(xp - xa)
 
 
@@ -226,17 +226,21 @@ def fit_power_law(c, y, weights) -> PowerLaw:
 def budget_optima(runs: Runs, method: str = "parabola", sigma=None, skip_small: bool = False) -> list[BudgetOptimum]:
     """Every budget's optimum (`sigma`: per-run loss std or None). With skip_small, budgets with
     too few sizes for a profile are left out instead of raising."""
-    log_fpt = np.log10(runs.flops_per_token())
     optima = []
     for c in runs.budgets():
-        m = runs.budget == c
         try:
-            optima.append(budget_optimum(np.log10(runs.N[m]), np.log10(runs.D[m]), runs.loss[m], c, method,
-                                         None if sigma is None else sigma[m], log_fpt[m]))
+            optima.append(optimum_of(runs, c, method, sigma))
         except InputError:
             if not skip_small:
                 raise
     return optima
+
+
+def optimum_of(runs: Runs, c: float, method: str = "parabola", sigma=None) -> BudgetOptimum:
+    """Budget c's optimum in `runs` (`sigma`: per-run loss std of all runs, or None)."""
+    m = runs.budget == c
+    return budget_optimum(np.log10(runs.N[m]), np.log10(runs.D[m]), runs.loss[m], c, method,
+                          None if sigma is None else sigma[m], np.log10(runs.flops_per_token()[m]))
 
 
 def fit_approach2(runs: Runs, method: str = "parabola", include_edges: bool = False,
@@ -246,14 +250,18 @@ def fit_approach2(runs: Runs, method: str = "parabola", include_edges: bool = Fa
     from analysis.uncertainty.noise import run_noise  # noise imports nothing of approach2; kept local to stay one-way
     if isinstance(sigma, str):
         sigma = run_noise(runs).sigma
-    optima = budget_optima(runs, method, sigma)
+    return from_optima(budget_optima(runs, method, sigma), method, include_edges, sigma is not None)
+
+
+def from_optima(optima, method: str, include_edges: bool, weighted: bool) -> Approach2Result:
+    """The power laws through the budgets' optima (`weighted`: fitted with a measured sigma)."""
     used = [o for o in optima if include_edges or o.usable]
     if len(used) < 2:
         raise InputError(f"Approach 2 needs at least 2 budgets with an interior optimum, found {len(used)} "
                          f"(of {len(optima)} budgets): add budgets, widen the N grid, or pass --include-edges")
     c = np.array([o.C for o in used])
     se = np.array([o.log10_N_se for o in used])
-    by_se = sigma is not None and method == "parabola" and np.all(np.isfinite(se) & (se > 0))
+    by_se = weighted and method == "parabola" and np.all(np.isfinite(se) & (se > 0))
     w = 1.0 / se**2 if by_se else np.array([o.n_runs for o in used], float)
     return Approach2Result(tuple(optima), fit_power_law(c, [o.N_opt for o in used], w),
                            fit_power_law(c, [o.D_opt for o in used], w), tuple(float(v) for v in c),

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.diagnostics import curvature, diagnostics, misspec
-from analysis.laws import allocation, approach1, approach2, approach3, kaplan, ml_refit, true_e
+from analysis.laws import allocation, approach1, approach2, approach2_many, approach3, kaplan, ml_refit, true_e
 from analysis.tables import conventions, tables
 from analysis.uncertainty import noise, parametric
 from analysis.records import Fit, InputError, fits_json, write_fits
@@ -199,7 +199,10 @@ def approach2_fit(ctx: Context) -> dict[str, Fit]:
         def values(r):
             res = approach2.fit_approach2(r, a.interp, a.include_edges, sig)
             return {"a": res.n_law.exponent, "b": res.d_law.exponent, misspec.KEY: misspec.trend(res)}
-        ints = _intervals(ctx, "approach2", parametric.generic(runs, values, a.bootstrap, a.seed, ctx.plan))
+        rows = approach2_many.rows_of(sig, a.include_edges, lambda f: {  # the same values, all draws at once
+            "a": f.n_law.exponent, "b": f.d_law.exponent, misspec.KEY: f.trend})
+        s = parametric.generic(runs, values, a.bootstrap, a.seed, ctx.plan, rows if a.interp == "parabola" else None)
+        ints = _intervals(ctx, "approach2", s)
         ints.pop(misspec.KEY, None)  # the misspecification check's null, not a reported quantity
     notes = [f"budgets weighted by {r2.weighting}"]
     edges = [f"{o.C:.3g}" for o in r2.optima if o.at_edge]
@@ -233,8 +236,10 @@ def approach3_fit(ctx: Context) -> dict[str, Fit]:
         # Approach 2 refitted on Approach 3's own draws: the null of their difference under the law
         paired = None if ctx.r2 is None else (
             lambda r: {"a2": approach2.fit_approach2(r, a.interp, a.include_edges, sig).n_law.exponent})
+        rows = None if ctx.r2 is None or a.interp != "parabola" else (
+            approach2_many.rows_of(sig, a.include_edges, lambda f: {"a2": f.n_law.exponent}))
         s = parametric.approach3(runs, r3.x, a.bootstrap, a.seed, a.delta, ctx.plan, paired=paired,
-                                 at_fit=curvature.at_fit(runs))
+                                 at_fit=curvature.at_fit(runs), paired_rows=rows)
         if not eq4 and len(s.values.get("alpha", ())):
             laws = [allocation.LawParams(*v) for v in zip(*(s.values[k] for k in ("E", "A", "B", "alpha", "beta")))]
             s.values["a"], s.values["b"] = (np.asarray(v) for v in zip(*(_convention_ab(ctx, p) for p in laws)))

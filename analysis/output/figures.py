@@ -22,10 +22,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import colors, ticker  # noqa: E402
 
-from analysis.laws import allocation, approach1, approach2, approach3, fitters, kaplan  # noqa: E402
+from analysis.laws import allocation, approach1, approach2, approach2_many, approach3, fitters, kaplan  # noqa: E402
 from analysis.records import InputError  # noqa: E402
 from analysis.tables import budgets, tables  # noqa: E402
-from analysis.uncertainty import parametric  # noqa: E402
+from analysis.uncertainty import noise, parametric  # noqa: E402
 from plumbing import atomic  # noqa: E402
 
 FIG4_REACH_DEX = 4.0  # Fig. 4 draws the fitted surface this far past the largest run, no farther
@@ -197,10 +197,16 @@ def projection_intervals(runs: tables.Runs, targets, interp: str, include_edges:
     """{("N"|"D", C_target): (lo, hi)}: percentile intervals of the Approach-2 power laws at each target
     over the fit's own resampling (analysis.uncertainty.parametric: losses drawn from the measured noise where the
     table has it, else runs resampled within budgets), so they agree with fits.json's interval on a."""
-    def at_targets(r):
-        fit = approach2.fit_approach2(r, interp, include_edges)
+    def values(fit):
         return {f"{k}@{t!r}": float(law(t)) for t in targets for k, law in (("N", fit.n_law), ("D", fit.d_law))}
-    pct = parametric.generic(runs, at_targets, n_boot, seed).intervals(level)
+
+    def at_targets(r):
+        return values(approach2.fit_approach2(r, interp, include_edges))
+
+    def rows(r, losses):  # the same, every draw in one call (each weighted by its own noise, as "auto")
+        fits = approach2_many.fit_rows(r, losses, noise.sigma_rows(r, losses), include_edges)
+        return [f if isinstance(f, Exception) else parametric.attempt(lambda _: values(f), r) for f in fits]
+    pct = parametric.generic(runs, at_targets, n_boot, seed, rows=rows if interp == "parabola" else None).intervals(level)
     return {(k.split("@")[0], float(k.split("@")[1])): v for k, v in pct.items()}
 
 

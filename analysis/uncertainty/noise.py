@@ -88,3 +88,24 @@ def run_noise(runs) -> RunNoise:
     if se is not None and np.all(np.isfinite(se) & (se > 0)):
         return RunNoise(np.asarray(se, float), "eval SE", sn)
     return RunNoise(None, "none", sn)
+
+
+def sigma_rows(runs, losses):
+    """run_noise(runs.with_loss(row)).sigma of every row of `losses` (B x runs), as one (B x runs)
+    array, (runs,) where it does not depend on the losses (eval SE), or None where nothing is
+    measured: the seed noise of many parametric draws of one design at once."""
+    losses = np.atleast_2d(np.asarray(losses, float))
+    rn = run_noise(runs)
+    if rn.noise.dof == 0:  # no repeats: eval SE or nothing, whatever the losses
+        return rn.sigma
+    first = np.unique(runs.run_id, return_index=True)[1]
+    keys = sorted({(b, x) for b, x in zip(runs.budget[first], runs.N[first]) if np.isfinite(b)})
+    ss = np.zeros(len(losses))
+    for b, x in keys:
+        idx = first[(runs.budget[first] == b) & (runs.N[first] == x)]
+        if len(idx) > 1:
+            ss = ss + (len(idx) - 1) * np.std(losses[:, idx], axis=1, ddof=1) ** 2
+    std = np.sqrt(ss / rn.noise.dof)
+    if np.all(std > 0):
+        return np.repeat(std[:, None], len(runs), 1)
+    return np.array([run_noise(runs.with_loss(row)).sigma for row in losses])  # a row without noise: as run_noise

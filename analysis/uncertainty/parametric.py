@@ -202,27 +202,45 @@ def attempt(fit: Callable[[Runs], dict], r: Runs):
         vals = fit(r)
     except RESAMPLE_ERRORS as e:
         return e
-    if not all(np.isfinite(v) for v in vals.values()):
-        return FloatingPointError("non-finite estimate")
-    return vals
+    return checked(vals)
 
 
-def generic(runs: Runs, fit: Callable[[Runs], dict], n_boot: int, seed: int, p: Plan | None = None) -> Samples:
-    """Refit `fit` on every resample (for fits that are cheap per call: Approaches 2, ML, Kaplan)."""
+def checked(vals):
+    """A fit's values, or the failure they are: an exception, or a non-finite estimate."""
+    if isinstance(vals, Exception) or all(np.isfinite(v) for v in vals.values()):
+        return vals
+    return FloatingPointError("non-finite estimate")
+
+
+# rows(runs, losses B x R) -> [dict of values, or the exception its per-table fit raises]: one call
+# for every draw of a parametric plan (e.g. analysis.laws.approach2_many), the same values as `fit`.
+RowsFit = Callable[[Runs, np.ndarray], list]
+
+
+def generic(runs: Runs, fit: Callable[[Runs], dict], n_boot: int, seed: int, p: Plan | None = None,
+            rows: RowsFit | None = None) -> Samples:
+    """Refit `fit` on every resample (for fits that are cheap per call: Approaches 2, ML, Kaplan);
+    with `rows`, a parametric plan's draws are fitted by it in one call instead."""
     p = p or plan(runs)
-    s = collect((attempt(fit, r) for r in resampled_tables(runs, p, n_boot, seed)), n_boot, p.kind, p.source)
+    if rows is not None and p.kind == PARAMETRIC:
+        got = (checked(v) for v in rows(runs, loss_draws(p, n_boot, seed)))
+    else:
+        got = (attempt(fit, r) for r in resampled_tables(runs, p, n_boot, seed))
+    s = collect(got, n_boot, p.kind, p.source)
     return dataclasses.replace(s, eval_offset_sd=p.offset_sd if p.kind == PARAMETRIC else 0.0)
 
 
 def approach3(runs: Runs, best_x, n_boot: int, seed: int, delta: float = 1e-3, p: Plan | None = None,
               eval_offset: bool = True, paired: Callable[[Runs], dict] | None = None,
-              at_fit: Callable[[np.ndarray, np.ndarray], dict] | None = None) -> Samples:
+              at_fit: Callable[[np.ndarray, np.ndarray], dict] | None = None,
+              paired_rows: RowsFit | None = None) -> Samples:
     """Approach 3's Huber fit: all resamples as lanes of one batched L-BFGS from the full-data
     optimum (and, with E at its bound, restarts: approach3.restart_starts), drawn around the fitted
     law. eval_offset=False leaves the shared eval offset out (a prediction of runs scored on the
     same eval set, e.g. held-out runs, shares it). `paired` (a table -> {name: value}) is evaluated
     on the same draws, its values stored as "paired_<name>" aligned with the law's (NaN where it
-    fails): a statistic's null under the fitted law (analysis.diagnostics.misspec.agreement).
+    fails): a statistic's null under the fitted law (analysis.diagnostics.misspec.agreement);
+    `paired_rows` (as generic's `rows`) computes the same for all draws in one call.
     `at_fit` ((loss draws B x R, their refitted x B x 5) -> {name: (B,) array}, vectorised) is a
     statistic of each draw at its own refitted law, stored the same way (misspec.curvature)."""
     from analysis.laws import allocation
@@ -246,7 +264,8 @@ def approach3(runs: Runs, best_x, n_boot: int, seed: int, delta: float = 1e-3, p
         # so a prediction of a run scored on the same eval set subtracts it (analysis.laws.predict).
         vals[OFFSET_KEY] = offsets[ok]
     if paired is not None:
-        got = [attempt(paired, runs.with_loss(row)) for row in draws[ok]]
+        got = ([checked(v) for v in paired_rows(runs, draws[ok])] if paired_rows is not None else
+               [attempt(paired, runs.with_loss(row)) for row in draws[ok]])
         for k in dict.fromkeys(k for g in got if isinstance(g, dict) for k in g):
             vals[f"paired_{k}"] = np.array([g[k] if isinstance(g, dict) else np.nan for g in got], float)
     if at_fit is not None:
