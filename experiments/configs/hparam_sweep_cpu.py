@@ -20,7 +20,9 @@ Sized by the planner's own estimate: `experiments.plan --probe=off` says 87 runs
 and 5.3e4 params has too few steps), 1.63e13 FLOPs, 41m54s of training one run at a time at
 assumed_flops_per_second = 6.5e9, the rate one run of lr_sweep_cpu got with 2 workers (1.8e13 FLOPs
 in 46 run-minutes, per-run start and eval included; the default 6e10 said 5 min for it); with 2
-workers the wall time should be about half that. Not yet run.
+workers the wall time should be about half that. Run 2026-12-03 (2 workers, load 3-6): 87 runs in
+23.0 min; in 8 of 10 groups the best run had batch 4, the smallest swept, so B* lies below this
+sweep and the fitted laws are loose (README): widen the batches to 2-8 before trusting them.
 The `study` fields are documented in isoflop_cpu.py; `hparam_sweep` is the one section only this mode reads.
 """
 import ml_collections
