@@ -48,8 +48,9 @@ def reference(tmp_path_factory, data_dir):
 
 def pytest_collection_modifyitems(items):
     """pytest.ini runs the suite on 2 xdist workers with `--dist loadfile`: each file runs whole on one
-    worker, files handed out in collection order. Files with end-to-end (`slow`) tests go first, so the
-    two-minute study does not start last and leave one core idle while it finishes (stable: the order
-    within a file is kept)."""
+    worker, files handed out in collection order (`--no-loadscope-reorder`: xdist otherwise hands out
+    the files with the most tests first, and the CI study started 5 minutes into a 10-minute suite).
+    Files with end-to-end (`slow`) tests go first, so the three-minute study does not start last and
+    leave one core idle while it finishes (stable: the order within a file is kept)."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)
