@@ -25,8 +25,8 @@ def add_law_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--step-col", help="annealing: optimiser step of each curve row (default: step)")
     g.add_argument("--lr-col", help="annealing: learning rate at that step (default: lr, learning_rate)")
     g.add_argument("--decay", default="profile",
-                   help="annealing: the momentum lambda of S2: 'profile' (default: the fitted curves' least-RSS "
-                        "of 0.99 ... 0.9995, predictions widened over the 95%% profile) or a value (the paper: 0.999)")
+                   help="annealing: the momentum lambda of S2: 'profile' (default: the least objective on the fitted "
+                        "curves over 0.99 ... 0.9995, predictions widened over the 95%% profile) or a value (the paper: 0.999)")
     g.add_argument("--predict", help="CSV of runs to predict (same column flags, no loss needed): "
                                      "writes DIR/predictions.csv")
     g.add_argument("--figures", action="store_true",
@@ -49,13 +49,11 @@ def main_law(args) -> int:
     results, predicted = {}, None
     decay = annealing_decay.parse(args.decay)
     for law in laws:
-        table = law_table(curves_df if "s1" in law.inputs else df, _columns(args), law.inputs)
+        annealed = annealing_decay.fit(law, curves_df, _columns(args), options, decay) if "s1" in law.inputs else None
+        table = annealed.table if annealed else law_table(df, _columns(args), law.inputs)
         for note in table.notes:
             print(f"note: {note}", file=sys.stderr)
-        annealed = annealing_decay.fit(law, curves_df, _columns(args), options, decay) if "s1" in law.inputs else None
         res = annealed.result if annealed else law_report.run(law, table.data, options)
-        if annealed:
-            table = law_table(curves_df, _columns(args), law.inputs, decay=annealed.choice.value)
         results[law.name] = res
         print(law_report.format_result(res))
         if args.figures:

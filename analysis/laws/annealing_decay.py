@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.laws import law_fit, law_report
-from analysis.laws.law_table import law_table
+from analysis.laws.law_table import LawTable, law_table
 from analysis.records import InputError
 
 DECAYS = (0.99, 0.995, 0.997, 0.998, 0.999, 0.9995)
@@ -37,7 +37,6 @@ class DecayChoice:
     value: float  # the lambda the law is fitted and resampled at
     objective: dict  # lambda -> the law's fitted objective at that lambda ({} when fixed)
     kept: tuple[float, ...]  # the lambdas inside the profile's 95% region (the value alone when fixed)
-    rows: int
 
     def record(self) -> dict:
         rule = (f"profiled over {len(self.objective)} values on the fitted curves: the least objective; kept where "
@@ -63,11 +62,11 @@ def choose(objective_at: Callable[[float], float], rows: int, fixed: float | Non
            grid: tuple[float, ...] = DECAYS) -> DecayChoice:
     """The least-objective lambda of `grid` (objective_at(lambda): the law refitted at it), the kept set."""
     if fixed is not None:
-        return DecayChoice(fixed, {}, (fixed,), rows)
+        return DecayChoice(fixed, {}, (fixed,))
     obj = {lam: float(objective_at(lam)) for lam in grid}
     best = min(obj, key=obj.get)
     kept = tuple(lam for lam in grid if rows * np.log(obj[lam] / obj[best]) <= CHI2_1_95)
-    return DecayChoice(best, obj, kept, rows)
+    return DecayChoice(best, obj, kept)
 
 
 def widen(pred: pd.DataFrame, points: dict) -> pd.DataFrame:
@@ -87,25 +86,27 @@ def widen(pred: pd.DataFrame, points: dict) -> pd.DataFrame:
 class AnnealingFit:
     result: law_report.LawResult  # the law at choice.value, resampled, as fits.json records it
     choice: DecayChoice
+    table: LawTable  # the fitted curves with S2 at choice.value
     fits: dict  # lambda -> LawFit without resamples, for every kept lambda (the point predictions)
 
 
 def fit(law, curves: pd.DataFrame, cols, options, fixed: float | None = None) -> AnnealingFit:
     """The annealing law on `curves` at the chosen lambda (law_report.run), the choice in its record."""
     free = {k: v for k, v in options.fix.items() if k in law.names}
+    first = fixed if fixed is not None else DECAYS[0]
+    tables = {first: law_table(curves, cols, law.inputs, decay=first)}  # S2 per lambda, built once each
     fits: dict = {}
 
     def objective_at(lam: float) -> float:
-        data = law_table(curves, cols, law.inputs, decay=lam).data
-        fits[lam] = law_fit.fit_law(law, data, free, options.delta, options.starts)
+        if lam not in tables:
+            tables[lam] = law_table(curves, cols, law.inputs, decay=lam)
+        fits[lam] = law_fit.fit_law(law, tables[lam].data, free, options.delta, options.starts)
         return fits[lam].objective
 
-    table = law_table(curves, cols, law.inputs, decay=fixed if fixed is not None else DECAYS[0])
-    choice = choose(objective_at, len(table.data), fixed)
-    data = table.data if fixed is not None else law_table(curves, cols, law.inputs, decay=choice.value).data
-    result = law_report.run(law, data, options)
+    choice = choose(objective_at, len(tables[first].data), fixed)
+    result = law_report.run(law, tables[choice.value].data, options)
     result.record.extra["decay"] = choice.record()
-    return AnnealingFit(result, choice, {lam: fits[lam] for lam in choice.kept if lam in fits})
+    return AnnealingFit(result, choice, tables[choice.value], {lam: fits[lam] for lam in choice.kept if lam in fits})
 
 
 def predict(af: AnnealingFit, target_df: pd.DataFrame, cols, level: float) -> pd.DataFrame:
