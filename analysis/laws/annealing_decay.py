@@ -14,7 +14,9 @@ point predictions at all of them. The deviance is Gaussian's with sigma profiled
 Huber objective (quadratic for all but the early, steep rows) and to rows taken as independent; a
 curve's residuals are correlated along it, so the kept set is if anything too narrow. (The plain RSS
 is no better a guide: the few warmup rows dominate it, and it picked 0.99 on annealing_cpu.)
-`--decay VALUE` fixes lambda (0.999 is the paper's).
+`--decay VALUE` fixes lambda (0.999 is the paper's). Coverage of the widened 95% interval on a held-out
+WSD curve's final loss (bench/annealing_decay_coverage.py: curves drawn at lambda 0.997 with AR(1)
+noise along each, phi 0.9, 300 draws): 92.7 +- 1.5%; with lambda fixed at 0.999, 6.3%.
 """
 from __future__ import annotations
 
