@@ -7,22 +7,21 @@
     (then any study: study.hparams = "studies/hparam_sweep_cpu/hparam_fit.json")
 
 Design (issue 20; Step Law, Li et al. 2025, fits lr* and B* per (N, D) group): 5 sizes of the `cpu`
-ladder 0.2 decades apart (8e3 ... 5e4, straddling isoflop_cpu's prior N_opt at both budgets) x 2
-budgets 0.43 decades apart x batch 4, 8, 16 sequences (x 128 tokens) x lr 0.5, 1, 2 times the recipe's
-lr at that batch (lr*(N) of lr_sweep_cpu, times sqrt(B / 8)): 90 runs when every batch keeps
-study.min_steps. The runs of one (C, N) train on the same tokens D at every batch (planning.grid.
-sweep_grid), so each (N, D) is one group of 9 runs; 10 groups give lr and batch laws with two
-exponents (N and D, D identified because the two budgets move it apart from N) and 7 residual degrees
-of freedom. beta2 stays the recipe's (0.95; lr_sweep_cpu found no gain from 0.99): set
-study.hparam_sweep.beta2s to sweep it too.
+ladder 0.3 decades apart (4.9e3 ... 8.1e4, 1.2 decades: the exponents' intervals shrink with the
+spread of log N) x 2 budgets 0.48 decades apart x batch 2, 4, 8 sequences (x 128 tokens) x lr 0.5,
+1, 2 times the recipe's lr at that batch (lr*(N) of lr_sweep_cpu, times sqrt(B / 8)): 90 runs when
+every batch keeps study.min_steps. The runs of one (C, N) train on the same tokens D at every batch
+(planning.grid.sweep_grid), so each (N, D) is one group of 9 runs; 10 groups give lr and batch laws
+with two exponents (N and D, D identified because the two budgets move it apart from N).
+beta2 stays the recipe's (0.95; lr_sweep_cpu found no gain from 0.99): set study.hparam_sweep.beta2s
+to sweep it too.
 
-Sized by the planner's own estimate: `experiments.plan --probe=off` says 87 runs (batch 16 at 1e11
-and 5.3e4 params has too few steps), 1.63e13 FLOPs, 41m54s of training one run at a time at
-assumed_flops_per_second = 6.5e9, the rate one run of lr_sweep_cpu got with 2 workers (1.8e13 FLOPs
-in 46 run-minutes, per-run start and eval included; the default 6e10 said 5 min for it); with 2
-workers the wall time should be about half that. Run 2026-12-03 (2 workers, load 3-6): 87 runs in
-23.0 min; in 8 of 10 groups the best run had batch 4, the smallest swept, so B* lies below this
-sweep and the fitted laws are loose (README): widen the batches to 2-8 before trusting them.
+History: the first design (2026-12-03: sizes 8e3-5e4, budgets 1e11 and 2.7e11, batches 4, 8, 16; 87
+runs in 23.0 min with 2 workers) found the smallest batch best in 8 of 10 groups, so B* lay below the
+sweep and the laws were loose (lr exponent in N -0.85 [-1.72, -0.07]); hence batches 2-8 and the wider
+size range here. Sized by `experiments.plan --probe=off`: 87 runs (batch 8 at 1e11 and 8.1e4 params has
+too few steps), 1.77e13 FLOPs, 45 min one run at a time at assumed_flops_per_second = 6.5e9, the rate
+one run of lr_sweep_cpu got with 2 workers; with 2 workers about half that.
 The `study` fields are documented in isoflop_cpu.py; `hparam_sweep` is the one section only this mode reads.
 """
 import ml_collections
@@ -45,13 +44,13 @@ def get_config():
     s.dir = "studies/hparam_sweep_cpu"
     s.mode = "hparam_sweep"
     s.hparam_sweep = ml_collections.ConfigDict()
-    s.hparam_sweep.budgets = (1e11, 2.7e11)  # FLOPs per run (chinchilla convention), 0.43 decades apart
-    s.hparam_sweep.sizes = (8e3, 1.3e4, 2e4, 3.2e4, 5e4)  # ladder targets (total params), ~0.2 decades apart
-    s.hparam_sweep.batches = (4, 8, 16)  # sequences per step (512 ... 2048 tokens)
+    s.hparam_sweep.budgets = (1e11, 3e11)  # FLOPs per run (chinchilla convention), 0.48 decades apart
+    s.hparam_sweep.sizes = (5e3, 1e4, 2e4, 4e4, 8e4)  # ladder targets (total params), 0.3 decades apart
+    s.hparam_sweep.batches = (2, 4, 8)  # sequences per step (256 ... 1024 tokens)
     s.hparam_sweep.lr_multipliers = (0.5, 1.0, 2.0)  # x each run's base lr: factor-2 steps around the rule
     s.hparam_sweep.lrs = ()  # or absolute peak lrs, the same for every run (not both)
     s.hparam_sweep.beta2s = ()  # (): the recipe's beta2
-    s.min_steps = 150  # fewer: that (C, N, batch) is dropped (batch 16 at 1e11 and 5e4 params: 150 steps)
+    s.min_steps = 150  # fewer: that (C, N, batch) is dropped (batch 8 at 1e11 and 8.1e4 params: 138 steps)
     s.assumed_flops_per_second = 6.5e9  # one run's rate, 2 workers, lr_sweep_cpu measured (docstring)
     s.seeds = (0,)
     s.seed_points = 0
