@@ -150,3 +150,42 @@ def test_no_resamples_writes_point_estimates_only(table, tmp_path):
     rec = json.loads((tmp_path / "hparam_fit.json").read_text())
     assert rec["lr"]["intervals"]["N"] is None and rec["lr"]["prefactor_interval"] is None
     assert rec["lr"]["kept"]["window"] == 0.05
+
+
+def sparse_cpu_like_sweep(seed: int, noise: float = 0.03, batches=(0.5, 1.0, 2.0)) -> pd.DataFrame:
+    """Our CPU sweep's shape: 5 sizes x 2 budgets, 3 batches x 3 lrs (x0.5, 1, 2 about a rule that
+    scales lr by sqrt(B)), the valley's rise at x2 in lr about the runs' noise."""
+    t = synthetic_sweep(sizes=(5e6, 1e7, 2e7, 4e7, 8e7), tokens=(1e8, 3e8), n_lr=1, n_batch=1, noise=0)
+    rows, rng = [], np.random.default_rng(seed)
+    for (n, d), _ in t.groupby(["params", "tokens"]):
+        lr_star = math.log10(0.01) - 0.3 * math.log10(n / 1e6) + 0.1 * math.log10(d / 1e8)
+        b_star = math.log10(2**17) + 0.4 * math.log10(d / 1e8)
+        for y in b_star + np.log10(batches):
+            for x in lr_star + 0.5 * (y - b_star) + np.log10([0.5, 1.0, 2.0]) + 0.1:
+                loss = 2.0 + 4 * K_LR * (x - lr_star) ** 2 + 4 * K_B * (y - b_star) ** 2 + rng.normal(0, noise)
+                rows.append({"params": n, "tokens": d, "lr": 10**x, "batch_tokens": 10**y, "final_eval_loss": loss})
+    return pd.DataFrame(rows)
+
+
+def test_shared_valley_pools_the_curvature_of_a_sparse_noisy_sweep():
+    t = sparse_cpu_like_sweep(seed=3)
+    opts = hparam_fit.Options(rule="shared_valley", resamples=200)
+    f = hparam_fit.fit(hparam_fit.sweep_from(t, opts), opts)
+    lo, hi = f.lr.intervals["N"]
+    assert lo <= TRUE["lr"]["N"] <= hi and hi - lo < 1.0
+    assert f.penalty("lr_rise_x2")["std"] is None  # one valley for every group
+    assert "one valley shared by all groups" in hparam_fit.report(f)
+    rec = hparam_fit.to_json(f)["lr"]["kept"]
+    assert rec["rule"] == "shared_valley" and rec["window"] is None and len(rec["rows"]) == len(t)
+
+
+def test_shared_valley_stops_at_the_edge_of_the_swept_box():
+    # Batches 1.5, 3, 6 x B*: the optimum lies below the sweep, so each group's optimum is on the box's
+    # lower face (flagged edge), and lr* is the best lr along that face (the truth: the valley is separable).
+    t = sparse_cpu_like_sweep(seed=0, noise=0.0, batches=(1.5, 3.0, 6.0))
+    f = hparam_fit.fit(hparam_fit.sweep_from(t), hparam_fit.Options(rule="shared_valley", resamples=0))
+    for g in f.groups:
+        lr_star = 0.01 * (g.N / 1e6) ** -0.3 * (g.D / 1e8) ** 0.1
+        b_star = 2**17 * (g.D / 1e8) ** 0.4
+        assert g.edge and g.batch_star == pytest.approx(1.5 * b_star, rel=1e-6)
+        assert g.lr_star == pytest.approx(lr_star, rel=1e-6)

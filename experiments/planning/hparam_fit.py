@@ -22,8 +22,13 @@ Method (Step Law: Li et al. 2025, "Predictable Scale: Part I", arXiv:2503.04715)
      runs in the window than the quadratic has terms, all the group's runs are used). A vertex outside
      the swept values or a valley that does not open upward is flagged `edge` and the group's
      best run stands in.
+   - `shared_valley`: the same quadratic, but ONE curvature (Hessian) for every group and a floor
+     and slope per group, fitted to every run (experiments/planning/hparam_valley.py); lr* and B*
+     the group's minimum inside its swept box. For sweeps whose runs differ by about their noise
+     (our CPU sweep: a factor 2 in lr costs ~1 sigma), where a per-group quadratic is rarely convex.
    A group whose best run sits at the smallest or largest swept lr (or batch) is flagged `edge`
-   under either rule: its optimum may lie outside the sweep.
+   under near_best and valley (shared_valley: when its optimum is on the box's face): its optimum
+   may lie outside the sweep.
 2. log10 lr* = log10 P + a log10 N + b log10 D (and B* = Q N^c D^d) by least squares over the
    groups, one point per group so a flat valley with many near-best runs weighs no more than a
    sharp one. Only the exponents the table identifies are fitted: with one D (or D moving in
@@ -46,10 +51,11 @@ import pandas as pd
 
 from analysis.records import InputError
 from analysis.tables.tables import pick_column, read_table
+from experiments.planning.hparam_valley import fit_shared_valley
 from plumbing import atomic
 from plumbing.cli import Parser, one_line
 
-RULES = ("near_best", "valley")
+RULES = ("near_best", "valley", "shared_valley")
 AUTO = {  # flag -> candidate column names, first present wins
     "n": ("params", "N", "n_params", "Model Size"),
     "d": ("tokens", "D", "n_tokens", "Training Tokens"),
@@ -75,7 +81,8 @@ class Options:
     group_cols: tuple[str, ...] = ()  # () = (N column, D column)
     rule: str = "near_best"
     tolerance: float = 0.0025  # near_best: fraction of the group's best loss
-    window: float = 0.05  # the valley fits: runs within this fraction of the group's best loss
+    window: float | None = None  # runs the valleys are fitted to, a fraction of the group's best loss;
+    # None: the rule's default (valley 0.05; shared_valley every run)
     resamples: int = 1000
     seed: int = 0
 
@@ -84,10 +91,16 @@ class Options:
             raise InputError(f"--rule {self.rule!r}: expected one of {', '.join(RULES)}")
         if not 0 <= self.tolerance < 1:
             raise InputError(f"--tolerance {self.tolerance}: expected a fraction of the best loss in [0, 1)")
-        if not self.window > 0:
+        if self.window is not None and not self.window > 0:
             raise InputError(f"--valley-window {self.window}: expected a positive fraction of the best loss")
         if self.resamples < 0:
             raise InputError(f"--resamples {self.resamples}: expected >= 0")
+
+    @property
+    def valley_window(self) -> float | None:
+        if self.window is not None:
+            return self.window
+        return 0.05 if self.rule == "valley" else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +228,7 @@ def group_optimum(idx: np.ndarray, s: Sweep, opts: Options) -> GroupOptimum:
     x, y, loss = np.log10(s.lr[idx]), np.log10(s.batch[idx]), s.loss[idx]
     ux, uy = np.unique(x), np.unique(y)
     best = int(np.argmin(loss))
-    near = loss <= loss[best] + opts.window * abs(loss[best])
+    near = loss <= loss[best] + (opts.valley_window or 0.05) * abs(loss[best])
     fx, fy = len(ux) >= 3, len(uy) >= 3
     if near.sum() <= 1 + 2 * fx + 2 * fy + (fx and fy):
         near[:] = True
@@ -237,16 +250,37 @@ def group_optimum(idx: np.ndarray, s: Sweep, opts: Options) -> GroupOptimum:
                         rise(cxx), rise(cyy))
 
 
-def optima(s: Sweep, opts: Options) -> list[GroupOptimum]:
+def shared_optima(s: Sweep, opts: Options) -> list[GroupOptimum]:
+    """The shared_valley rule (experiments.planning.hparam_valley): one Hessian, a vertex per group."""
+    v = fit_shared_valley(np.log10(s.lr), np.log10(s.batch), s.loss, s.group, opts.valley_window)
+    used = np.zeros(len(s.loss), bool)
+    used[v.rows_used] = True
     out = []
+    for g in range(int(s.group.max()) + 1):
+        idx = np.flatnonzero(s.group == g)
+        best = idx[np.argmin(s.loss[idx])]
+        star = {}
+        for axis, values in (("lr", s.lr), ("batch", s.batch)):
+            at = v.optimum[g, v.axes.index(axis)] if axis in v.axes else np.nan
+            star[axis] = float(10**at) if np.isfinite(at) else float(values[best])
+        swept = lambda values: len(np.unique(values[idx])) >= 2
+        rise = lambda axis: v.rise_x2(axis) if axis in v.axes else math.nan
+        out.append(GroupOptimum(float(s.N[idx][0]), float(s.D[idx][0]), star["lr"], star["batch"],
+                                float(s.loss[best]), len(idx), tuple(int(i) for i in idx[used[idx]]),
+                                swept(s.lr), swept(s.batch), bool(v.edge[g]), rise("lr"), rise("batch")))
+    return out
+
+
+def optima(s: Sweep, opts: Options) -> list[GroupOptimum]:
     for g in range(int(s.group.max()) + 1):
         idx = np.flatnonzero(s.group == g)
         for col, v in (("N", s.N[idx]), ("D", s.D[idx])):
             if np.ptp(v) > 1e-9 * v.max():
                 raise InputError(f"--group-cols: group {g} mixes several {col} values ({v.min():g}..{v.max():g}); "
                                  f"group by the {col} column too")
-        out.append(group_optimum(idx, s, opts))
-    return out
+    if opts.rule == "shared_valley":
+        return shared_optima(s, opts)
+    return [group_optimum(np.flatnonzero(s.group == g), s, opts) for g in range(int(s.group.max()) + 1)]
 
 
 # ---- the law ---------------------------------------------------------------------------------
@@ -317,7 +351,8 @@ class HparamFit:
         ok = np.isfinite(rise)
         if not ok.any():
             return {"mean": None, "std": None, "relative_mean": None, "n_groups": 0}
-        return {"mean": float(rise[ok].mean()), "std": float(rise[ok].std(ddof=1)) if ok.sum() > 1 else None,
+        shared = np.ptp(rise[ok]) <= 1e-12 * abs(rise[ok]).max()  # shared_valley: one curvature, no spread
+        return {"mean": float(rise[ok].mean()), "std": float(rise[ok].std(ddof=1)) if ok.sum() > 1 and not shared else None,
                 "relative_mean": float(rel[ok].mean()), "n_groups": int(ok.sum())}
 
 
@@ -335,12 +370,16 @@ def fit(s: Sweep, opts: Options = Options()) -> HparamFit:
     return HparamFit(s, tuple(groups), lr, batch, opts, time.perf_counter() - t0)
 
 
+CENTRES = {"near_best": "geometric mean of the kept runs", "valley": "quadratic vertex",
+           "shared_valley": "minimum inside the swept box of a quadratic valley whose curvature all groups share"}
+
+
 def to_json(f: HparamFit) -> dict:
     s, o = f.sweep, f.options
     kept = sorted({i for g in f.groups for i in g.kept})
     selection = {"rule": o.rule, "tolerance": o.tolerance if o.rule == "near_best" else None,
-                 "window": o.window if o.rule == "valley" else None,
-                 "centre": "geometric mean of the kept runs" if o.rule == "near_best" else "quadratic vertex",
+                 "window": o.valley_window if o.rule != "near_best" else None,
+                 "centre": CENTRES[o.rule],
                  "rows": [s.ids[i] for i in kept]}
 
     def law(l: Law | None, attr: str, swept: str):
@@ -368,9 +407,13 @@ def to_json(f: HparamFit) -> dict:
 
 def report(f: HparamFit) -> str:
     o = f.options
-    within = f"{100 * o.tolerance:g}" if o.rule == "near_best" else f"fitted to the runs within {100 * o.window:g}"
-    lines = [f"{len(f.sweep.loss)} runs in {len(f.groups)} (N, D) groups; "
-             f"rule {o.rule} ({within}% of each group's best)"]
+    if o.rule == "near_best":
+        within = f"the runs within {100 * o.tolerance:g}% of each group's best"
+    elif o.valley_window is None:
+        within = "fitted to every run"
+    else:
+        within = f"fitted to the runs within {100 * o.valley_window:g}% of each group's best"
+    lines = [f"{len(f.sweep.loss)} runs in {len(f.groups)} (N, D) groups; rule {o.rule} ({within})"]
     lines += [f"note: {n}" for n in f.sweep.notes]
     edges = sum(g.edge for g in f.groups)
     if edges:
@@ -389,7 +432,8 @@ def report(f: HparamFit) -> str:
         if p["mean"] is not None:
             spread = f" +- {p['std']:.2g}" if p["std"] is not None else ""
             lines.append(f"  off by x2 in {law.name}: +{p['mean']:.4g}{spread} loss "
-                         f"({100 * p['relative_mean']:.2f}% of the best; {p['n_groups']} convex valleys)")
+                         f"({100 * p['relative_mean']:.2f}% of the best; "
+                         + ("one valley shared by all groups)" if o.rule == "shared_valley" else f"{p['n_groups']} convex valleys)"))
     lines.append(f"fitted in {f.seconds:.2f} s")
     return "\n".join(lines)
 
@@ -404,10 +448,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                        ("batch", "batch size"), ("loss", "final loss")):
         ap.add_argument(f"--{role}-col", help=f"{what} (default: first of {', '.join(AUTO[role])})")
     ap.add_argument("--group-cols", default="", help="comma-separated columns a group shares (default: N and D)")
-    ap.add_argument("--rule", default="near_best", help="near_best (Step Law) or valley")
+    ap.add_argument("--rule", default="near_best", help="near_best (Step Law), valley (a quadratic per group) or "
+                    "shared_valley (one curvature for all groups, a vertex each: for noisy sweeps)")
     ap.add_argument("--tolerance", type=float, default=0.0025, help="near_best: fraction of the group's best loss")
-    ap.add_argument("--valley-window", type=float, default=0.05,
-                    help="valley fits (and the x2 penalties): runs within this fraction of the group's best loss")
+    ap.add_argument("--valley-window", type=float, default=None,
+                    help="valley fits (and the x2 penalties): runs within this fraction of the group's best loss "
+                    "(default: 0.05 for valley and near_best's penalties, every run for shared_valley)")
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     try:
