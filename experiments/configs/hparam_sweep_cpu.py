@@ -3,7 +3,7 @@
     python -m experiments.plan --config=experiments/configs/hparam_sweep_cpu.py
     python -m experiments.launch --study=studies/hparam_sweep_cpu
     python -m experiments.collect --study=studies/hparam_sweep_cpu
-    python -m experiments.planning.hparam_fit --study studies/hparam_sweep_cpu     # DIR/hparam_fit.json
+    python -m experiments.planning.hparam_fit --study studies/hparam_sweep_cpu --rule shared_valley  # DIR/hparam_fit.json
     (then any study: study.hparams = "studies/hparam_sweep_cpu/hparam_fit.json")
 
 Design (issue 20; Step Law, Li et al. 2025, fits lr* and B* per (N, D) group): 5 sizes of the `cpu`
@@ -21,7 +21,11 @@ runs in 23.0 min with 2 workers) found the smallest batch best in 8 of 10 groups
 sweep and the laws were loose (lr exponent in N -0.85 [-1.72, -0.07]); hence batches 2-8 and the wider
 size range here. Sized by `experiments.plan --probe=off`: 87 runs (batch 8 at 1e11 and 8.1e4 params has
 too few steps), 1.77e13 FLOPs, 45 min one run at a time at assumed_flops_per_second = 6.5e9, the rate
-one run of lr_sweep_cpu got with 2 workers; with 2 workers about half that.
+one run of lr_sweep_cpu got with 2 workers; with 2 workers about half that. Run 2026-12-03 (2 workers,
+load 5-9 from other work): 87 runs in 43.5 min; B* inside the sweep (3.4-5.5 sequences) for the 5
+groups with D/N >= 30, at its lower edge (2) for the others; with --rule shared_valley
+lr* = 149 N^-0.67 [-1.09, -0.38] D^-0.24 [-0.68, +0.03], B* = 0.59 N^-0.17 [-0.46, +0.17] D^0.25
+[-0.01, +0.61] (README, "The sweep across scale").
 The `study` fields are documented in isoflop_cpu.py; `hparam_sweep` is the one section only this mode reads.
 """
 import ml_collections
