@@ -126,8 +126,13 @@ class Context:
     def vertex_gaps(self) -> dict:
         """{C: (parabola-Akima gap, the gap its resampled null exceeds at the check's level)}."""
         if self.vertex_null is None:
-            rn = noise.run_noise(self.runs)
-            self.vertex_null = approach2.vertex_gap_null(self.runs, rn.sigma, rn.dof, 1 - diagnostics.FALSE_ALARM,
+            p = self.plan
+            if p.kind == parametric.PARAMETRIC and p.source == "seed noise":
+                sigma, dof = p.sigma, p.dof  # the scale of the residuals about the parabolas, as Approach 2 draws
+            else:
+                rn = noise.run_noise(self.runs)
+                sigma, dof = rn.sigma, rn.dof
+            self.vertex_null = approach2.vertex_gap_null(self.runs, sigma, dof, 1 - diagnostics.FALSE_ALARM,
                                                          seed=self.options.seed)
         return self.vertex_null
 
