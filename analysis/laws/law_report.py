@@ -6,9 +6,8 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
-import scipy.stats
 
-from analysis.laws import law_diagnostics, law_fit, law_intervals, registry
+from analysis.laws import law_diagnostics, law_fit, law_intervals, registry, stat_tests
 from analysis.laws.law_fit import LawData, LawFit
 from analysis.records import Fit, InputError
 
@@ -56,9 +55,9 @@ def nested_test(fit: LawFit, data: LawData, options: LawOptions) -> dict:
     r, extra = len(data), len(fit.search.free) - len(f0.search.free)
     lr = max(0.0, r * np.log(rss0 / rss1))
     return {"against": base.name, "objective_nested": f0.objective, "objective": fit.objective,
-            "lr_statistic": lr, "dof": extra, "p_value": float(scipy.stats.chi2.sf(lr, extra)),
+            "lr_statistic": lr, "dof": extra, "p_value": float(stat_tests.chi2_sf(lr, extra)),
             "delta_aic": r * np.log(rss1 / rss0) + 2 * extra,
-            "verdict": "the extension is needed (p < 0.05)" if scipy.stats.chi2.sf(lr, extra) < 0.05
+            "verdict": "the extension is needed (p < 0.05)" if stat_tests.chi2_sf(lr, extra) < 0.05
             else "no evidence against the simpler law (p >= 0.05)"}
 
 

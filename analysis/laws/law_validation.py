@@ -28,9 +28,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 import scipy.special
-import scipy.stats
 
-from analysis.laws import law_fit, law_intervals
+from analysis.laws import law_fit, law_intervals, stat_tests
 from analysis.laws.approach3 import POLISH_OPTIONS
 
 FALSE_ALARM = 0.05
@@ -106,7 +105,7 @@ def huber_moments(sigma: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarr
     """(E psi'(e), E psi(e)^2) of the Huber score psi (clip to +-delta) for e ~ N(0, sigma^2)."""
     a = delta / sigma
     inside = scipy.special.erf(a / np.sqrt(2))
-    return inside, sigma**2 * (inside - 2 * a * scipy.stats.norm.pdf(a)) + delta**2 * (1 - inside)
+    return inside, sigma**2 * (inside - 2 * a * stat_tests.norm_pdf(a)) + delta**2 * (1 - inside)
 
 
 def delta_var(p_GxKxR: np.ndarray, masks, sigma_log, delta: float) -> np.ndarray:
@@ -132,7 +131,7 @@ def _summary(z: np.ndarray) -> dict:
     z = z[np.isfinite(z)]
     if not len(z):
         return {"holds": None, "predicted": 0, "not_predicted": failed}
-    bound = float(scipy.stats.norm.isf(FALSE_ALARM / (2 * len(z))))
+    bound = float(stat_tests.norm_isf(FALSE_ALARM / (2 * len(z))))
     worst = float(np.max(np.abs(z)))
     return {"holds": bool(worst <= bound), "predicted": int(len(z)), "max_abs_z": worst, "bound": bound,
             "rms_z": float(np.sqrt(np.mean(z * z))), "mean_z": float(np.mean(z)), "not_predicted": failed}
