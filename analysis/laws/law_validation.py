@@ -77,12 +77,12 @@ def _refit(fit: law_fit.LawFit, data: law_fit.LawData, masks: np.ndarray, starts
            program: tuple = ()) -> np.ndarray:
     """(G, P) full search vectors: per mask (G, R) the best refit from its starts (NaN: none finite)."""
     lane_of = np.concatenate([np.full(len(s), g) for g, s in enumerate(starts)])
-    lanes, opts = program or (0, POLISH_OPTIONS)
-    n = max(len(lane_of), lanes)  # padded lanes repeat the first ones; their results are dropped
-    x0 = law_fit.cycle(np.concatenate(starts), n)
+    lanes, opts, width = program or (0, POLISH_OPTIONS, law_fit.WIDTH)
+    n = max(len(lane_of), lanes)  # padding lanes: NaN starts, stopped at once; their results are dropped
+    x0 = law_fit.pad(np.concatenate(starts), n)
     lane = law_fit.weighted(np.repeat(data.log_loss[None], n, 0), law_fit.cycle(masks[lane_of], n))
     with jax.enable_x64(True):
-        res = law_fit.minimize(fit.search, data, fit.constants, x0, fit.delta, opts, lane=lane)
+        res = law_fit.minimize(fit.search, data, fit.constants, x0, fit.delta, opts, lane=lane, width=width)
     f = np.where(np.isfinite(res.f_S) & np.all(np.isfinite(res.x_SxP), 1), res.f_S, np.inf)[:len(lane_of)]
     out = np.full((len(masks), len(fit.law.params)), np.nan)
     for g in range(len(masks)):
