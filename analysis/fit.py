@@ -15,14 +15,13 @@ import sys
 import numpy as np
 
 from analysis import law_cli
-from analysis.diagnostics import diagnostics, validate
-from analysis.laws import fitters, true_e
-from analysis.tables import tables
-from analysis.uncertainty import noise
 from analysis.cli_common import (add_grid_flags, add_smoothing_flag, add_table_flags, columns_from, grid_from,
                                  run_main)
 from analysis.records import Fit, write_atomic
 from plumbing.cli import Parser
+
+# The approaches' machinery (fitters, diagnostics: scipy.optimize, interpolate, stats) is imported by
+# the functions that use it, so `--law` starts without it (~1 s of its ~3 s of imports, 2-core CPU).
 
 
 def build_parser() -> Parser:
@@ -60,6 +59,7 @@ def build_parser() -> Parser:
 
 def options_from(args) -> fitters.FitOptions:
     """The parsed flags as the fit's typed options (validated there)."""
+    from analysis.laws import fitters
     return fitters.FitOptions(
         approach=args.approach, curves=args.curves, curve_loss_col=args.curve_loss_col,
         flops_convention=args.flops_convention, smooth=args.smooth, smooth_dex=args.smooth_dex, interp=args.interp,
@@ -85,6 +85,8 @@ def main_body(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.law:
         return law_cli.main_law(args)
+    from analysis.diagnostics import validate
+    from analysis.tables import tables
     options = options_from(args)
     runs = tables.drop_highest_loss(tables.load_runs(args.results, columns_from(args)), args.drop_highest)
     fit_and_write(runs, options, args.out)
@@ -103,6 +105,7 @@ def main_body(argv=None) -> int:
 
 def fit_and_write(runs: tables.Runs, options: fitters.FitOptions, out_dir: str) -> fitters.FitResult:
     """What `python -m analysis.fit` does after reading its flags: fit, write out_dir/fits.json, print."""
+    from analysis.laws import fitters
     for note in runs.notes:
         print(f"note: {note}", file=sys.stderr)
     result = fitters.fit(runs, options)
@@ -116,6 +119,9 @@ def fit_and_write(runs: tables.Runs, options: fitters.FitOptions, out_dir: str) 
 
 def print_result(result: fitters.FitResult, runs: tables.Runs) -> None:
     """The table of fits, E against E*, the diagnostics (stdout) and each fit's notes (stderr)."""
+    from analysis.diagnostics import diagnostics
+    from analysis.laws import true_e
+    from analysis.uncertainty import noise
     print(f"FLOP convention of every fit: {result.convention}; {noise.run_noise(runs).noise.line()}")
     print(format_table(result.fits))
     for line in true_e.lines(result.fits):

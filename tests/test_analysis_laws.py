@@ -140,6 +140,23 @@ def test_rolling_origin_cuts_keep_budgets_whole_and_cut_dense_scales_at_ranks():
     assert len(rows) == law_validation.MAX_LOO and rows[0] == 0 and rows[-1] == 199
 
 
+def test_stat_tests_agree_with_scipy_stats():
+    """The diagnostics' tests without scipy.stats (analysis.laws.stat_tests): scipy's numbers, ties included."""
+    import scipy.stats
+    from analysis.laws import stat_tests
+    rng = np.random.default_rng(0)
+    for n in (8, 40, 300):
+        x = rng.choice(np.log([1e8, 1e9, 1e10]), n)  # ties, as a column of unique-token limits has
+        y = 0.01 * rng.standard_t(3, n) + 0.002 * x
+        ref = scipy.stats.spearmanr(x, y)
+        assert np.allclose(stat_tests.spearman(x, y), (ref.statistic, ref.pvalue), rtol=1e-10, atol=0)
+        assert np.isclose(stat_tests.normal_test(y), scipy.stats.normaltest(y).pvalue, rtol=1e-10, atol=0)
+    assert np.isnan(stat_tests.spearman(np.ones(5), np.arange(5.0))[1])
+    assert np.isclose(stat_tests.norm_isf(0.05 / 80), scipy.stats.norm.isf(0.05 / 80), rtol=1e-14)
+    assert np.isclose(stat_tests.norm_pdf(0.7), scipy.stats.norm.pdf(0.7), rtol=1e-14)
+    assert np.isclose(stat_tests.chi2_sf(2.19, 1), scipy.stats.chi2.sf(2.19, 1), rtol=1e-14)
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--law", "nope"], "--law 'nope': choose one of"),
     (["--law", "data_constrained", "--unique-col", "U"], "--unique-col 'U': no such column"),

@@ -27,6 +27,19 @@ def test_every_start_reaches_the_minimum_with_fewer_slots_than_starts():
     np.testing.assert_allclose(res.x_SxP[5], ref.x, atol=1e-3)
 
 
+def test_nan_starts_pad_a_pool_stopping_at_once_and_leave_the_others_alone():
+    """law_fit.pad's padding lanes: a NaN start stops at its first evaluation (no iterations, no
+    finite objective) and the real starts end where they end without it."""
+    x0 = np.random.default_rng(1).uniform(-2, 2, (6, 2))
+    padded = np.concatenate([x0, np.full((10, 2), np.nan)])
+    with jax.enable_x64(True):
+        res, alone = (minimize_batched(rosenbrock, jnp.asarray(x), jnp.float64(1.0), None, LbfgsOptions(max_iter=2000),
+                                       width=4) for x in (padded, x0))
+    assert np.all(res.iters_S[6:] == 0) and not np.isfinite(res.f_S[6:]).any()
+    np.testing.assert_allclose(res.x_SxP[:6], alone.x_SxP, rtol=1e-12)
+    np.testing.assert_array_equal(res.iters_S[:6], alone.iters_S)
+
+
 def test_per_start_data_reaches_each_start():
     x0 = np.zeros((5, 2))
     a = np.arange(1.0, 6.0)[:, None]

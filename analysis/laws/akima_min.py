@@ -12,7 +12,6 @@ tie-break of argmin, are scipy's).
 from __future__ import annotations
 
 import numpy as np
-import scipy.interpolate
 
 FINE_POINTS = 2001
 MARGIN = 1e-9  # relative: far above rounding, so a segment the bound rules out cannot hold the minimum
@@ -46,6 +45,8 @@ def _lower_bounds(c, h):
 def akima_argmin(ux, means, points: int = FINE_POINTS) -> np.ndarray:
     """fine[np.argmin(Akima1DInterpolator(ux, means, axis=0)(fine), 0)] for every column of means
     (len(ux) x B), fine = np.linspace(ux[0], ux[-1], points)."""
+    import scipy.interpolate  # here: ~0.5 s to import, and `--law` fits reach this module but never call it
+
     ip = scipy.interpolate.Akima1DInterpolator(ux, means, axis=0)
     fine = np.linspace(ux[0], ux[-1], points)
     c = ip.c.reshape(4, len(ip.x) - 1, -1)

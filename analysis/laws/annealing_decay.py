@@ -94,7 +94,6 @@ class AnnealingFit:
 
 def fit(law, curves: pd.DataFrame, cols, options, fixed: float | None = None) -> AnnealingFit:
     """The annealing law on `curves` at the chosen lambda (law_report.run), the choice in its record."""
-    free = {k: v for k, v in options.fix.items() if k in law.names}
     first = fixed if fixed is not None else DECAYS[0]
     tables = {first: law_table(curves, cols, law.inputs, decay=first)}  # S2 per lambda, built once each
     fits: dict = {}
@@ -102,11 +101,13 @@ def fit(law, curves: pd.DataFrame, cols, options, fixed: float | None = None) ->
     def objective_at(lam: float) -> float:
         if lam not in tables:
             tables[lam] = law_table(curves, cols, law.inputs, decay=lam)
-        fits[lam] = law_fit.fit_law(law, tables[lam].data, free, options.delta, options.starts)
+        # As law_report.run fits: the same two compiled programs for every lambda, and the chosen
+        # lambda's fit is the one resampled (not refitted)
+        fits[lam] = law_report.fit_for(law, tables[lam].data, options)
         return fits[lam].objective
 
     choice = choose(objective_at, len(tables[first].data), fixed)
-    result = law_report.run(law, tables[choice.value].data, options)
+    result = law_report.run(law, tables[choice.value].data, options, fits.get(choice.value))
     result.record.extra["decay"] = choice.record()
     return AnnealingFit(result, choice, tables[choice.value], {lam: fits[lam] for lam in choice.kept if lam in fits})
 

@@ -16,8 +16,6 @@ import itertools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.optimize
-import scipy.stats
 
 from analysis.laws import allocation
 from analysis.laws.lbfgs import LbfgsOptions, minimize_batched, precompile
@@ -128,6 +126,8 @@ def restart_starts(n, d, loss, best_x, fractions=E_RESTARTS) -> np.ndarray:
         return best_x[None]
     alpha, beta = best_x[3], best_x[4]
     basis = np.stack([n ** -alpha, d ** -beta], 1)
+    import scipy.optimize  # here, not at the top: most users of this module never need scipy's optimizers
+
     scale = basis.max(0)  # NNLS on unit-scale columns: N^-alpha and D^-beta differ by decades
     out = [best_x]
     for q in fractions:
@@ -224,6 +224,8 @@ def huber_objective(x, n, d, loss, delta=1e-3, reduction="sum") -> float:
 
 
 def _huber_normaliser(delta: float) -> float:
+    import scipy.stats
+
     # Normalising constant of the density exp(-huber_delta(x)) (Besiroglu et al. 2024, App. A).
     return float(np.sqrt(2 * np.pi) * (1 - 2 * scipy.stats.norm.sf(delta)) + 2 * np.exp(-0.5 * delta**2) / delta)
 
@@ -246,6 +248,8 @@ def ml_nll(x, n, d, loss, delta: float = 1e-3) -> tuple[float, float]:
     """(negative log-likelihood, sigma) of Epoch's model at x = (log A, log B, log E, alpha, beta),
     with the scale sigma profiled out (its own 1-D optimum), float64 numpy."""
     r = np.log(loss) - np.logaddexp(np.logaddexp(x[0] - x[3] * np.log(n), x[1] - x[4] * np.log(d)), x[2])
+    import scipy.optimize
+
     log_z = np.log(_huber_normaliser(delta))
 
     def f(log_s):
@@ -280,6 +284,8 @@ def fit_ml(n, d, loss, *, delta: float = 1e-3, start: allocation.LawParams = all
 
 
 def _ml_from(n, d, loss, delta, start: allocation.LawParams, maxiter: int):
+    import scipy.optimize
+
     x_start = np.array([np.log(start.A), np.log(start.B), np.log(start.E), start.alpha, start.beta])
     with jax.enable_x64(True):
         args = (jnp.log(n), jnp.log(d), jnp.log(loss), delta, np.log(_huber_normaliser(delta)))

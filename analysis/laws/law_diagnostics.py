@@ -12,9 +12,8 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
 
-from analysis.laws import law_fit, law_validation
+from analysis.laws import law_fit, law_validation, stat_tests
 
 FALSE_ALARM = 0.05
 MIN_NORMAL_ROWS = 20
@@ -37,12 +36,12 @@ def check(fit: law_fit.LawFit, data: law_fit.LawData, samples=None, validation: 
     ax = {k: v for k, v in axes(data.logs).items() if np.ptp(v) > 0}
     rows = []
     for name, v in ax.items():
-        rho, p = scipy.stats.spearmanr(v, r)
+        rho, p = stat_tests.spearman(v, r)
         ok = bool(p * len(ax) >= FALSE_ALARM) if np.isfinite(p) else None
         rows.append({"name": f"residuals vs {name}: no trend (Spearman, Bonferroni over {len(ax)})",
                      "holds": ok, "rho": float(rho), "p": float(p)})
     if len(r) >= MIN_NORMAL_ROWS:
-        _, p = scipy.stats.normaltest(r)
+        p = stat_tests.normal_test(r)
         rows.append({"name": "residuals normal (D'Agostino-Pearson)", "holds": bool(p >= FALSE_ALARM), "p": float(p)})
     if validation:
         rows += law_validation.checks(fit, data, samples)

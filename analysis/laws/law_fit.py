@@ -30,6 +30,14 @@ TOP = 4  # distinct best end points kept for the resample refits
 # ~100 iterations, and a winner that reaches the cap is continued (fit_law).
 LANE_OPTIONS = dataclasses.replace(POLISH_OPTIONS, max_iter=300)
 MAX_CONTINUE = 3
+# That program is a pool of LANE_WIDTH slots (lbfgs: a slot whose start has stopped takes the next),
+# so a call costs its own lanes' iterations: as one batch, all 400 lanes stepped until the slowest
+# stopped, the 32 polished starts were repeated to 400 lanes, the 60 prediction-check refits padded
+# to 400, and a resample at the cap held the other 399 (on the 300-row tables: 3-10x the iterations
+# needed). Padding lanes are NaN starts (`pad`), which stop at their first evaluation. At 128 slots
+# each lane's arithmetic is bitwise that of the one-batch program (64 rounds its sums differently).
+LANE_WIDTH = 128
+WIDTH = 512  # every other program: one batch up to 512 starts, a pool of 512 slots beyond
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,16 +152,16 @@ def shared_for(search: Search, data: LawData, consts: dict, delta: float, dtype)
 
 
 def minimize(search: Search, data: LawData, consts: dict, x0_free, delta: float, opts: LbfgsOptions,
-             lane=None, dtype=np.float64, compile_only: bool = False):
-    """One batched L-BFGS over the rows of x0_free (call inside jax.enable_x64(True)). With
-    `compile_only`, x0_free is an (S, F) shape: the program starts compiling on a worker thread
-    (lbfgs.precompile) while the caller goes on, as approach3 overlaps its two phases."""
+             lane=None, dtype=np.float64, compile_only: bool = False, width: int = WIDTH):
+    """One batched L-BFGS over the rows of x0_free (call inside jax.enable_x64(True)), `width` slots
+    at a time. With `compile_only`, x0_free is an (S, F) shape: the program starts compiling on a
+    worker thread (lbfgs.precompile) while the caller goes on, as approach3 overlaps its two phases."""
     shared = shared_for(search, data, consts, delta, dtype)
     lane = None if lane is None else jax.tree.map(lambda a: jnp.asarray(a, dtype), lane)
     fun = objective_fn(search.law)
     if compile_only:
-        return precompile(fun, jax.ShapeDtypeStruct(x0_free, dtype), shared, lane, opts, 512)
-    return minimize_batched(fun, jnp.asarray(x0_free, dtype), shared, lane, opts, 512, dtype)
+        return precompile(fun, jax.ShapeDtypeStruct(x0_free, dtype), shared, lane, opts, width)
+    return minimize_batched(fun, jnp.asarray(x0_free, dtype), shared, lane, opts, width, dtype)
 
 
 def check(search: Search, data: LawData) -> None:
@@ -181,27 +189,27 @@ def fit_law(law: Law, data: LawData, fixed: dict | None = None, delta: float = 1
         from_x, n_conv, screen_lanes = x0, 0, 0
         n_from = min(len(x0), polish)
         lane = weighted(np.repeat(data.log_loss[None], max(lanes, n_from), 0)) if lanes else None
-        opts = LANE_OPTIONS if lanes else POLISH_OPTIONS
+        opts, width = (LANE_OPTIONS, LANE_WIDTH) if lanes else (POLISH_OPTIONS, WIDTH)
         if len(x0) > polish:
             minimize(search, data, consts, (len(lane[0]) if lanes else polish, x0.shape[1]), delta, opts,
-                     lane=lane, compile_only=True)
+                     lane=lane, compile_only=True, width=width)
             screen_lanes = max(len(x0), screen_to) if screen_to else 0
             scr_lane = np.repeat(data.log_loss[None], screen_lanes, 0) if screen_to else None
-            res = minimize(search, data, consts, cycle(x0, screen_lanes).astype(np.float32), delta, SCREEN_OPTIONS,
+            res = minimize(search, data, consts, pad(x0, screen_lanes).astype(np.float32), delta, SCREEN_OPTIONS,
                            lane=scr_lane, dtype=np.float32)
             f32 = np.where(np.isfinite(res.f_S), res.f_S, np.inf)[:len(x0)]
             from_x = res.x_SxP[np.argsort(f32, kind="stable")[:polish]].astype(float)
             n_conv = int(res.converged_S[:len(x0)].sum())
         if lanes:
-            from_x = from_x[np.arange(len(lane[0])) % len(from_x)]
-        res = minimize(search, data, consts, from_x, delta, opts, lane=lane)
+            from_x = pad(from_x, len(lane[0]))
+        res = minimize(search, data, consts, from_x, delta, opts, lane=lane, width=width)
         for _ in range(MAX_CONTINUE if lanes else 0):  # the winner stopped at the cap: run on from there
             f = np.where(np.isfinite(res.f_S) & np.all(np.isfinite(res.x_SxP), 1), res.f_S, np.inf)
             best = int(np.argmin(f))
             if res.converged_S[best] or res.iters_S[best] < opts.max_iter:
                 break
-            more = minimize(search, data, consts, cycle(res.x_SxP[np.argsort(f)[:n_from]], len(lane[0])), delta,
-                            opts, lane=lane)
+            more = minimize(search, data, consts, pad(res.x_SxP[np.argsort(f)[:n_from]], len(lane[0])), delta,
+                            opts, lane=lane, width=width)
             if not np.nanmin(np.where(np.isfinite(more.f_S), more.f_S, np.inf)) <= f[best]:
                 break
             res = more
@@ -219,6 +227,13 @@ def cycle(rows, n: int):
     """The rows repeated cyclically to n rows (n = 0: unchanged): padding lanes to a compiled shape."""
     rows = np.asarray(rows)
     return rows[np.arange(n) % len(rows)] if n else rows
+
+
+def pad(rows, n: int):
+    """The rows followed by NaN rows up to n (n <= len(rows): unchanged): padding lanes to a compiled
+    shape at the cost of one evaluation each (a start whose objective is not finite stops there)."""
+    rows = np.asarray(rows, float)
+    return np.concatenate([rows, np.full((n - len(rows),) + rows.shape[1:], np.nan)]) if n > len(rows) else rows
 
 
 def distinct(x_SxF, k: int, tol: float = 1e-3) -> np.ndarray:

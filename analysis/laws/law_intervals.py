@@ -38,8 +38,8 @@ class LawSamples:
     failed: int
     grid_won: int
     starts_per_resample: int
-    # (lanes, options) of the weighted float64 program the resamples ran: law_validation pads its
-    # refits to it, so they reuse that compilation
+    # (lanes, options, width) of the weighted float64 program the resamples ran: law_validation pads
+    # its refits to it, so they reuse that compilation
     program: tuple = ()
 
     def intervals(self, level: float) -> dict[str, tuple[float, float]]:
@@ -83,9 +83,10 @@ def resample(fit: law_fit.LawFit, data: law_fit.LawData, n_boot: int, seed: int 
         if not fit_lanes(n_boot, law_fit.TOP + n_grid):  # few lanes: one float64 program, not two to compile
             res = law_fit.minimize(fit.search, data, fit.constants, np.tile(x0, (n_boot, 1)), fit.delta,
                                    RESAMPLE_OPTIONS, lane=law_fit.weighted(np.repeat(draws, k, 0)))
-            lanes, program = k, (n_boot * k, RESAMPLE_OPTIONS)
+            lanes, program = k, (n_boot * k, RESAMPLE_OPTIONS, law_fit.WIDTH)
         else:
-            res, lanes, program = _two_phase(fit, data, draws, x0), 2, (2 * n_boot, law_fit.LANE_OPTIONS)
+            res, lanes = _two_phase(fit, data, draws, x0), 2
+            program = (2 * n_boot, law_fit.LANE_OPTIONS, law_fit.LANE_WIDTH)
     f = np.where(np.isfinite(res.f_S) & np.all(np.isfinite(res.x_SxP), 1), res.f_S, np.inf).reshape(n_boot, lanes)
     best = np.argmin(f, 1)
     ok = np.isfinite(f[np.arange(n_boot), best])
@@ -98,17 +99,17 @@ def resample(fit: law_fit.LawFit, data: law_fit.LawData, n_boot: int, seed: int 
 def _two_phase(fit, data, draws, x0):
     n_boot, k = len(draws), len(x0)
     law_fit.minimize(fit.search, data, fit.constants, (2 * n_boot, x0.shape[1]), fit.delta, law_fit.LANE_OPTIONS,
-                     lane=law_fit.weighted(np.repeat(draws, 2, 0)), compile_only=True)
+                     lane=law_fit.weighted(np.repeat(draws, 2, 0)), compile_only=True, width=law_fit.LANE_WIDTH)
     # Padded to the full-data fit's screen (fit.screen_lanes): the same compiled program.
     n = max(n_boot * k, fit.screen_lanes)
-    scr = law_fit.minimize(fit.search, data, fit.constants, law_fit.cycle(np.tile(x0, (n_boot, 1)), n).astype(np.float32),
+    scr = law_fit.minimize(fit.search, data, fit.constants, law_fit.pad(np.tile(x0, (n_boot, 1)), n).astype(np.float32),
                            fit.delta, SCREEN_OPTIONS, lane=law_fit.cycle(np.repeat(draws, k, 0), n), dtype=np.float32)
     f32 = np.where(np.isfinite(scr.f_S), scr.f_S, np.inf)[:n_boot * k].reshape(n_boot, k)
     screened = scr.x_SxP[:n_boot * k].reshape(n_boot, k, -1)[np.arange(n_boot), np.argmin(f32, 1)].astype(float)
     from_x = np.stack([np.repeat(fit.top_free[:1], n_boot, 0), screened], 1).reshape(2 * n_boot, -1)
     # LANE_OPTIONS and 2 n_boot lanes: the program of the full-data fit (fit_law(lanes=2 n_boot)).
     return law_fit.minimize(fit.search, data, fit.constants, from_x, fit.delta, law_fit.LANE_OPTIONS,
-                            lane=law_fit.weighted(np.repeat(draws, 2, 0)))
+                            lane=law_fit.weighted(np.repeat(draws, 2, 0)), width=law_fit.LANE_WIDTH)
 
 
 def sample_values(fit: law_fit.LawFit, data: law_fit.LawData, x_BxP) -> dict[str, np.ndarray]:

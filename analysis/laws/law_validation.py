@@ -28,9 +28,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 import scipy.special
-import scipy.stats
 
-from analysis.laws import law_fit, law_intervals
+from analysis.laws import law_fit, law_intervals, stat_tests
 from analysis.laws.approach3 import POLISH_OPTIONS
 
 FALSE_ALARM = 0.05
@@ -78,12 +77,12 @@ def _refit(fit: law_fit.LawFit, data: law_fit.LawData, masks: np.ndarray, starts
            program: tuple = ()) -> np.ndarray:
     """(G, P) full search vectors: per mask (G, R) the best refit from its starts (NaN: none finite)."""
     lane_of = np.concatenate([np.full(len(s), g) for g, s in enumerate(starts)])
-    lanes, opts = program or (0, POLISH_OPTIONS)
-    n = max(len(lane_of), lanes)  # padded lanes repeat the first ones; their results are dropped
-    x0 = law_fit.cycle(np.concatenate(starts), n)
+    lanes, opts, width = program or (0, POLISH_OPTIONS, law_fit.WIDTH)
+    n = max(len(lane_of), lanes)  # padding lanes: NaN starts, stopped at once; their results are dropped
+    x0 = law_fit.pad(np.concatenate(starts), n)
     lane = law_fit.weighted(np.repeat(data.log_loss[None], n, 0), law_fit.cycle(masks[lane_of], n))
     with jax.enable_x64(True):
-        res = law_fit.minimize(fit.search, data, fit.constants, x0, fit.delta, opts, lane=lane)
+        res = law_fit.minimize(fit.search, data, fit.constants, x0, fit.delta, opts, lane=lane, width=width)
     f = np.where(np.isfinite(res.f_S) & np.all(np.isfinite(res.x_SxP), 1), res.f_S, np.inf)[:len(lane_of)]
     out = np.full((len(masks), len(fit.law.params)), np.nan)
     for g in range(len(masks)):
@@ -106,7 +105,7 @@ def huber_moments(sigma: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarr
     """(E psi'(e), E psi(e)^2) of the Huber score psi (clip to +-delta) for e ~ N(0, sigma^2)."""
     a = delta / sigma
     inside = scipy.special.erf(a / np.sqrt(2))
-    return inside, sigma**2 * (inside - 2 * a * scipy.stats.norm.pdf(a)) + delta**2 * (1 - inside)
+    return inside, sigma**2 * (inside - 2 * a * stat_tests.norm_pdf(a)) + delta**2 * (1 - inside)
 
 
 def delta_var(p_GxKxR: np.ndarray, masks, sigma_log, delta: float) -> np.ndarray:
@@ -132,7 +131,7 @@ def _summary(z: np.ndarray) -> dict:
     z = z[np.isfinite(z)]
     if not len(z):
         return {"holds": None, "predicted": 0, "not_predicted": failed}
-    bound = float(scipy.stats.norm.isf(FALSE_ALARM / (2 * len(z))))
+    bound = float(stat_tests.norm_isf(FALSE_ALARM / (2 * len(z))))
     worst = float(np.max(np.abs(z)))
     return {"holds": bool(worst <= bound), "predicted": int(len(z)), "max_abs_z": worst, "bound": bound,
             "rms_z": float(np.sqrt(np.mean(z * z))), "mean_z": float(np.mean(z)), "not_predicted": failed}

@@ -8,13 +8,14 @@ warmup is logged); a later re-warmup counts negatively, as the momentum's defini
 from __future__ import annotations
 
 import numpy as np
-import scipy.signal
 
 LAMBDA = 0.999
 
 
 def areas(step, lr, decay: float = LAMBDA) -> tuple[np.ndarray, np.ndarray]:
     """(S1, S2) at each logged row of one run (rows in any order; steps are 1-based counts)."""
+    import scipy.signal  # here: ~1 s to import, and only the annealing law needs it
+
     step = np.asarray(step, float)
     lr = np.asarray(lr, float)
     order = np.argsort(step, kind="stable")
