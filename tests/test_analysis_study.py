@@ -146,7 +146,11 @@ def test_smoothing_is_exact_on_a_power_law_and_unbiased_under_noise(tmp_path):
 def test_parametric_plan_and_counted_failures(seeded):
     runs = tables.load_runs(seeded)
     p = parametric.plan(runs)
-    assert p.kind == parametric.PARAMETRIC and p.dof == 24
+    # The scale and dof of the residuals about the budgets' parabolas (n - 3 per budget, cut by their
+    # kurtosis), not the seed pairs' 24.
+    z = (runs.loss - p.mu) / noise.run_noise(runs).sigma
+    nominal = len(runs) - 3 * len(runs.budgets())
+    assert p.kind == parametric.PARAMETRIC and p.dof == parametric.kurtosis_dof(z, nominal) and 2 <= p.dof <= nominal
     draws = parametric.loss_draws(p, 500, 0)
     assert draws.shape == (500, len(runs))
     assert np.std(draws - p.mu, 0).mean() == pytest.approx(p.sigma[0], rel=0.1)
