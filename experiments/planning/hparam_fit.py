@@ -51,7 +51,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -107,7 +107,7 @@ class Options:
     def valley_window(self) -> float | None:
         if self.window is not None:
             return self.window
-        return 0.05 if self.rule == "valley" else None
+        return None if self.rule == "shared_valley" else 0.05  # near_best's x2 penalties use the valley too
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,7 +235,7 @@ def group_optimum(idx: np.ndarray, s: Sweep, opts: Options) -> GroupOptimum:
     x, y, loss = np.log10(s.lr[idx]), np.log10(s.batch[idx]), s.loss[idx]
     ux, uy = np.unique(x), np.unique(y)
     best = int(np.argmin(loss))
-    near = loss <= loss[best] + (opts.valley_window or 0.05) * abs(loss[best])
+    near = loss <= loss[best] + opts.valley_window * abs(loss[best])
     fx, fy = len(ux) >= 3, len(uy) >= 3
     if near.sum() <= 1 + 2 * fx + 2 * fy + (fx and fy):
         near[:] = True
@@ -277,13 +277,19 @@ def shared_optima(s: Sweep, v: SharedValley) -> list[GroupOptimum]:
     return out
 
 
-def optima(s: Sweep, opts: Options) -> list[GroupOptimum]:
+def check_groups(s: Sweep) -> None:
+    """Each group is one (N, D): a group mixing several is a --group-cols mistake."""
     for g in range(int(s.group.max()) + 1):
         idx = np.flatnonzero(s.group == g)
         for col, v in (("N", s.N[idx]), ("D", s.D[idx])):
             if np.ptp(v) > 1e-9 * v.max():
                 raise InputError(f"--group-cols: group {g} mixes several {col} values ({v.min():g}..{v.max():g}); "
                                  f"group by the {col} column too")
+
+
+def optima(s: Sweep, opts: Options) -> list[GroupOptimum]:
+    """near_best's and valley's optima, group by group."""
+    check_groups(s)
     return [group_optimum(np.flatnonzero(s.group == g), s, opts) for g in range(int(s.group.max()) + 1)]
 
 
@@ -326,9 +332,14 @@ def _weighted_lstsq(X, W, Y):
     return coef, ok
 
 
-def fit_law(name: str, N, D, star, resamples: int, seed: int, draws=None) -> Law:
-    """draws: None for a bootstrap over the groups' optima; or (W (R, G), star (R, G)), bootstrap
-    counts and each resample's own optima (shared_valley refits its valley per resample)."""
+class Draws(NamedTuple):
+    """A bootstrap that refits the optima in each resample (shared_valley): R resamples over G groups."""
+    weights: np.ndarray  # (R, G) how many times each group was drawn
+    star: np.ndarray  # (R, G) each resample's own optimum of each group (nan: not swept)
+
+
+def fit_law(name: str, N, D, star, resamples: int, seed: int, draws: Draws | None = None) -> Law:
+    """draws: None for a bootstrap over the groups' optima, else the resamples' own optima."""
     log_n, log_d, y = np.log10(N), np.log10(D), np.log10(star)
     which, note = _identified(log_n, log_d)
     if len(y) < len(which) + 2:
@@ -344,7 +355,7 @@ def fit_law(name: str, N, D, star, resamples: int, seed: int, draws=None) -> Law
         pick = np.random.default_rng(seed).integers(0, len(y), size=(resamples, len(y)))
         boot, ok = _lstsq_batched(X[pick], y[pick])
     else:
-        boot, ok = _weighted_lstsq(X, draws[0], np.log10(draws[1]))
+        boot, ok = _weighted_lstsq(X, draws.weights, np.log10(draws.star))
     # Resamples that drew too few distinct N (or D) identify nothing. The rest are stretched about the
     # fit by sqrt(G / (G - p)): a bootstrap over G points sees (G - p) / G of a least-squares fit's
     # variance, which matters at our sweeps' 10 groups (measured: bench/hparam_rule_coverage.py).
@@ -382,15 +393,17 @@ class HparamFit:
 
 def fit(s: Sweep, opts: Options = Options()) -> HparamFit:
     t0 = time.perf_counter()
-    groups = optima(s, opts)
     draws = lambda axis, mask: None
-    if opts.rule == "shared_valley":
+    if opts.rule != "shared_valley":
+        groups = optima(s, opts)
+    else:
+        check_groups(s)
         valley = fit_shared_valley(np.log10(s.lr), np.log10(s.batch), s.loss, s.group, opts.valley_window)
         groups = shared_optima(s, valley)
         if opts.resamples:
             W, boot = bootstrap_optima(valley, opts.resamples, opts.seed)
-            draws = lambda axis, mask: (W[boot.ok][:, mask],
-                                        10 ** boot.optimum[boot.ok][:, mask, valley.axes.index(axis)])
+            draws = lambda axis, mask: Draws(W[boot.ok][:, mask],
+                                             10 ** boot.optimum[boot.ok][:, mask, valley.axes.index(axis)])
     arrays = lambda gs, attr: (np.array([g.N for g in gs]), np.array([g.D for g in gs]),
                                np.array([getattr(g, attr) for g in gs]))
     lr_mask = np.array([g.lr_swept for g in groups])
