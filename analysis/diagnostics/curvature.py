@@ -19,11 +19,11 @@ to the curved one sits at E = 0, and with E held there the t's noncentrality is 
 ratio's against the exact curved form: 3.22). A drift the other way (the exponent falling with N)
 mimics a larger E and stays as hard to see.
 
-Its null is resampled, never typed in: the same statistic on each of Approach 3's parametric
-resamples (tables drawn from the fitted law) at that resample's own refitted law
+Its null is resampled, never typed in: the same statistic on each of Approach 3's null draws
+(tables drawn from the fitted law with its own standardised residuals resampled,
+parametric.residual_pool, so the t meets the noise's real tails) at that draw's own refitted law
 (parametric.approach3's `at_fit`); `analysis.diagnostics.misspec.curvature` compares the observed
-t with the resampled deviations from their median. A t is scale-free, so the resamples' sigma | sigma-hat
-redraw does not widen its null as it widens a raw coefficient's.
+t with the resampled deviations from their median.
 """
 from __future__ import annotations
 

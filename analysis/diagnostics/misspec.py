@@ -61,7 +61,9 @@ def agreement(fits: dict, samples: dict, false_alarm: float) -> dict:
     """Approaches 2 and 3 on a, against the null of their difference: Approach 2 reads each
     budget's own optimum, Approach 3 extrapolates one law through every run, so a law of the wrong
     form pulls them apart (issue 17's curved law). The null is the difference on the same tables
-    drawn from the fitted law (Approach 3's resamples, Approach 2 refitted on each: `paired_a2`);
+    drawn from the fitted law with its own residuals resampled (parametric.residual_pool: both
+    approaches refitted on each, `paired_a` and `paired_a2`; Approach 3's normal draws where the
+    residuals are too few), so a least-squares vertex meets the outliers it meets in the data;
     the check fails where the observed difference lies beyond the (1 - false_alarm) point of the
     null's deviations from its median. Paired draws keep the two estimates' strong correlation,
     which a sum of their separate variances leaves out (that version flagged 0.5% of curved laws)."""
@@ -69,7 +71,7 @@ def agreement(fits: dict, samples: dict, false_alarm: float) -> dict:
     s3 = samples.get("approach3")
     if a2 is None or a3 is None or s3 is None or "paired_a2" not in s3.values:
         return {"name": AGREE_CHECK, "holds": None, "detail": "not computed: needs Approaches 2 and 3 with resamples"}
-    null = np.asarray(s3.values["a"], float) - np.asarray(s3.values["paired_a2"], float)
+    null = np.asarray(s3.values.get("paired_a", s3.values["a"]), float) - np.asarray(s3.values["paired_a2"], float)
     null = null[np.isfinite(null)]
     if len(null) < 10:
         return {"name": AGREE_CHECK, "holds": None, "detail": "not computed: fewer than 10 paired resamples"}

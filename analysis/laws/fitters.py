@@ -245,9 +245,10 @@ def approach3_fit(ctx: Context) -> dict[str, Fit]:
             approach2_many.rows_of(sig, a.include_edges, lambda f: {"a2": f.n_law.exponent}))
         s = parametric.approach3(runs, r3.x, a.bootstrap, a.seed, a.delta, ctx.plan, paired=paired,
                                  at_fit=curvature.at_fit(runs), paired_rows=rows)
-        if not eq4 and len(s.values.get("alpha", ())):
-            laws = [allocation.LawParams(*v) for v in zip(*(s.values[k] for k in ("E", "A", "B", "alpha", "beta")))]
-            s.values["a"], s.values["b"] = (np.asarray(v) for v in zip(*(_convention_ab(ctx, p) for p in laws)))
+        for pre in ("", "paired_"):  # the law's draws, and the checks' null draws (parametric.residual_pool)
+            if not eq4 and len(s.values.get(pre + "alpha", ())):
+                laws = [allocation.LawParams(*v) for v in zip(*(s.values[pre + k] for k in ("E", "A", "B", "alpha", "beta")))]
+                s.values[pre + "a"], s.values[pre + "b"] = (np.asarray(v) for v in zip(*(_convention_ab(ctx, p) for p in laws)))
         ints = {k: v for k, v in _intervals(ctx, "approach3", s).items()
                 if not k.startswith("paired_") and k != parametric.OFFSET_KEY}
     fits = {"approach3": _with_draws(ctx, _law_fit(ctx, r3, "approach3", ints, eq4))}
