@@ -55,3 +55,11 @@ def test_no_law_or_no_intervals_is_said_not_raised(fitted, tmp_path):
     assert got.record is None and "no Approach 3 law" in got.reason
     md = to_markdown("t", [calibration_section.section(None, "--bootstrap 0")], str(tmp_path))
     assert "Not calibrated: --bootstrap 0." in md
+
+
+def test_a_coverage_off_the_band_by_less_than_its_error_is_not_called_off():
+    flag = calibration_section._flag
+    assert flag({"coverage": 0.95, "coverage_error": 0.015, "width_ratio": 1.1}) == "as stated"
+    assert "simulation error" in flag({"coverage": 0.905, "coverage_error": 0.021, "width_ratio": 1.16})
+    assert flag({"coverage": 0.72, "coverage_error": 0.03, "width_ratio": 1.0}) == "covers less than it says"
+    assert flag({"coverage": 1.0, "coverage_error": 0.0, "width_ratio": 2.0}) == "covers more than it says; wider than its spread x1.3"
