@@ -7,7 +7,7 @@ import scipy.stats
 
 from analysis import calibrate
 from analysis.laws import allocation
-from analysis.tables import tables
+from analysis.tables import conventions, tables
 from analysis.uncertainty import calibrate as cal
 from analysis.uncertainty.synthetic import isoflop_table
 
@@ -118,3 +118,18 @@ def test_truth_from_fits_json_and_every_flag_documented(tmp_path):
         calibrate.law_from_fits(tmp_path / "other.json")
     helps = [a.help for a in calibrate.build_parser()._actions if a.option_strings and a.dest != "help"]
     assert all(helps)
+
+
+def test_truth_in_each_estimates_own_flop_count():
+    """FLOPs per token not proportional to N (an attention term): a's truth follows the table's own
+    count, as Approach 3's reported a does, and Approach 3's projection stays eq. 4's (C = k N D)."""
+    n = np.array([1e4, 3e4, 1e5] * 2)
+    c = np.repeat([1.5e11, 4.8e12], 3)
+    d_tok = c / (6 * n + 4e5)
+    runs = tables.Runs(np.array(list("abcdef")), n, d_tok, c, np.ones(6), c, None)
+    d = cal.design(runs, cal.CalibrationOptions(sigma=0.02), LAW, "test")
+    truth = cal.true_values(d, "correct")
+    assert truth["approach3_a"] == pytest.approx(conventions.allocation_exponents(LAW, runs)[0], abs=1e-4)
+    assert truth["approach3_a"] != pytest.approx(allocation.exponents(LAW)[0], abs=1e-3)
+    k = allocation.flops_per_param_token(c, n, d_tok)
+    assert truth["approach3_N_opt"] == pytest.approx(np.log10(allocation.optimal_allocation(LAW, d.target, k).N_opt[0]), abs=1e-6)
