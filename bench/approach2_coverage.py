@@ -1,7 +1,7 @@
 """Approach 2's interval coverage on many simulated studies of isoflop_cpu's design, cheaply.
 
     .venv/bin/python bench/approach2_coverage.py [--studies 1500] [--scenarios correct,heavy]
-        [--heavy mixture] [--resamples 50] [--seed 5]
+        [--heavy mixture] [--resamples 50] [--seed 5] [--results FILE [--fits fits.json]]
 
 `python -m analysis.calibrate` fits every approach and check per simulated study (~2 s each on the
 2-core CPU), so its 200 studies give a coverage to +-1.5-2 points. Approach 2 alone costs ~0.05 s a
@@ -11,7 +11,8 @@ Approach 3 fit, the same draw_losses and seeds per study as run_scenario): a's i
 fitters.approach2_fit builds it (parametric.plan's draws, refitted by approach2_many with the
 measured noise as weights), N_opt at the target (10x the largest budget) as the report's projection
 (figures.projection_intervals). Prints coverage +- its binomial error, mean width over the spread of
-the estimates (2 x 1.96 sd), and bias, per scenario.
+the estimates (2 x 1.96 sd), and bias, per scenario. --results (and --fits) calibrate a study's own
+table instead, with its measured noise and eval offset, as `python -m analysis.calibrate` reads them.
 """
 import argparse
 import pathlib
@@ -20,6 +21,7 @@ import time
 
 import numpy as np
 
+from analysis import calibrate as cli
 from analysis.laws import approach2_many
 from analysis.output import figures
 from analysis.tables import tables
@@ -49,11 +51,16 @@ def main():
     ap.add_argument("--heavy", default="mixture", choices=calibrate.HEAVY_MODES)
     ap.add_argument("--resamples", type=int, default=50)
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--results", help="a study's results.csv (default: synthetic.cpu_table)")
+    ap.add_argument("--fits", help="with --results: its fits.json, whose Approach 3 law is the truth")
     a = ap.parse_args()
-    path = pathlib.Path(tempfile.mkdtemp()) / "cpu.csv"
-    synthetic.cpu_table(path)
+    path = a.results
+    if path is None:
+        path = pathlib.Path(tempfile.mkdtemp()) / "cpu.csv"
+        synthetic.cpu_table(path)
     opts = calibrate.CalibrationOptions(studies=a.studies, resamples=a.resamples, seed=a.seed, heavy=a.heavy)
-    d = calibrate.design(tables.load_runs(path), opts)
+    law = cli.law_from_fits(a.fits) if a.fits else None
+    d = calibrate.design(tables.load_runs(path), opts, law, "fits.json" if a.fits else "")
     for scenario in a.scenarios.split(","):
         t0 = time.time()
         k = calibrate.SCENARIOS.index(scenario)
