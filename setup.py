@@ -22,6 +22,9 @@ setup(
         # Event files for TensorBoard without TensorFlow.
         "tensorboardX==2.6.5",
         "numpy==2.4.6",
+        # jax needs ml_dtypes >= 0.5; 0.7.0 takes ~1.3 CPU s to import beside numpy 2.4.6 (registering
+        # its ufunc loops), 0.6.0 ~0.05 s: a second of every CLI's start (analysis.fit --law: 10-20%).
+        "ml-dtypes==0.6.0",
         "scipy==1.17.1",
         "pandas==3.1.1",
         "matplotlib==3.11.2",

@@ -64,7 +64,9 @@ def nested_test(fit: LawFit, data: LawData, options: LawOptions) -> dict:
 
 def precompile_nested(law: registry.Law, data: LawData, options: LawOptions) -> None:
     """Start compiling nested_test's fit (POLISH starts, one float64 phase) on a worker thread, so a
-    first use compiles it while the law's own fit runs rather than after (~2.5 CPU s, 2-core CPU)."""
+    first use compiles it while the resamples run rather than after (~2.5 CPU s, 2-core CPU). Not
+    before the law's own fit: its two compilations are on the critical path, and a third at once
+    slows them (XLA's compilations on one machine partly serialise)."""
     base = registry.get(law.nested_in)
     search = law_fit.Search(base, {k: v for k, v in options.fix.items() if k in law.names and k in base.names})
     if options.starts is not None or len(search.grid()) < law_fit.POLISH:
@@ -86,9 +88,9 @@ def fit_for(law: registry.Law, data: LawData, options: LawOptions) -> LawFit:
 
 def run(law: registry.Law, data: LawData, options: LawOptions, fit: LawFit | None = None) -> LawResult:
     """Fit (unless `fit`, from fit_for on the same data, is given), resample, compare, check."""
-    if law.nested_in and fit is None:
-        precompile_nested(law, data, options)
     fit = fit_for(law, data, options) if fit is None else fit
+    if law.nested_in:
+        precompile_nested(law, data, options)
     fixed = fit.search.fixed
     values = fit.values()
     values.update(law.derived(values, data.logs, fit.constants))

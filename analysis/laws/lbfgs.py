@@ -142,27 +142,39 @@ def _step(fun, opts, shared, lane, x0, st):
     return new, conv
 
 
+def _initial(n: int, p: int, w: int, m: int, dtype) -> tuple:
+    """The pool's starting state, built on the host and passed in: made inside the program, each of
+    its ~15 arrays is a broadcast kernel that XLA compiles separately (~20-30 ms each, 2-core CPU).
+    Slots: x, f, g, s and y history, history valid, iterations, done (all: every slot takes a start
+    at the first step), fresh, d, t, g.d, backtracks, restarted; then the start each slot holds (n:
+    none), `conv`, and the packed output table (results_table)."""
+    z = lambda *shape: np.zeros(shape, dtype)
+    slots = (z(w, p), z(w), z(w, p), z(m, w, p), z(m, w, p), np.zeros((m, w), bool), np.zeros(w, np.int32),
+             np.ones(w, bool), np.zeros(w, bool), z(w, p), z(w), z(w), np.zeros(w, np.int32), np.zeros(w, bool))
+    out = z(n, p + 4)
+    out[:, p] = np.inf
+    return slots, np.full(w, n, np.int32), np.zeros(w, bool), out
+
+
 @functools.lru_cache(maxsize=32)
 def _compiled(fun, opts, width):
     """A pool of `width` slots works through the starts: a slot whose start has stopped writes its
     result out and takes the next start, so the cost follows the total iteration count rather than
-    (number of starts x the slowest start's iterations)."""
+    (number of starts x the slowest start's iterations). Compile time (most of a first CLI fit's
+    time) follows the number of kernels, so each piece of the program appears once: the state comes
+    in from the host (_initial), the write-out closes the loop body rather than opening it (no copy
+    after the loop), the first step is the loop's first iteration, and the packed result table is
+    taken apart on the host."""
 
     @jax.jit
-    def run(x0_SxP, shared, lane_S):
+    def run(x0_SxP, shared, lane_S, init):
         n, p = x0_SxP.shape
-        w, m = width, opts.memory
+        w = width
+        slots, idx0, conv0, out = init
         gather = lambda idx: jax.tree.map(lambda a: a[jnp.minimum(idx, n - 1)], lane_S)
-        zeros = lambda *shape: jnp.zeros(shape, x0_SxP.dtype)
-        slots = (zeros(w, p), zeros(w), zeros(w, p), zeros(m, w, p), zeros(m, w, p),
-                 jnp.zeros((m, w), bool), jnp.zeros((w,), jnp.int32), jnp.ones((w,), bool), jnp.zeros((w,), bool),
-                 zeros(w, p), zeros(w), zeros(w), jnp.zeros((w,), jnp.int32), jnp.zeros((w,), bool))
+
         # One packed (n, P+4) table [x | f | max|g| | iterations | converged]: one scatter per
         # write instead of five (each scatter is a kernel XLA compiles separately).
-        out = zeros(n, p + 4).at[:, p].set(jnp.inf)
-        idx0 = jnp.full((w,), n, jnp.int32)
-        conv0 = jnp.zeros((w,), bool)
-
         def write(slots, idx, conv, out):
             x, f, g, _, _, _, it, done = slots[:8]
             tgt = jnp.where(done & (idx < n), idx, n)  # index n is dropped
@@ -171,7 +183,6 @@ def _compiled(fun, opts, width):
 
         def body(c):
             slots, idx, conv, nxt, out = c
-            out = write(slots, idx, conv, out)
             free = slots[7]
             new_idx = (nxt + jnp.cumsum(free) - 1).astype(jnp.int32)
             take = free & (new_idx < n)
@@ -180,27 +191,31 @@ def _compiled(fun, opts, width):
             x0 = x0_SxP[jnp.minimum(idx, n - 1)]
             slots = slots[:7] + (free & ~take, take) + slots[9:]
             slots, conv = _step(fun, opts, shared, gather(idx), x0, slots)
-            return slots, idx, conv, nxt, out
+            return slots, idx, conv, nxt, write(slots, idx, conv, out)
 
         def cond(c):
             slots, idx, _, nxt, _ = c
             return (nxt < n) | jnp.any(~slots[7])
 
         if w >= n:  # every start has a slot: no pool bookkeeping, which is ~1/3 of the compiled program
-            first = slots[:7] + (jnp.zeros((w,), bool), jnp.ones((w,), bool)) + slots[9:]
-            st, conv = _step(fun, opts, shared, lane_S, x0_SxP, first)
-
             def solo(c):  # `conv` is reported on the step a start stops: keep it
                 st, conv = _step(fun, opts, shared, lane_S, x0_SxP, c[0])
                 return st, c[1] | conv
 
-            st, conv = jax.lax.while_loop(lambda c: jnp.any(~c[0][7]), solo, (st, conv))
-            return st[0], st[1], jnp.max(jnp.abs(st[2]), -1), st[6], conv
-        slots, idx, conv, _, out = jax.lax.while_loop(cond, body, (slots, idx0, conv0, jnp.int32(0), out))
-        out = write(slots, idx, conv, out)
-        return out[:, :p], out[:, p], out[:, p + 1], out[:, p + 2].astype(jnp.int32), out[:, p + 3] > 0
+            first = slots[:7] + (~slots[7], slots[7]) + slots[9:]  # every slot fresh, none done
+            st, conv = jax.lax.while_loop(lambda c: jnp.any(~c[0][7]), solo, (first, conv0))
+            return st[0], st[1], st[2], st[6], conv
+        return jax.lax.while_loop(cond, body, (slots, idx0, conv0, jnp.int32(0), out))[4]
 
     return run
+
+
+def _results(out, p: int, solo: bool) -> LbfgsResult:
+    if solo:
+        x, f, g, it, conv = (np.asarray(a) for a in out)
+        return LbfgsResult(x, f, np.max(np.abs(g), -1), it, conv)
+    out = np.asarray(out)
+    return LbfgsResult(out[:, :p], out[:, p], out[:, p + 1], out[:, p + 2].astype(np.int32), out[:, p + 3] > 0)
 
 
 def minimize_batched(fun: Callable, x0_SxP, shared, lane=None,
@@ -222,8 +237,9 @@ def minimize_batched(fun: Callable, x0_SxP, shared, lane=None,
     elif x0_SxP.dtype != jnp.float64:
         raise ValueError("minimize_batched: call inside jax.enable_x64(True) with float64 starts")
     width = int(min(width, x0_SxP.shape[0]))
-    x, f, gmax, it, conv = _executable(fun, opts, width, x0_SxP, shared, lane).result()(x0_SxP, shared, lane)
-    return LbfgsResult(np.asarray(x), np.asarray(f), np.asarray(gmax), np.asarray(it), np.asarray(conv))
+    (n, p), init = x0_SxP.shape, _initial(*x0_SxP.shape, width, opts.memory, x0_SxP.dtype)
+    out = _executable(fun, opts, width, x0_SxP, shared, lane).result()(x0_SxP, shared, lane, init)
+    return _results(out, p, width >= n)
 
 
 _EXECUTABLES: dict = {}
@@ -243,7 +259,9 @@ def _executable(fun, opts, width, x0_SxP, shared, lane, background: bool = False
     with _EXECUTABLES_LOCK:
         if key in _EXECUTABLES:
             return _EXECUTABLES[key]
-        lowered = _compiled(fun, opts, width).lower(x0_SxP, shared, lane)
+        init = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
+                            _initial(*x0_SxP.shape, width, opts.memory, x0_SxP.dtype))
+        lowered = _compiled(fun, opts, width).lower(x0_SxP, shared, lane, init)
         if background:
             fut = _COMPILER.submit(lowered.compile)
         else:
