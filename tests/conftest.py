@@ -46,6 +46,18 @@ def reference(tmp_path_factory, data_dir):
     return workdir
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _png_figures_only():
+    """Figures drawn in this process as PNG alone (analysis.output.figures.FORMATS): the PDF of a figure
+    costs about as much again as its PNG (one draw of the study's figures: ~4.5 of ~9.6 CPU s), no test
+    but tests/test_analysis_cli.py's png-and-pdf one reads it, and that one asks for both. Subprocesses
+    (the CLIs and studies run end to end) keep writing both."""
+    from analysis.output import figures
+    with pytest.MonkeyPatch.context() as mp:  # session-wide, so module fixtures that draw see it too
+        mp.setattr(figures, "FORMATS", ("png",))
+        yield
+
+
 def pytest_collection_modifyitems(items):
     """pytest.ini runs the suite on 2 xdist workers with `--dist loadfile`: each file runs whole on one
     worker, files handed out in collection order (`--no-loadscope-reorder`: xdist otherwise hands out

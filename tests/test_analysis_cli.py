@@ -9,6 +9,7 @@ import pytest
 
 from analysis import figures, fit
 from analysis.laws import allocation
+from analysis.output import figures as figures_lib
 from analysis.uncertainty.synthetic import curves_table, isoflop_table
 
 LAW = allocation.LawParams(E=1.7, A=400.0, B=1500.0, alpha=0.33, beta=0.36)
@@ -89,7 +90,8 @@ def test_help_documents_every_flag():
     assert all(helps)
 
 
-def test_figures_written_as_png_and_pdf(table, tmp_path):
+def test_figures_written_as_png_and_pdf(table, tmp_path, monkeypatch):
+    monkeypatch.setattr(figures_lib, "FORMATS", ("png", "pdf"))  # the suite's default is PNG alone (conftest.py)
     curves_table(tmp_path / "curves.csv", LAW, np.logspace(7, 9, 12), max_flops=1e20, points=40)
     out = tmp_path / "figs"
     assert figures.main(["--results", str(table), "--curves", str(tmp_path / "curves.csv"), "--out", str(out),

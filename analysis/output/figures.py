@@ -32,10 +32,15 @@ FIG4_REACH_DEX = 4.0  # Fig. 4 draws the fitted surface this far past the larges
 PROJECTION_BOOTSTRAP = 200  # resamples for Fig. 3's projection intervals (parabola fits: ~1 s)
 
 
+# Every figure as PNG (what the report embeds) and PDF. The test suite keeps PNG alone outside the one
+# test of both (tests/conftest.py): a PDF costs about as much again as its PNG to render.
+FORMATS = ("png", "pdf")
+
+
 def save(fig, out_dir, name) -> list[str]:
-    """PNG and PDF, each written atomically (plumbing.atomic)."""
+    """One file per FORMATS (PNG first), each written atomically (plumbing.atomic)."""
     paths = []
-    for ext in ("png", "pdf"):
+    for ext in FORMATS:
         final = os.path.join(out_dir, f"{name}.{ext}")
         with atomic.atomic_open(final, "wb", parents=True) as fh:
             fig.savefig(fh, format=ext, dpi=150, bbox_inches="tight")
