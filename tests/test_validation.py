@@ -170,3 +170,10 @@ def test_plan_table_line_says_what_the_validation_will_train():
     assert v.flops((1e11, 1e12)) == pytest.approx(3.162e12 * 6)
     assert "C = 3.16e+12" in line and "6 runs" in line and "1.9e+13 FLOPs" in line and "5m00s" in line
     assert "N* x 10^+-0.3" in line and "approach3" in line
+
+
+@pytest.mark.parametrize("n_star", [float("inf"), float("nan"), 1e60])
+def test_a_degenerate_fits_n_star_is_a_one_line_error_not_a_hang(ci, n_star):
+    config, s = ci
+    with pytest.raises(StudyError, match="degenerate fit"):
+        validation.ladder_for(s.recipe, validate.model_config(config), s, n_star, 0.3)

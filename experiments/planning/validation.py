@@ -145,10 +145,22 @@ def plan_validation(predictor: predict.Predictor, rungs: Sequence[ladder_lib.Run
     return ValidationPlan(tuple(runs), tuple(preds), tuple(allocs), tuple(dropped))
 
 
+# How far past the grid's largest model a predicted N* may lie before the fit that predicts it is called
+# degenerate: a validation budget a decade above the grid moves N* ~0.5 decades.
+MAX_DECADES_PAST = 2.0
+
+
 def ladder_for(recipe_name: str, base_model, study, largest_n: float, spread: float) -> tuple[ladder_lib.Rung, ...]:
     """The study's ladder extended past the largest predicted N* and its upper neighbour. Not below
     study.ladder.min_params: an N* predicted below it gets the smallest rung (prediction.json and the
-    report show its offset from N*), rather than a model too small for the study's data and checks."""
+    report show its offset from N*), rather than a model too small for the study's data and checks.
+    An N* not finite or more than MAX_DECADES_PAST past study.ladder.max_params is a one-line error:
+    a degenerate fit (e.g. alpha < 0) predicted it, and shaping models of 1e100 parameters hung the
+    validate phase."""
+    if not (math.isfinite(largest_n) and 0 < largest_n <= study.max_params * 10**MAX_DECADES_PAST):
+        raise StudyError(f"the grid's fit predicts N* = {largest_n:.3g} at the validation budgets, more than "
+                         f"{MAX_DECADES_PAST:g} decades past study.ladder.max_params={study.max_params:.3g} (or not "
+                         "finite): a degenerate fit (see fits/fits.json); no validation planned")
     top = max(study.max_params, largest_n * 10 ** (spread + 0.2))
     return ladder_lib.ladder(ladder_lib.RECIPES[recipe_name], base_model, study.min_params, top, study.growth,
                              study.flop_convention)
