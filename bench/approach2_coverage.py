@@ -10,8 +10,8 @@ calibration's own (analysis.uncertainty.calibrate: the design of synthetic.cpu_t
 Approach 3 fit, the same draw_losses and seeds per study as run_scenario): a's interval as
 fitters.approach2_fit builds it (parametric.plan's draws, refitted by approach2_many with the
 measured noise as weights), N_opt at the target (10x the largest budget) as the report's projection
-(figures.projection_intervals). Prints coverage +- its binomial error, mean width over the spread of
-the estimates (2 x 1.96 sd), and bias, per scenario. --results (and --fits) calibrate a study's own
+(figures.projection_intervals), summarised by calibrate.summarise: coverage +- its binomial error,
+mean width over the spread of the estimates, and bias, per scenario. --results (and --fits) calibrate a study's own
 table instead, with its measured noise and eval offset, as `python -m analysis.calibrate` reads them.
 """
 import argparse
@@ -28,8 +28,9 @@ from analysis.tables import tables
 from analysis.uncertainty import calibrate, noise, parametric, synthetic
 
 
-def study(d: calibrate.Design, loss, resamples: int, seed: int) -> dict | None:
-    """{key: (estimate, lo, hi)} of one simulated study (None where Approach 2 cannot fit it)."""
+def study(d: calibrate.Design, loss, resamples: int, seed: int) -> tuple | None:
+    """One simulated study as calibrate.summarise reads it: (estimates, intervals, checks), None where
+    Approach 2 cannot fit it."""
     runs = d.runs.with_loss(loss)
     sig = noise.run_noise(runs).sigma
     rows = approach2_many.rows_of(sig, False, lambda f: {"a": f.n_law.exponent, "N": float(np.log10(f.n_law(d.target)))})
@@ -40,8 +41,8 @@ def study(d: calibrate.Design, loss, resamples: int, seed: int) -> dict | None:
     n_iv = figures.projection_intervals(runs, (d.target,), "parabola", False, 0.95, resamples, seed).get(("N", d.target))
     if len(got) < 10 or n_iv is None:
         return None
-    return {"approach2_a": (full["a"], *np.percentile(got, [2.5, 97.5])),
-            "approach2_N_opt": (full["N"], *np.log10(n_iv))}
+    return ({"approach2_a": full["a"], "approach2_N_opt": full["N"]},
+            {"approach2_a": tuple(np.percentile(got, [2.5, 97.5])), "approach2_N_opt": tuple(np.log10(n_iv))}, {})
 
 
 def main():
@@ -63,19 +64,14 @@ def main():
     d = calibrate.design(tables.load_runs(path), opts, law, "fits.json" if a.fits else "")
     for scenario in a.scenarios.split(","):
         t0 = time.time()
-        k = calibrate.SCENARIOS.index(scenario)
-        losses = calibrate.draw_losses(d, scenario, a.studies, np.random.default_rng([a.seed, k]), a.heavy)
+        losses = calibrate.draw_losses(d, scenario, a.studies, calibrate.scenario_rng(a.seed, scenario), a.heavy)
         truth = calibrate.true_values(d, scenario)
-        got = [study(d, loss, a.resamples, a.seed + 1_000_000 * (1 + k) + i) for i, loss in enumerate(losses)]
+        got = [study(d, loss, a.resamples, calibrate.study_seed(a.seed, scenario, i)) for i, loss in enumerate(losses)]
         got = [g for g in got if g is not None]
         print(f"{scenario}: {len(got)} of {a.studies} studies fitted, {a.resamples} resamples each, {time.time() - t0:.0f} s")
-        for key in ("approach2_a", "approach2_N_opt"):
-            est, lo, hi = np.array([g[key] for g in got]).T
-            t = truth[key]
-            p = float(np.mean((lo <= t) & (t <= hi)))
-            ratio = np.mean(hi - lo) / (2 * 1.96 * np.std(est, ddof=1))
-            print(f"  {key:16s} coverage {100 * p:5.1f} +- {100 * np.sqrt(p * (1 - p) / len(got)):.1f}%  "
-                  f"width/spread {ratio:.2f}  bias {np.mean(est) - t:+.4f}")
+        for key, v in calibrate.summarise(truth, got, 0.95)["intervals"].items():
+            print(f"  {key:16s} coverage {100 * v['coverage']:5.1f} +- {100 * v['coverage_error']:.1f}%  "
+                  f"width/spread {v['width_ratio']:.2f}  bias {v['bias']:+.4f}")
 
 
 if __name__ == "__main__":

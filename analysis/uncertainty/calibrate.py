@@ -336,17 +336,25 @@ def summarise(truth: dict, rows: list, level: float) -> dict:
     return {"intervals": intervals, "checks": checks}
 
 
+def scenario_rng(seed: int, scenario: str) -> np.random.Generator:
+    """The generator of one scenario's simulated losses."""
+    return np.random.default_rng([seed, SCENARIOS.index(scenario)])
+
+
+def study_seed(seed: int, scenario: str, i: int) -> int:
+    """The resampling seed of the scenario's i-th simulated study: each study its own resamples."""
+    return seed + 1_000_000 * (1 + SCENARIOS.index(scenario)) + i
+
+
 def run_scenario(d: Design, scenario: str, options: CalibrationOptions, log=None) -> dict:
     """`options.studies` simulated studies of one scenario, fitted and summarised."""
-    rng = np.random.default_rng([options.seed, SCENARIOS.index(scenario)])
-    losses = draw_losses(d, scenario, options.studies, rng, options.heavy)
+    losses = draw_losses(d, scenario, options.studies, scenario_rng(options.seed, scenario), options.heavy)
     truth = true_values(d, scenario)
     rows, reasons, times, parts, kinds = [], {}, [], {}, {}
     for i, loss in enumerate(losses):
         t0 = time.perf_counter()
         try:
-            seed = options.seed + 1_000_000 * (1 + SCENARIOS.index(scenario)) + i  # each study its own resamples
-            rows.append(fit_study(d, loss, options, seed, parts, kinds))
+            rows.append(fit_study(d, loss, options, study_seed(options.seed, scenario, i), parts, kinds))
         except FIT_ERRORS as e:
             why = f"{type(e).__name__}: {str(e)[:80]}"
             reasons[why] = reasons.get(why, 0) + 1

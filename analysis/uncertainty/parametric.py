@@ -299,11 +299,13 @@ def approach3(runs: Runs, best_x, n_boot: int, seed: int, delta: float = 1e-3, p
     optimum (and, with E at its bound, restarts: approach3.restart_starts), drawn around the fitted
     law. eval_offset=False leaves the shared eval offset out (a prediction of runs scored on the
     same eval set, e.g. held-out runs, shares it). `paired` (a table -> {name: value}) is evaluated
-    on the same draws, its values stored as "paired_<name>" aligned with the law's (NaN where it
-    fails): a statistic's null under the fitted law (analysis.diagnostics.misspec.agreement);
-    `paired_rows` (as generic's `rows`) computes the same for all draws in one call.
-    `at_fit` ((loss draws B x R, their refitted x B x 5) -> {name: (B,) array}, vectorised) is a
-    statistic of each draw at its own refitted law, stored the same way (misspec.curvature)."""
+    on the checks' null draws (residual_pool's: the law's own residuals resampled, the law refitted
+    on each and stored as paired_E ... paired_a; the intervals' draws where the residuals are too
+    few), its values stored as "paired_<name>" aligned with them (NaN where it fails): a
+    statistic's null under the fitted law (analysis.diagnostics.misspec.agreement); `paired_rows`
+    (as generic's `rows`) computes the same for all draws in one call. `at_fit` ((loss draws B x R,
+    their refitted x B x 5) -> {name: (B,) array}, vectorised) is a statistic of each null draw at
+    its own refitted law, stored the same way (misspec.curvature)."""
     from analysis.laws import allocation
     from analysis.laws import approach3 as a3
     p = around_law(runs, p or plan(runs), allocation.LawParams.from_logs(*best_x))
