@@ -2,6 +2,7 @@
 
     python bench/train_throughput.py                # ~10M-parameter model, f32, on the default device
     python bench/train_throughput.py --preset=gpu   # >= 350M parameters, bf16 (on a GPU)
+    python bench/train_throughput.py --plan=studies/isoflop_gpu/plan.json --run=C6e+18-N8.53e+07
 
 Prints tokens/s, model FLOP/s (Chinchilla App. F count, attention counted as non-causal as in PaLM's
 MFU), the matmul FLOP/s this device reaches at the same dtype under the trainer's XLA flags
@@ -11,6 +12,11 @@ trainer's batches: built and placed by scaling/data/prefetch.py), the allocator 
 time spent in the kernel (scaling/allocator.py: the bench, like the trainer, restarts itself under
 tcmalloc where it is installed), and MFU against the device's peak where it is known. Machines vary
 hour to hour: only the ratios from one run mean much.
+
+`--plan/--run` times one planned run as the launcher would hand it to the trainer (its config file,
+model shape, batch, micro-batches and remat) and sets its memory beside what planned it: the bytes
+per device `scaling.memory` estimated, XLA's own figure for the compiled step and, on accelerators,
+the device's measured peak.
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from models.transformer import attention_kernel  # noqa: E402
-from scaling import allocator, flops, step as step_lib, validate, xla_flags  # noqa: E402
+from scaling import allocator, flops, memory, step as step_lib, validate, xla_flags  # noqa: E402
 from scaling.config import default_config  # noqa: E402
 from scaling.data.prefetch import Prefetcher  # noqa: E402
 from scaling.sharding import make_mesh  # noqa: E402
@@ -111,6 +117,58 @@ def _batches(c, model_cfg, batch: int, data: str):
     return local
 
 
+def plan_run_config(plan_file: str, run_id: str):
+    """The config the launcher gives the trainer for `run_id` of a plan.json (its study config file,
+    found beside this checkout's experiments/configs when planned elsewhere, plus its overrides)."""
+    import json
+    import pathlib
+
+    from experiments.plan import load_file_config
+    runs = {r["run_id"]: r for r in json.loads(pathlib.Path(plan_file).read_text())["runs"]}
+    if run_id not in runs:
+        raise SystemExit(f"--run={run_id}: not in {plan_file} ({len(runs)} runs)")
+    run = runs[run_id]
+    config_file = pathlib.Path(run["config_file"])
+    if not config_file.exists():
+        config_file = pathlib.Path(__file__).resolve().parents[1] / "experiments/configs" / config_file.name
+    c = load_file_config(str(config_file))
+    c.update_from_flattened_dict(run["overrides"])
+    return c
+
+
+def _config(args, on_gpu: bool):
+    """(run config, global batch, micro-batches) of a preset or a planned run."""
+    if args.plan:
+        c = plan_run_config(args.plan, args.run)
+        c.data.dataset, c.data.data_dir = "stdlib", ""  # what this machine has (batches only)
+        if args.attention != "auto":
+            c.model.attention = args.attention
+        return c, int(c.train.global_batch), int(c.train.grad_accum)
+    preset = dict(PRESETS[args.preset or ("gpu" if on_gpu else "cpu")])
+    batch = preset.pop("global_batch")
+    c = default_config()
+    c.model.update(**preset, vocab_size=264, scan_layers=args.scan, remat=args.remat,
+                   attention=args.attention)
+    c.train.update(global_batch=batch, steps=1000, warmup_steps=10)
+    return c, batch, 1
+
+
+def _memory_lines(c, model_cfg, batch: int, accum: int, step) -> list[str]:
+    """scaling.memory's planned bytes per device, XLA's figure and the device's measured peak."""
+    plan = memory.step_memory(model_cfg, global_batch=batch, grad_accum=accum,
+                              mesh_shape=(1, 1, 1), rules=c.mesh.rules).total
+    xla = memory.xla_peak_bytes(step)
+    stats = jax.devices()[0].memory_stats() or {}
+    line = (f"memory            scaling.memory {plan / 1e9:.2f} GB per device; XLA's buffer assignment "
+            f"{xla / 1e9:.2f} GB (estimate / XLA {plan / xla:.2f})")
+    if "peak_bytes_in_use" in stats:
+        peak = stats["peak_bytes_in_use"]
+        line += f"; device peak {peak / 1e9:.2f} GB (estimate / peak {plan / peak:.2f})"
+        if "bytes_limit" in stats:
+            line += f" of {stats['bytes_limit'] / 1e9:.1f} GB"
+    return [line]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -123,6 +181,8 @@ def main() -> None:
     parser.add_argument("--attention", default="auto", help="model.attention: auto, cudnn, dot_product, einsum")
     parser.add_argument("--data", choices=("auto", "stdlib", "random"), default="auto",
                         help="batches: the stdlib corpus (needs TFDS) or random tokens; auto: stdlib if TFDS imports")
+    parser.add_argument("--plan", default="", help="a study's plan.json: time one of its runs (--run)")
+    parser.add_argument("--run", default="", help="run id in --plan")
     parser.add_argument("--matmul_worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -130,8 +190,9 @@ def main() -> None:
         return _matmul_worker(args.matmul, args.dtype)
     xla_flags.apply_defaults()  # measure the step the trainer runs
     on_gpu = jax.default_backend() == "gpu"
-    preset = dict(PRESETS[args.preset or ("gpu" if on_gpu else "cpu")])
-    batch = preset.pop("global_batch")
+    if bool(args.plan) != bool(args.run):
+        parser.error("--plan and --run go together")
+    c, batch, accum = _config(args, on_gpu)
     data = args.data
     if data == "auto":
         try:
@@ -140,10 +201,6 @@ def main() -> None:
         except ImportError:
             data = "random"
 
-    c = default_config()
-    c.model.update(**preset, vocab_size=264, scan_layers=args.scan, remat=args.remat,
-                   attention=args.attention)
-    c.train.update(global_batch=batch, steps=1000, warmup_steps=10)
     c.mesh.shape = (1, 1, 1)
     devices = jax.devices()[:1]
     model_cfg = validate.check(c, 1)
@@ -156,7 +213,7 @@ def main() -> None:
     total_steps = 1 + args.rounds * args.steps
 
     def place(i):
-        return step_lib.global_batch(local(i), comp.batch_sharding, batch, grad_accum=1)
+        return step_lib.global_batch(local(i), comp.batch_sharding, batch, grad_accum=accum)
 
     rows = {k: [] for k in ("step_s", "mm_ours", "mm_default", "ratio", "wait")}
     # The trainer's flags (scaling/xla_flags.py) are XLA:CPU flags: elsewhere both settings are one,
@@ -202,7 +259,9 @@ def main() -> None:
     print(f"allocator         {'tcmalloc (' + preload + ')' if 'tcmalloc' in preload else 'system malloc'}"
           f"; kernel time {kernel_share:.0%} of the process's CPU time in the timed rounds")
     print(f"model             {counts.total / 1e6:.2f}M params ({counts.non_embedding / 1e6:.2f}M "
-          f"non-embedding), L={model_cfg.seq_len}, batch {batch}, scan={args.scan}, remat={args.remat}, attention={args.attention} -> {attention_kernel(model_cfg)}")
+          f"non-embedding), L={model_cfg.seq_len}, batch {batch} in {accum} micro-batches, "
+          f"scan={model_cfg.scan_layers}, remat={model_cfg.remat}, attention={c.model.attention} -> "
+          f"{attention_kernel(model_cfg)}{', run ' + args.run if args.run else ''}")
     print(f"step time         {step_s * 1e3:.1f} ms")
     print(f"tokens/s          {tok_s:,.0f}")
     print(f"model FLOP/s      {model_flops / 1e9:,.1f} GFLOP/s ({per_token / 1e6:.1f} MFLOP/token)")
@@ -212,6 +271,8 @@ def main() -> None:
           f"{', '.join(f'{r:.0%}' for r in rows['ratio'])}); target >= 60%")
     print(f"data wait         {wait:.2%} of step time ({data} batches, prefetched; rounds: "
           f"{', '.join(f'{w:.1%}' for w in rows['wait'])}); target < 2%")
+    for line in _memory_lines(c, model_cfg, batch, accum, step):
+        print(line)
     peak = flops.peak_flops(kind, model_cfg.dtype)
     if peak:
         print(f"MFU               {model_flops / peak:.1%} of {peak / 1e12:.0f} TFLOP/s peak")

@@ -108,14 +108,15 @@ def rotary(x: jax.Array, theta: float, seq_axis: int, positions_BxL: jax.Array |
     return out.astype(x.dtype)
 
 
-def attention_kernel(cfg: ModelConfig) -> str:
+def attention_kernel(cfg: ModelConfig, backend: str | None = None) -> str:
     """The attention path: 'cudnn' (flash), 'xla' (dot_product_attention left to XLA) or 'einsum'.
 
     jax.nn.dot_product_attention with no `implementation` always lowers through XLA, which writes
-    the L x L scores to memory; the cuDNN kernel must be asked for by name.
+    the L x L scores to memory; the cuDNN kernel must be asked for by name. `backend` is the JAX
+    platform the model will run on (default: this process's), so a CPU can plan a GPU's runs.
     """
     if cfg.attention == "auto":
-        if jax.default_backend() != "gpu":
+        if (backend or jax.default_backend()) != "gpu":
             return "einsum"
         return "cudnn" if cfg.cudnn_attention_fits else "xla"
     return {"cudnn": "cudnn", "dot_product": "xla", "einsum": "einsum"}[cfg.attention]

@@ -113,8 +113,9 @@ def _split(n: int, axes: tuple[str, ...], sizes: dict[str, int]) -> int:
 
 
 def step_memory(cfg: ModelConfig, *, global_batch: int, grad_accum: int, mesh_shape: Sequence[int],
-                rules, counts: ActivationCounts = ACTIVATIONS) -> StepMemory:
-    """Bytes per device of one train step of `cfg` (cfg.remat and cfg.dtype as configured)."""
+                rules, counts: ActivationCounts = ACTIVATIONS, backend: str | None = None) -> StepMemory:
+    """Bytes per device of one train step of `cfg` (cfg.remat and cfg.dtype as configured) on
+    `backend`'s devices (a JAX platform; default: this process's), which decides the attention kernel."""
     sizes = mesh_sizes(mesh_shape)
     r = rules_dict(rules)
     rules_key = tuple((n, tuple(a) if isinstance(a, (list, tuple)) else a) for n, a in rules)
@@ -128,7 +129,7 @@ def step_memory(cfg: ModelConfig, *, global_batch: int, grad_accum: int, mesh_sh
     vocab = _split(cfg.vocab_size, r["vocab"], sizes)
     # A fused attention kernel keeps only per-row softmax statistics, not the L x L scores; the
     # einsum kernel computes the causal blocks only.
-    kernel = attention_kernel(cfg)
+    kernel = attention_kernel(cfg, backend)
     kept = key_fraction(cfg.seq_len) if kernel == "einsum" else 1.0
     scores = 0 if kernel == "cudnn" else counts.scores * heads * cfg.seq_len * 4 * kept
     attn = heads * cfg.head_dim

@@ -106,6 +106,19 @@ def test_gpu_plan_on_cpu_fits_every_run_without_probing():
     assert "accum" in text and "GB/dev" in text and "fits 80 GB per device" in text
 
 
+def test_gpu_plan_counts_the_gpu_attention_kernel_not_this_cpus():
+    # On a CPU login node attention 'auto' is the einsum kernel, whose L x L scores (2,048^2 per head
+    # and row) filled the 85M run's estimate: planned at 8 micro-batches for 67.6 GB, 66.2 of it
+    # activations. The H100 runs cuDNN's flash kernel, which keeps no scores.
+    from experiments.planning import estimate, study as study_lib
+    c = _gpu_study()
+    assert estimate.run_backend(study_lib.Study.from_config(c.study)) == "gpu"
+    model = validate.model_config(c)
+    kw = dict(global_batch=128, grad_accum=8, mesh_shape=(1, 1, 1), rules=c.mesh.rules)
+    on_gpu = memory.step_memory(model, backend="gpu", **kw)
+    assert on_gpu.total < 0.2 * memory.step_memory(model, backend="cpu", **kw).total
+
+
 def test_runs_that_cannot_fit_are_dropped_with_their_need():
     plan = _plan(_gpu_study(device_memory_gb=16.0))
     too_big = [d for d in plan.dropped if "GB per device" in d.reason]

@@ -49,6 +49,18 @@ def plans_for_this_device(study: Study) -> bool:
     return not study.device_kind or study.device_kind == jax.devices()[0].device_kind
 
 
+def run_backend(study: Study) -> str:
+    """The JAX platform the runs will train on: this machine's, unless study.device_kind names
+    another kind of device (NVIDIA and AMD kinds are 'gpu', TPU kinds 'tpu')."""
+    import jax
+    if plans_for_this_device(study):
+        return jax.default_backend()
+    kind = study.device_kind.lower()
+    if kind.startswith(("nvidia", "amd", "tesla")):
+        return "gpu"
+    return "tpu" if "tpu" in kind else "cpu"
+
+
 def assumed_rate(config, study: Study) -> tuple[float, str]:
     """FLOP/s of one run without a probe: study.assumed_mfu of the peak of study.device_kind's
     devices (scaling.flops.PEAK_FLOPS) when both are known, else study.assumed_flops_per_second."""

@@ -20,6 +20,7 @@ from typing import Sequence
 
 import jax
 
+from experiments.planning import estimate
 from experiments.planning.grid import Dropped
 from experiments.planning.specs import run_config
 from experiments.planning.study import Study
@@ -49,7 +50,7 @@ def device_memory_gb(study: Study) -> float | None:
     return stats["bytes_limit"] / GB if "bytes_limit" in stats else None
 
 
-def choose(run_cfg, devices: int, limit_bytes: float) -> Choice | int:
+def choose(run_cfg, devices: int, limit_bytes: float, backend: str | None = None) -> Choice | int:
     """The first setting of the module docstring's order that fits; else the smallest need (bytes)."""
     mesh_shape = resolve_mesh_shape(run_cfg.mesh.shape, devices)
     # batch_shards reads only the axis sizes: planning needs no devices.
@@ -64,7 +65,8 @@ def choose(run_cfg, devices: int, limit_bytes: float) -> Choice | int:
     smallest = None
     for accum, remat in order:
         need = memory.step_memory(dataclasses.replace(base, remat=remat), global_batch=batch,
-                                  grad_accum=accum, mesh_shape=mesh_shape, rules=run_cfg.mesh.rules)
+                                  grad_accum=accum, mesh_shape=mesh_shape, rules=run_cfg.mesh.rules,
+                                  backend=backend)
         if need.fits(limit_bytes):
             return Choice(accum, remat, need.total)
         smallest = need.total if smallest is None else min(smallest, need.total)
@@ -77,13 +79,13 @@ def fit_runs(config, study: Study, runs: Sequence[RunSpec]
     limit_gb = device_memory_gb(study)
     if limit_gb is None:
         return list(runs), [], {}, ""
-    devices = study.devices_per_run
+    devices, backend = study.devices_per_run, estimate.run_backend(study)
     kept, dropped, gb, cache = [], [], {}, {}
     for r in runs:
         rc = run_config(config, r)
         key = (r.params, r.global_batch, tuple(rc.mesh.shape))
         if key not in cache:
-            cache[key] = choose(rc, devices, limit_gb * GB)
+            cache[key] = choose(rc, devices, limit_gb * GB, backend)
         choice = cache[key]
         if not isinstance(choice, Choice):
             dropped.append(Dropped(r.budget, r.params, f"needs {choice / GB:.1f} GB per device even with "

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The checks only an accelerator can make, in one call of a few minutes (a lent GPU's time is short):
+#   1. bench/train_throughput.py --preset=gpu: MFU of the 353M bf16 step (target >= 55%);
+#   2. the first isoflop_gpu budget's largest and smallest planned runs through the same bench: step
+#      time, MFU and peak memory against scaling.memory's planned bytes and XLA's own figure;
+#   3. the smallest of those runs through the trainer itself (scaling.train) for $TRAIN_STEPS steps on
+#      the stdlib corpus: the whole path (data, prefetch, eval, checkpoint, metrics) and its loss curve;
+#   4. the 353M step again with XLA's Triton GEMMs off (measured +1.7 points on an H100 earlier).
+# Each part has its own time limit and log, so one failure does not cost the others.
+#
+#   bash bench/gpu_check.sh PLAN.json OUTDIR
+# PLAN.json: `python -m experiments.plan --config=experiments/configs/isoflop_gpu.py
+#   --config.study.dir=D --config.study.train_tokens_per_epoch=1e11` planned on any machine.
+# Where the image lacks this project's pure-Python needs, .whl/ holds them as wheels (installed first).
+set -u
+PLAN=$1; OUT=$2; TRAIN_STEPS=${TRAIN_STEPS:-200}
+SMALL=${SMALL:-C6e+18-N8.53e+07}; LARGE=${LARGE:-C6e+18-N6.8e+08}
+PY=${PY:-python3}
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT"
+if [ -d .whl ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site:$PWD || exit 1
+fi
+part() {  # part NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log, print its tail
+  local name=$1 limit=$2; shift 2
+  local t0=$(date +%s)
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "=== $name: rc $rc, $(( $(date +%s) - t0 )) s"
+  grep -v -e "^WARNING:absl" -e "^I0000" -e "^W0000" "$OUT/$name.log" | tail -n 14
+}
+{ nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,temperature.gpu --format=csv
+  $PY -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"
+} 2>&1 | tail -n 4
+part bench_353m 150 $PY bench/train_throughput.py --preset=gpu
+part large 170 $PY bench/train_throughput.py --plan="$PLAN" --run="$LARGE" --rounds=1 --steps=2
+part small 100 $PY bench/train_throughput.py --plan="$PLAN" --run="$SMALL" --rounds=3 --steps=5
+FLAGS=$($PY -c "import json, os, sys; r=[r for r in json.load(open(sys.argv[1]))['runs'] if r['run_id']==sys.argv[2]][0]
+print('--config=experiments/configs/' + os.path.basename(r['config_file']), *(f'--config.{k}={v}' for k, v in r['overrides'].items()))" "$PLAN" "$SMALL")
+rm -rf /tmp/train_small
+part train_small 200 $PY -m scaling.train --workdir=/tmp/train_small $FLAGS --config.data.dataset=stdlib --config.train.steps="$TRAIN_STEPS" --config.train.warmup_steps=20 \
+  --config.log.every_steps=20 --config.eval.every_steps=100 --config.eval.tokens=262144 \
+  --config.checkpoint.every_steps=100000
+cp /tmp/train_small/run.json /tmp/train_small/metrics.jsonl "$OUT/" 2>/dev/null
+XLA_FLAGS=--xla_gpu_enable_triton_gemm=false part bench_353m_notriton 150 $PY bench/train_throughput.py --preset=gpu
