@@ -19,7 +19,7 @@ PY=${PY:-python3}
 export PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 if [ -d .whl ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  rm -rf /tmp/site; $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site:$PWD || exit 1
 fi
 part() {  # part NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log, print its tail
@@ -31,7 +31,7 @@ part() {  # part NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log
   grep -v -e "^WARNING:absl" -e "^I0000" -e "^W0000" "$OUT/$name.log" | tail -n 14
 }
 { nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,temperature.gpu --format=csv
-  $PY -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"
+  $PY -c "import jax, flax, optax; from flax import nnx; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"
 } 2>&1 | tail -n 4
 part bench_353m 150 $PY bench/train_throughput.py --preset=gpu
 part large 170 $PY bench/train_throughput.py --plan="$PLAN" --run="$LARGE" --rounds=1 --steps=2

@@ -143,11 +143,13 @@ def _config(args, on_gpu: bool):
         c.data.dataset, c.data.data_dir = "stdlib", ""  # what this machine has (batches only)
         if args.attention != "auto":
             c.model.attention = args.attention
+        if args.scan is not None:
+            c.model.scan_layers = args.scan
         return c, int(c.train.global_batch), int(c.train.grad_accum)
     preset = dict(PRESETS[args.preset or ("gpu" if on_gpu else "cpu")])
     batch = preset.pop("global_batch")
     c = default_config()
-    c.model.update(**preset, vocab_size=264, scan_layers=args.scan, remat=args.remat,
+    c.model.update(**preset, vocab_size=264, scan_layers=bool(args.scan), remat=args.remat,
                    attention=args.attention)
     c.train.update(global_batch=batch, steps=1000, warmup_steps=10)
     return c, batch, 1
@@ -176,7 +178,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed train steps per round")
     parser.add_argument("--rounds", type=int, default=5, help="alternations of matmul and step timing")
     parser.add_argument("--matmul", type=int, default=0, help="matmul size (0: 2048 CPU, 8192 GPU)")
-    parser.add_argument("--scan", action="store_true", help="scan over layers")
+    parser.add_argument("--scan", action=argparse.BooleanOptionalAction, default=None,
+                        help="scan over layers (default: off for presets, the plan's for --run)")
     parser.add_argument("--remat", action="store_true", help="rematerialise each block")
     parser.add_argument("--attention", default="auto", help="model.attention: auto, cudnn, dot_product, einsum")
     parser.add_argument("--data", choices=("auto", "stdlib", "random"), default="auto",

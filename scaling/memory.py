@@ -11,13 +11,17 @@ flags: ~12 D-wide tensors (6 of the residual stream and norms, 6 of attention, H
 set is ~8: XLA:CPU keeps float32 copies of the norms and rotary inputs besides), 4 F-wide, and 2.4
 float32 per head and computed (query, key) pair: models/causal_attention.py computes the causal
 blocks only. Refitted on 2026-12-01 after that attention got its own backward: 13 shapes, L from 32
-to 512, scanned or not, on 1 and 8 devices, each within 0.95-1.09 of XLA. GPUs fuse more, so there
-the model errs toward fitting. tests/test_memory.py holds it within 20% of XLA on CPU.
+to 512, scanned or not, on 1 and 8 devices, each within 0.95-1.09 of XLA. tests/test_memory.py
+holds it within 20% of XLA on CPU.
+
+On GPUs the activation term is scaled by GPU_ACTIVATION_SCALE, measured on an H200: there XLA's
+buffer assignment equals the device's measured peak to 0.1%, and unscanned steps keep 0.70 of the
+CPU-fitted counts, scanned ones 1.21-1.24.
 
 Rematerialisation (model.remat) keeps only each block's input and recomputes one block at a time
 during the backward (Chen et al. 2016, "Training deep nets with sublinear memory cost"). XLA:CPU
-does not realise that saving (a 4-layer step: 201 MB with remat, 213 MB without), so the remat
-figures are checked against XLA on GPU only (pending: no GPU lent when this was written).
+does not realise that saving (a 4-layer step: 201 MB with remat, 213 MB without), and no remat
+step has been measured on a GPU yet.
 """
 from __future__ import annotations
 
@@ -51,6 +55,14 @@ class ActivationCounts:
 
 
 ACTIVATIONS = ActivationCounts()
+
+# On a GPU (cuDNN's attention, XLA:GPU's fusions) the same counts scaled by what XLA kept there,
+# measured as the device's peak bytes less the state on one H200 (JAX 0.11.2; bench/gpu_check.sh,
+# 2026-12-04). Unrolled layers: 0.70 (353M, L=2048, 16 rows: one shape). Scanned layers: 1.21-1.24
+# over three shapes (85M at 64 rows, 353M at 16, 680M at 16): a scan's backward keeps every residual
+# its body's VJP names, where unrolled XLA:GPU recomputes the cheap elementwise ones. The larger of
+# each is used, so that a plan errs toward fitting.
+GPU_ACTIVATION_SCALE = {False: 0.70, True: 1.24}  # by cfg.scan_layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,17 +151,18 @@ def step_memory(cfg: ModelConfig, *, global_batch: int, grad_accum: int, mesh_sh
         activations = cfg.n_layer * tokens * cfg.d_model * act + per_layer
     else:
         activations = cfg.n_layer * per_layer
-    if cfg.scan_layers and kernel == "einsum":
+    if kernel != "einsum":  # a GPU's kernels (remat there is unmeasured: scaled alike)
+        activations *= GPU_ACTIVATION_SCALE[bool(cfg.scan_layers)]
+    elif cfg.scan_layers:
         # XLA:CPU's scanned backward copies one layer's D-wide residuals out of the stacked ones
         # and reads the rest (models/causal_attention.py's probabilities among them) in place:
         # fitted to the scanned step (tests/test_memory.py, case 'scan'). Before that attention
         # had its own backward pass, it copied the whole layer.
         activations += tokens * act * counts.d_model * cfg.d_model
-    elif cfg.scan_layers:  # GPU kernels: the whole layer, as XLA:CPU once did (unchecked on a GPU)
-        activations += per_layer
     fsdp = sizes["fsdp"] > 1
     return StepMemory(
-        params=params, opt_state=ADAM_MOMENTS * params, grads=params,
+        # Micro-batches: the running sum of the gradients beside the current micro-batch's.
+        params=params, opt_state=ADAM_MOMENTS * params, grads=params * (2 if grad_accum > 1 else 1),
         activations=int(activations), logits=int(counts.logits * tokens * vocab * 4),
         gathered=2 * layer_bytes if fsdp else 0,
         batch=grad_accum * rows * cfg.seq_len * 12,  # inputs, targets int32 and weights float32

@@ -39,3 +39,12 @@ def test_user_flags_win_and_others_are_kept():
     env = {"XLA_FLAGS": "--xla_dump_to=/tmp/x"}
     assert xla_flags.apply_defaults(env) == "--xla_dump_to=/tmp/x --xla_cpu_experimental_ynn_fusion_type="
     assert xla_flags.apply_defaults({}) == "--xla_cpu_experimental_ynn_fusion_type="
+
+
+def test_gpu_memory_fraction_is_set_unless_the_user_set_it():
+    env = {}
+    xla_flags.apply_defaults(env)
+    assert float(env["XLA_PYTHON_CLIENT_MEM_FRACTION"]) > 0.9  # above the planner's 90%, not JAX's 75%
+    env = {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.5"}
+    xla_flags.apply_defaults(env)
+    assert env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.5"
