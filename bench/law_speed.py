@@ -10,6 +10,8 @@ cosine and WSD curves of 1,000 steps with the loss every 10 steps (300 rows).
 first run compiles (a first use), the second reads the cache (every later use). --cache off runs
 once with the cache off (SCALING_JAX_CACHE=off). Wall and CPU (user + sys) seconds per run; the
 machine is shared: the load average is printed before and after, and only same-run times compare.
+The machine's speed (float32 2048^3 matmul GFLOP/s, before and after) is printed too: these CPUs
+range 120-340 GFLOP/s from hour to hour, and the fits' times scale with it.
 """
 import argparse
 import os
@@ -78,13 +80,19 @@ def timed(cmd, env) -> tuple[float, float, int]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), rc.returncode
 
 
+def machine_speed() -> str:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from train_throughput import matmul_flops_per_s
+    return f"{matmul_flops_per_s(2048, jnp.float32, repeats=5) / 1e9:.0f} GFLOP/s (float32 2048^3 matmul)"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--laws", default="chinchilla,kaplan,overtraining,broken_power,data_constrained,annealing")
     p.add_argument("--rows", type=int, default=300)
     p.add_argument("--cache", choices=("cold", "off"), default="cold")
     a = p.parse_args()
-    print(f"load average before: {os.getloadavg()}")
+    print(f"load average before: {os.getloadavg()}; machine speed {machine_speed()}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.laws.split(","):
             path = pathlib.Path(tmp) / f"{name}.csv"
@@ -97,7 +105,7 @@ def main() -> None:
             text = "  ".join(f"{label} {w:5.1f} s wall {c:5.1f} s CPU{' FAILED' if rc else ''}"
                              for label, (w, c, rc) in zip(("first", "cached") if a.cache == "cold" else ("off",), runs))
             print(f"{name:<17}{text}", flush=True)
-    print(f"load average after: {os.getloadavg()}")
+    print(f"load average after: {os.getloadavg()}; machine speed {machine_speed()}")
 
 
 if __name__ == "__main__":
