@@ -1,8 +1,9 @@
-"""A tiny IsoFLOP grid for CI: plan -> launch -> collect end to end in under 3 minutes on a 2-core CPU.
+"""A tiny IsoFLOP grid for CI: plan -> launch -> collect end to end in a few minutes on a 2-core CPU.
 
-Same recipe, prior window and forecast as isoflop_cpu, made small: 3 sizes per budget (the fewest a
-parabola fits; the real preset keeps >= 7 over +-0.4 decades) reaching +-0.1 decades of its prior, one
-seed, 40-step minimum, and a 20-study forecast so the planner's Monte Carlo runs in CI too.
+Same recipe, prior window and forecast as isoflop_cpu, made small: the ladder's rungs reaching at
+least +-0.1 decades either side of the prior (4 and 5 sizes at its two budgets, 9 runs; a parabola
+needs 3, the real preset keeps >= 7 over +-0.4 decades), one seed, 40-step minimum, and a 20-study
+forecast so the planner's Monte Carlo runs in CI too.
 
     python -m experiments.plan --config=experiments/configs/isoflop_ci.py --study=/tmp/ci_study
 
@@ -30,8 +31,8 @@ def get_config():
     s.prior.source = "isoflop_ci: centred on its ladder (a CI grid, not a measurement)"
     s.prior.budget = 2e10
     s.prior.params = 1.72e4
-    s.sizes.span = 0.1  # 3 sizes per budget: the fewest a parabola fit needs
-    s.sizes.count = 3
+    s.sizes.span = 0.1  # at least +-0.1 decades: 4-5 rungs of this ladder
+    s.sizes.count = 3  # the fewest a parabola fit needs
     s.seeds = (0,)
     s.seed_points = 0
     s.simulations = 20
