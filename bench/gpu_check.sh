@@ -10,7 +10,7 @@
 #
 #   bash bench/gpu_check.sh PLAN.json OUTDIR
 # PLAN.json: `python -m experiments.plan --config=experiments/configs/isoflop_gpu.py
-#   --config.study.dir=D --config.study.train_tokens_per_epoch=1e11` planned on any machine.
+#   --config.study.dir=D --config.study.train_tokens_per_epoch=100000000000` planned on any machine.
 # Where the image lacks this project's pure-Python needs, .whl/ holds them as wheels (installed first).
 set -u
 PLAN=$1; OUT=$2; TRAIN_STEPS=${TRAIN_STEPS:-200}

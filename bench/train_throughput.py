@@ -145,6 +145,8 @@ def _config(args, on_gpu: bool):
             c.model.attention = args.attention
         if args.scan is not None:
             c.model.scan_layers = args.scan
+        if args.remat:
+            c.model.remat = True
         return c, int(c.train.global_batch), int(c.train.grad_accum)
     preset = dict(PRESETS[args.preset or ("gpu" if on_gpu else "cpu")])
     batch = preset.pop("global_batch")
@@ -180,7 +182,7 @@ def main() -> None:
     parser.add_argument("--matmul", type=int, default=0, help="matmul size (0: 2048 CPU, 8192 GPU)")
     parser.add_argument("--scan", action=argparse.BooleanOptionalAction, default=None,
                         help="scan over layers (default: off for presets, the plan's for --run)")
-    parser.add_argument("--remat", action="store_true", help="rematerialise each block")
+    parser.add_argument("--remat", action="store_true", help="rematerialise each block (also a planned run's)")
     parser.add_argument("--attention", default="auto", help="model.attention: auto, cudnn, dot_product, einsum")
     parser.add_argument("--data", choices=("auto", "stdlib", "random"), default="auto",
                         help="batches: the stdlib corpus (needs TFDS) or random tokens; auto: stdlib if TFDS imports")

@@ -40,7 +40,7 @@ from experiments.planning.table import format_table
 from models.config import ConfigError
 from plumbing import atomic
 from plumbing.cli import one_line
-from scaling import validate
+from scaling import validate, xla_flags
 
 
 def write_plan(study_dir: pathlib.Path, plan: Plan) -> pathlib.Path:
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     from absl import flags as absl_flags
     from ml_collections import config_flags
 
+    xla_flags.for_planner()  # before the first jax.devices(): the trainer's flags, no GPU held
     argv = sys.argv if argv is None else argv
     fv = _flags(argv)
     try:

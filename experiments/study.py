@@ -36,6 +36,7 @@ from experiments import study_validation as sv
 from experiments.executors import EXECUTORS
 from plumbing import atomic, faults
 from plumbing.cli import Parser
+from scaling import xla_flags
 
 PHASES = ("plan", "train", "collect", "fit", "validate", "calibrate", "figures", "report")
 
@@ -335,6 +336,7 @@ def _terminate(*_):
 
 
 def main(argv: list[str] | None = None) -> int:
+    xla_flags.for_planner()  # before the first jax.devices(): the trainer's flags, no GPU held
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return run(*parse(sys.argv[1:] if argv is None else argv))

@@ -14,7 +14,8 @@ blocks only. Refitted on 2026-12-01 after that attention got its own backward: 1
 to 512, scanned or not, on 1 and 8 devices, each within 0.95-1.09 of XLA. tests/test_memory.py
 holds it within 20% of XLA on CPU.
 
-On GPUs the activation term is scaled by GPU_ACTIVATION_SCALE, measured on an H200: there XLA's
+On GPUs with cuDNN's attention the per-layer activations are scaled by GPU_ACTIVATION_SCALE,
+measured on an H200 (other kernels and backends keep the CPU fit): there XLA's
 buffer assignment equals the device's measured peak to 0.1%, and unscanned steps keep 0.70 of the
 CPU-fitted counts, scanned ones 1.21-1.24.
 
@@ -31,6 +32,7 @@ import math
 import types
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -141,24 +143,28 @@ def step_memory(cfg: ModelConfig, *, global_batch: int, grad_accum: int, mesh_sh
     vocab = _split(cfg.vocab_size, r["vocab"], sizes)
     # A fused attention kernel keeps only per-row softmax statistics, not the L x L scores; the
     # einsum kernel computes the causal blocks only.
+    backend = backend or jax.default_backend()
     kernel = attention_kernel(cfg, backend)
     kept = key_fraction(cfg.seq_len) if kernel == "einsum" else 1.0
     scores = 0 if kernel == "cudnn" else counts.scores * heads * cfg.seq_len * 4 * kept
     attn = heads * cfg.head_dim
-    per_layer = tokens * (act * (counts.d_model * cfg.d_model + counts.attn * attn
-                                 + counts.d_ff * d_ff) + scores)
-    if cfg.remat:
+    per_layer = tokens * act * (counts.d_model * cfg.d_model + counts.attn * attn + counts.d_ff * d_ff)
+    measured_on_gpu = backend == "gpu" and kernel == "cudnn"
+    if measured_on_gpu:  # what XLA:GPU kept beside cuDNN's attention, scanned or not
+        per_layer *= GPU_ACTIVATION_SCALE[bool(cfg.scan_layers)]
+    per_layer += tokens * scores
+    if cfg.remat:  # the saved block inputs cannot be recomputed: unscaled (remat unmeasured on GPUs)
         activations = cfg.n_layer * tokens * cfg.d_model * act + per_layer
     else:
         activations = cfg.n_layer * per_layer
-    if kernel != "einsum":  # a GPU's kernels (remat there is unmeasured: scaled alike)
-        activations *= GPU_ACTIVATION_SCALE[bool(cfg.scan_layers)]
-    elif cfg.scan_layers:
+    if kernel == "einsum" and cfg.scan_layers:
         # XLA:CPU's scanned backward copies one layer's D-wide residuals out of the stacked ones
         # and reads the rest (models/causal_attention.py's probabilities among them) in place:
         # fitted to the scanned step (tests/test_memory.py, case 'scan'). Before that attention
         # had its own backward pass, it copied the whole layer.
         activations += tokens * act * counts.d_model * cfg.d_model
+    elif cfg.scan_layers and not measured_on_gpu:  # XLA's own attention: the whole layer (unmeasured)
+        activations += per_layer
     fsdp = sizes["fsdp"] > 1
     return StepMemory(
         # Micro-batches: the running sum of the gradients beside the current micro-batch's.

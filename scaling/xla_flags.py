@@ -34,3 +34,35 @@ def apply_defaults(environ: MutableMapping[str, str] = os.environ) -> str:
             flags = f"{flags} --{name}={value}"
     environ["XLA_FLAGS"] = flags.strip()
     return environ["XLA_FLAGS"]
+
+
+# A process that plans or launches runs but trains none (experiments.plan, experiments.study) must not
+# hold a GPU: JAX's client preallocates its fraction of every visible device at the first jax.devices(),
+# which a local study's trainers then cannot have.
+PLANNER_ENVIRONMENT = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+_PLANNER_SET = "SCALING_PLANNER_SET"  # the names for_planner set, for for_trainer to take back
+
+
+def for_planner(environ: MutableMapping[str, str] = os.environ) -> None:
+    """The trainer's defaults (its XLA flags for a throughput probe) and no GPU memory taken up front;
+    before the first JAX computation."""
+    apply_defaults(environ)
+    added = [name for name in PLANNER_ENVIRONMENT if name not in environ]
+    for name in added:
+        environ[name] = PLANNER_ENVIRONMENT[name]
+    if added:
+        environ[_PLANNER_SET] = ",".join(added)
+
+
+def for_trainer(env: dict[str, str]) -> dict[str, str]:
+    """A copy of a planner's environment without what for_planner added: trainers preallocate."""
+    env = dict(env)
+    for name in filter(None, env.pop(_PLANNER_SET, "").split(",")):
+        env.pop(name, None)
+    return env
+
+
+def gpu_memory_fraction(environ: MutableMapping[str, str] = os.environ) -> float:
+    """The share of each GPU JAX's client may use in a process with this environment (JAX's default
+    0.75 unless XLA_PYTHON_CLIENT_MEM_FRACTION says otherwise): a device's bytes_limit over its memory."""
+    return float(environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION", 0.75))

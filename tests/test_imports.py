@@ -11,6 +11,7 @@ FORBIDDEN = {
     "analysis": {"scaling", "models", "experiments"},  # runs on anyone's CSV
     "models": {"scaling", "experiments", "analysis"},  # knows nothing of training or studies
     "plumbing": set(PROJECT) - {"plumbing"},  # shared by all, so it imports none
+    "scaling": {"experiments", "analysis", "bench"},  # trains one run: knows nothing of studies
 }
 
 

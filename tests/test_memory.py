@@ -1,6 +1,8 @@
 """scaling.memory against XLA's own buffer assignment of the real train step (CPU, small shapes)."""
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -119,6 +121,41 @@ def test_gpu_plan_counts_the_gpu_attention_kernel_not_this_cpus():
     assert on_gpu.total < 0.2 * memory.step_memory(model, backend="cpu", **kw).total
 
 
+def _gpu_step(n_layer, d_model, n_heads, d_ff, batch, accum, scan, vocab):
+    c = _config(n_layer, d_model, n_heads, 2048, batch, accum=accum, scan=scan, vocab=vocab)
+    c.model.update(dtype="bfloat16", d_ff=d_ff, mlp="swiglu")
+    return validate.model_config(c), c
+
+
+# Peaks measured on one H200 (bench/gpu_check.sh, 2026-12-04), in GB: the bench's 353M preset
+# unrolled and scanned, and isoflop_gpu's smallest and largest runs at 6e18 (scanned, as then planned).
+GPU_PEAKS = {
+    "353M": ((28, 1024, 8, 2736, 16, 1, False, 264), 35.39),
+    "353M scan": ((28, 1024, 8, 2736, 16, 1, True, 264), 57.15),
+    "85M scan accum 2": ((12, 768, 12, 2048, 128, 2, True, 257), 69.67),
+    "680M scan accum 32": ((24, 1536, 24, 4096, 512, 32, True, 257), 80.60),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GPU_PEAKS))
+def test_gpu_estimate_matches_the_measured_peaks(name):
+    shape, peak_gb = GPU_PEAKS[name]
+    cfg, c = _gpu_step(*shape)
+    got = memory.step_memory(cfg, global_batch=c.train.global_batch, grad_accum=c.train.grad_accum,
+                             mesh_shape=(1, 1, 1), rules=c.mesh.rules, backend="gpu").total / 1e9
+    assert 1.0 <= got / peak_gb <= 1.05, (name, got, peak_gb)  # errs toward fitting, by little
+
+
+def test_gpu_scale_applies_to_cudnn_on_a_gpu_only():
+    cfg, c = _gpu_step(4, 256, 4, 512, 8, 1, False, 257)
+    kw = dict(global_batch=8, grad_accum=1, mesh_shape=(1, 1, 1), rules=c.mesh.rules)
+    gpu, cpu = (memory.step_memory(cfg, backend=b, **kw).activations for b in ("gpu", "cpu"))
+    assert gpu < cpu  # cuDNN (scaled) against the einsum kernel's scores
+    pinned = dataclasses.replace(cfg, attention="cudnn")  # asked for by name on a CPU: not scaled
+    assert memory.step_memory(pinned, backend="cpu", **kw).activations == pytest.approx(
+        memory.step_memory(pinned, backend="gpu", **kw).activations / memory.GPU_ACTIVATION_SCALE[False], rel=1e-6)
+
+
 def test_runs_that_cannot_fit_are_dropped_with_their_need():
     plan = _plan(_gpu_study(device_memory_gb=16.0))
     too_big = [d for d in plan.dropped if "GB per device" in d.reason]
@@ -135,3 +172,14 @@ def test_cpu_plan_has_no_memory_limit_and_probes_here():
     plan = _plan(c, throughput=lambda cfg: probed.append(cfg) or 1e6)
     assert probed and plan.seconds_source == "probe"
     assert plan.memory_gb == {} and "train.grad_accum" not in plan.runs[0].overrides
+
+
+def test_a_device_kind_the_planner_cannot_place_is_a_one_line_error():
+    from experiments.planning import estimate, study as study_lib
+    from experiments.planning.errors import StudyError
+
+    def backend(kind):
+        return estimate.run_backend(study_lib.Study.from_config(_gpu_study(device_kind=kind).study))
+    assert backend("NVIDIA H200") == "gpu" and backend("TPU v5 lite") == "tpu"
+    with pytest.raises(StudyError, match="device_kind='H100'"):
+        backend("H100")

@@ -48,3 +48,16 @@ def test_gpu_memory_fraction_is_set_unless_the_user_set_it():
     env = {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.5"}
     xla_flags.apply_defaults(env)
     assert env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.5"
+
+
+def test_a_planner_holds_no_gpu_and_its_trainers_preallocate_as_the_user_said():
+    env = {}
+    xla_flags.for_planner(env)
+    assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" and "XLA_FLAGS" in env
+    trainer = xla_flags.for_trainer(env)
+    assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in trainer and "XLA_FLAGS" in trainer
+    user = {"XLA_PYTHON_CLIENT_PREALLOCATE": "true"}
+    xla_flags.for_planner(user)
+    assert xla_flags.for_trainer(user)["XLA_PYTHON_CLIENT_PREALLOCATE"] == "true"
+    assert xla_flags.gpu_memory_fraction({}) == 0.75  # JAX's default share
+    assert xla_flags.gpu_memory_fraction({"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.92"}) == 0.92

@@ -20,7 +20,7 @@ from pathlib import Path
 from experiments.executors import worker
 from experiments.study_dir import Plan
 from experiments.spec import RunSpec
-from scaling import allocator
+from scaling import allocator, xla_flags
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -70,7 +70,8 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, study: Path, plan: Plan, workers: int, *, trainer: str, max_retries: int):
-        env = allocator.preload_env(os.environ)  # trainers start under tcmalloc, if installed
+        # Trainers start under tcmalloc, if installed, and preallocate their GPU (the study does not).
+        env = xla_flags.for_trainer(allocator.preload_env(os.environ))
         self.slots = make_slots(workers, env, visible_gpus(env), sorted(os.sched_getaffinity(0)))
         self.study, self.plan, self.trainer, self.max_retries = study, plan, trainer, max_retries
         self._free = list(range(workers))

@@ -25,7 +25,7 @@ from experiments import locks
 from experiments import study_dir as st
 from experiments.executors import worker
 from experiments.spec import RunSpec
-from scaling import allocator
+from scaling import allocator, xla_flags
 
 LIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING",
                "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD"}
@@ -63,7 +63,9 @@ def run_task(study: str, spec: dict, plan_hash: str, trainer: str, max_retries: 
     # ignores the signal; either way the trainer would be killed before saving a checkpoint.
     signal.signal(signal.SIGUSR2, forward)
     signal.signal(signal.SIGTERM, forward)
-    env = allocator.preload_env(os.environ)  # the trainer starts under tcmalloc, if installed
+    # The trainer starts under tcmalloc, if installed, and preallocates its GPU (sbatch passed on the
+    # submitting study's environment, which does not).
+    env = xla_flags.for_trainer(allocator.preload_env(os.environ))
     ncpu = env.get("SLURM_CPUS_PER_TASK")
     if ncpu:
         env.update({v: ncpu for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})

@@ -25,7 +25,7 @@ from experiments.planning.grid import Dropped
 from experiments.planning.specs import run_config
 from experiments.planning.study import Study
 from experiments.spec import RunSpec
-from scaling import memory, validate
+from scaling import memory, validate, xla_flags
 from scaling.sharding import MESH_AXES, batch_shards, resolve_mesh_shape
 
 GB = 1e9
@@ -47,7 +47,8 @@ def device_memory_gb(study: Study) -> float | None:
     if device.platform == "cpu":
         return None
     stats = device.memory_stats() or {}
-    return stats["bytes_limit"] / GB if "bytes_limit" in stats else None
+    # bytes_limit is this process's share of the device: the device is that over the share.
+    return stats["bytes_limit"] / xla_flags.gpu_memory_fraction() / GB if "bytes_limit" in stats else None
 
 
 def choose(run_cfg, devices: int, limit_bytes: float, backend: str | None = None) -> Choice | int:
