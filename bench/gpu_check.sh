@@ -5,8 +5,11 @@
 #      time, MFU and peak memory against scaling.memory's planned bytes and XLA's own figure;
 #   3. the smallest of those runs through the trainer itself (scaling.train) for $TRAIN_STEPS steps on
 #      the stdlib corpus: the whole path (data, prefetch, eval, checkpoint, metrics) and its loss curve;
-#   4. the 353M step again with XLA's Triton GEMMs off (measured +1.7 points on an H100 earlier).
-# Each part has its own time limit and log, so one failure does not cost the others.
+#   4. the 353M step with remat, which no GPU has measured (scaling.memory's remat term is unchecked).
+# Each part has its own time limit and log, so one failure does not cost the others. On one H200
+# (2026-12-04, then with scanned plan runs and Triton GEMMs off as part 4) the parts took 130, 61, 31,
+# 144 and 131 s, 504 s in all, plus ~2 minutes to start the machine. Triton GEMMs off gained 0.5 MFU
+# points there, inside the rounds' spread: XLA_FLAGS=--xla_gpu_enable_triton_gemm=false bash ... to redo.
 #
 #   bash bench/gpu_check.sh PLAN.json OUTDIR
 # PLAN.json: `python -m experiments.plan --config=experiments/configs/isoflop_gpu.py
@@ -43,4 +46,4 @@ part train_small 200 $PY -m scaling.train --workdir=/tmp/train_small $FLAGS --co
   --config.log.every_steps=20 --config.eval.every_steps=100 --config.eval.tokens=262144 \
   --config.checkpoint.every_steps=100000
 cp /tmp/train_small/run.json /tmp/train_small/metrics.jsonl "$OUT/" 2>/dev/null
-XLA_FLAGS=--xla_gpu_enable_triton_gemm=false part bench_353m_notriton 150 $PY bench/train_throughput.py --preset=gpu
+part bench_353m_remat 150 $PY bench/train_throughput.py --preset=gpu --remat --rounds=2
