@@ -58,8 +58,10 @@ def run_backend(study: Study) -> str:
     kind = study.device_kind.lower()
     if kind.startswith(("nvidia", "amd", "tesla")):
         return "gpu"
-    if "tpu" in kind or kind == "cpu":
-        return "tpu" if "tpu" in kind else "cpu"
+    if "tpu" in kind:
+        return "tpu"
+    if kind == "cpu":
+        return "cpu"
     raise StudyError(f"study.device_kind={study.device_kind!r}: not a device kind this planner knows "
                      "(JAX's device_kind, e.g. 'NVIDIA H100 80GB HBM3', 'TPU v5 lite' or 'cpu')")
 
