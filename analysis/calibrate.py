@@ -29,7 +29,9 @@ def build_parser() -> Parser:
     p.add_argument("--studies", type=int, default=200, help="simulated studies per scenario")
     p.add_argument("--scenarios", default=",".join(cal.SCENARIOS),
                    help=f"comma-separated, from {', '.join(cal.SCENARIOS)}")
-    p.add_argument("--resamples", type=int, default=50, help="bootstrap resamples per simulated study")
+    p.add_argument("--resamples", type=int, default=200,
+                   help="bootstrap resamples per simulated study: the fit's own (analysis.fit --bootstrap), "
+                        "so the intervals calibrated are the ones it prints")
     p.add_argument("--level", type=float, default=0.95, help="central interval level")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated studies")
     p.add_argument("--eval-offset-sd", type=float,

@@ -85,6 +85,7 @@ def calibration(args, study: Path, runs, fits):
     if args.bootstrap < 10:
         return sc.StudyCalibration(None, f"--bootstrap {args.bootstrap}: the fits have no intervals to calibrate")
     options = cal.CalibrationOptions(
-        studies=max(2, args.calibration), resamples=min(args.bootstrap, 50), validation=False,
+        # The fits' own resample count: the intervals calibrated are the ones the report prints.
+        studies=max(2, args.calibration), resamples=args.bootstrap, validation=False,
         scenarios=tuple(x.strip() for x in args.calibration_scenarios.split(",") if x.strip()))
     return sc.run(str(study), runs, fits, options, log=lambda line: print(line, flush=True))
