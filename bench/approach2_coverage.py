@@ -1,7 +1,7 @@
 """Approach 2's interval coverage on many simulated studies of isoflop_cpu's design, cheaply.
 
     .venv/bin/python bench/approach2_coverage.py [--studies 1500] [--scenarios correct,heavy]
-        [--heavy mixture] [--resamples 50] [--seed 5] [--results FILE [--fits fits.json]]
+        [--heavy mixture] [--resamples 200] [--seed 5] [--results FILE [--fits fits.json]]
 
 `python -m analysis.calibrate` fits every approach and check per simulated study (~2 s each on the
 2-core CPU), so its 200 studies give a coverage to +-1.5-2 points. Approach 2 alone costs ~0.05 s a
@@ -50,7 +50,7 @@ def main():
     ap.add_argument("--studies", type=int, default=1500)
     ap.add_argument("--scenarios", default="correct,heavy")
     ap.add_argument("--heavy", default="mixture", choices=calibrate.HEAVY_MODES)
-    ap.add_argument("--resamples", type=int, default=50)
+    ap.add_argument("--resamples", type=int, default=calibrate.CalibrationOptions.resamples)  # the fits' own
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--results", help="a study's results.csv (default: synthetic.cpu_table)")
     ap.add_argument("--fits", help="with --results: its fits.json, whose Approach 3 law is the truth")
