@@ -14,7 +14,14 @@
 #   bash bench/gpu_check.sh PLAN.json OUTDIR
 # PLAN.json: `python -m experiments.plan --config=experiments/configs/isoflop_gpu.py
 #   --config.study.dir=D --config.study.train_tokens_per_epoch=100000000000` planned on any machine.
-# Where the image lacks this project's pure-Python needs, .whl/ holds them as wheels (installed first).
+# Where the image lacks this project's needs, .whl/ holds them as Python 3.12 wheels (installed first;
+# `echo /.whl/ >> .git/info/exclude`, carried by the device tool). On 2026-12-04 the H200 image had
+# JAX 0.11.2 and flax 0.12.10 and lacked: grain ml-collections optax orbax-checkpoint tensorboardX
+# array_record tensorflow-datasets importlib_resources portpicker dm-tree immutabledict simple_parsing
+# tensorflow-metadata termcolor toml docstring-parser googleapis-common-protos (`pip download --no-deps
+# --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 ... -d .whl` at setup.py's
+# pins) and promise (sdist only: `pip wheel --no-deps -w .whl promise==2.3`). Do not carry flax: the
+# pinned 0.12.8 does not import on JAX 0.11.2 (jax.experimental.hijax has no HiPrimitive).
 set -u
 PLAN=$1; OUT=$2; TRAIN_STEPS=${TRAIN_STEPS:-200}
 SMALL=${SMALL:-C6e+18-N8.53e+07}; LARGE=${LARGE:-C6e+18-N6.8e+08}
