@@ -46,11 +46,12 @@ part() {  # part NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log
 part bench_353m 150 $PY bench/train_throughput.py --preset=gpu
 part large 170 $PY bench/train_throughput.py --plan="$PLAN" --run="$LARGE" --rounds=1 --steps=2
 part small 100 $PY bench/train_throughput.py --plan="$PLAN" --run="$SMALL" --rounds=3 --steps=5
-FLAGS=$($PY -c "import json, os, sys; r=[r for r in json.load(open(sys.argv[1]))['runs'] if r['run_id']==sys.argv[2]][0]
-print('--config=experiments/configs/' + os.path.basename(r['config_file']), *(f'--config.{k}={v}' for k, v in r['overrides'].items()))" "$PLAN" "$SMALL")
-rm -rf /tmp/train_small
-part train_small 200 $PY -m scaling.train --workdir=/tmp/train_small $FLAGS --config.data.dataset=stdlib --config.train.steps="$TRAIN_STEPS" --config.train.warmup_steps=20 \
+# The launcher's own command line for the run (workdir beside the plan: PLAN_DIR/runs/ID), shortened.
+ARGV=$($PY bench/train_throughput.py --plan="$PLAN" --run="$SMALL" --trainer_argv)
+WORKDIR="$(dirname "$PLAN")/runs/$SMALL"
+rm -rf "$WORKDIR"
+part train_small 200 $PY $ARGV --config.data.dataset=stdlib --config.train.steps="$TRAIN_STEPS" --config.train.warmup_steps=20 \
   --config.log.every_steps=20 --config.eval.every_steps=100 --config.eval.tokens=262144 \
   --config.checkpoint.every_steps=100000
-cp /tmp/train_small/run.json /tmp/train_small/metrics.jsonl "$OUT/" 2>/dev/null
+cp "$WORKDIR/run.json" "$WORKDIR/metrics.jsonl" "$OUT/" 2>/dev/null
 part bench_353m_remat 150 $PY bench/train_throughput.py --preset=gpu --remat --rounds=2

@@ -117,23 +117,37 @@ def _batches(c, model_cfg, batch: int, data: str):
     return local
 
 
-def plan_run_config(plan_file: str, run_id: str):
-    """The config the launcher gives the trainer for `run_id` of a plan.json (its study config file,
-    found beside this checkout's experiments/configs when planned elsewhere, plus its overrides)."""
-    import json
+def planned_run(plan_file: str, run_id: str):
+    """`run_id` of a plan.json (experiments.study_dir.load_plan), its study config file taken from
+    this checkout's experiments/configs when it was planned in another one."""
+    import dataclasses
     import pathlib
 
-    from experiments.plan import load_file_config
-    runs = {r["run_id"]: r for r in json.loads(pathlib.Path(plan_file).read_text())["runs"]}
-    if run_id not in runs:
-        raise SystemExit(f"--run={run_id}: not in {plan_file} ({len(runs)} runs)")
-    run = runs[run_id]
-    config_file = pathlib.Path(run["config_file"])
+    from experiments.study_dir import load_plan
+    spec = next((r for r in load_plan(pathlib.Path(plan_file).parent).runs if r.run_id == run_id), None)
+    if spec is None:
+        raise SystemExit(f"--run={run_id}: not in {plan_file}")
+    config_file = pathlib.Path(spec.config_file)
     if not config_file.exists():
         config_file = pathlib.Path(__file__).resolve().parents[1] / "experiments/configs" / config_file.name
-    c = load_file_config(str(config_file))
-    c.update_from_flattened_dict(run["overrides"])
-    return c
+    return dataclasses.replace(spec, config_file=str(config_file))
+
+
+def plan_run_config(plan_file: str, run_id: str):
+    """The config the launcher gives the trainer for `run_id` of a plan.json."""
+    from experiments.plan import load_file_config
+    from experiments.planning.specs import run_config
+    spec = planned_run(plan_file, run_id)
+    return run_config(load_file_config(spec.config_file), spec)
+
+
+def print_trainer_argv(plan_file: str, run_id: str) -> None:
+    """The trainer's command line for the run, as the launcher builds it (workdir PLAN_DIR/runs/ID)."""
+    import pathlib
+    import shlex
+
+    from experiments.executors.worker import trainer_argv
+    print(shlex.join(trainer_argv(pathlib.Path(plan_file).parent, planned_run(plan_file, run_id))[1:]))
 
 
 def _config(args, on_gpu: bool):
@@ -188,11 +202,15 @@ def main() -> None:
                         help="batches: the stdlib corpus (needs TFDS) or random tokens; auto: stdlib if TFDS imports")
     parser.add_argument("--plan", default="", help="a study's plan.json: time one of its runs (--run)")
     parser.add_argument("--run", default="", help="run id in --plan")
+    parser.add_argument("--trainer_argv", action="store_true",
+                        help="with --plan/--run: print the trainer's arguments for the run and exit")
     parser.add_argument("--matmul_worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.matmul_worker:
         return _matmul_worker(args.matmul, args.dtype)
+    if args.trainer_argv:
+        return print_trainer_argv(args.plan, args.run)
     xla_flags.apply_defaults()  # measure the step the trainer runs
     on_gpu = jax.default_backend() == "gpu"
     if bool(args.plan) != bool(args.run):
