@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -121,33 +122,45 @@ def test_gpu_plan_counts_the_gpu_attention_kernel_not_this_cpus():
     assert on_gpu.total < 0.2 * memory.step_memory(model, backend="cpu", **kw).total
 
 
-def _gpu_step(n_layer, d_model, n_heads, d_ff, batch, accum, scan, vocab):
-    c = _config(n_layer, d_model, n_heads, 2048, batch, accum=accum, scan=scan, vocab=vocab)
-    c.model.update(dtype="bfloat16", d_ff=d_ff, mlp="swiglu")
+class GpuStep(NamedTuple):
+    """A bf16 SwiGLU step at L=2048, as measured on the GPU."""
+    n_layer: int
+    d_model: int
+    n_heads: int
+    d_ff: int
+    batch: int
+    accum: int
+    scan: bool
+    vocab: int
+
+
+def _gpu_step(s: GpuStep):
+    c = _config(s.n_layer, s.d_model, s.n_heads, 2048, s.batch, accum=s.accum, scan=s.scan, vocab=s.vocab)
+    c.model.update(dtype="bfloat16", d_ff=s.d_ff, mlp="swiglu")
     return validate.model_config(c), c
 
 
 # Peaks measured on one H200 (bench/gpu_check.sh, 2026-12-04), in GB: the bench's 353M preset
 # unrolled and scanned, and isoflop_gpu's smallest and largest runs at 6e18 (scanned, as then planned).
 GPU_PEAKS = {
-    "353M": ((28, 1024, 8, 2736, 16, 1, False, 264), 35.39),
-    "353M scan": ((28, 1024, 8, 2736, 16, 1, True, 264), 57.15),
-    "85M scan accum 2": ((12, 768, 12, 2048, 128, 2, True, 257), 69.67),
-    "680M scan accum 32": ((24, 1536, 24, 4096, 512, 32, True, 257), 80.60),
+    "353M": (GpuStep(28, 1024, 8, 2736, 16, 1, False, 264), 35.39),
+    "353M scan": (GpuStep(28, 1024, 8, 2736, 16, 1, True, 264), 57.15),
+    "85M scan accum 2": (GpuStep(12, 768, 12, 2048, 128, 2, True, 257), 69.67),
+    "680M scan accum 32": (GpuStep(24, 1536, 24, 4096, 512, 32, True, 257), 80.60),
 }
 
 
 @pytest.mark.parametrize("name", sorted(GPU_PEAKS))
 def test_gpu_estimate_matches_the_measured_peaks(name):
     shape, peak_gb = GPU_PEAKS[name]
-    cfg, c = _gpu_step(*shape)
+    cfg, c = _gpu_step(shape)
     got = memory.step_memory(cfg, global_batch=c.train.global_batch, grad_accum=c.train.grad_accum,
                              mesh_shape=(1, 1, 1), rules=c.mesh.rules, backend="gpu").total / 1e9
     assert 1.0 <= got / peak_gb <= 1.05, (name, got, peak_gb)  # errs toward fitting, by little
 
 
 def test_gpu_scale_applies_to_cudnn_on_a_gpu_only():
-    cfg, c = _gpu_step(4, 256, 4, 512, 8, 1, False, 257)
+    cfg, c = _gpu_step(GpuStep(4, 256, 4, 512, 8, 1, False, 257))
     kw = dict(global_batch=8, grad_accum=1, mesh_shape=(1, 1, 1), rules=c.mesh.rules)
     gpu, cpu = (memory.step_memory(cfg, backend=b, **kw).activations for b in ("gpu", "cpu"))
     assert gpu < cpu  # cuDNN (scaled) against the einsum kernel's scores
